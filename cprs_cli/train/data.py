@@ -1,0 +1,638 @@
+"""Training and validation data for the token critic.
+
+Reads the QA records of `../shared/data` (gzip JSON Lines, character-level evidence spans; see
+that folder's README), splits them by *document* into train / val, and turns them into
+`TrainExample`s: (instruction, query, document, evidence spans) — the unit the training loop
+tokenises and labels B/I/O/E.
+
+On top of the plain records it offers
+
+* task augmentation: sentence-level records re-labelled with the "answers" preset (evidence =
+  the answer strings inside the evidence sentences) and token-level records re-labelled with the
+  "facts" preset (evidence = the sentences that contain the answer spans);
+* long-context packing: a record's document hidden among distractor documents of other records,
+  so the critic learns that most of a long input is irrelevant;
+* synthetic RULER-style tasks from `cprs_cli.synthetic`.
+
+Run `python -m cprs_cli.train.data` for a summary of the sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import random
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from cprs_cli.instructions import TASK_FOR_LEVEL, TASKS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+SOURCES: tuple[str, ...] = (
+    "hotpotqa",
+    "squad2",
+    "evidence_inference",
+    "qmsum",
+    "policyqa",
+    "clapnq",
+    "wice",
+    "nq_oracle",
+)
+
+VAL_FRACTION = 0.1
+MIN_VAL_DOCS = 2  # per source, however few documents it has
+AUGMENT_FRACTION = 0.2
+PARAGRAPH_SEP = "\n\n"
+
+Span = tuple[int, int]
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """`data_dir` if given; else env `CPRS_DATA`; else `<repo>/../shared/data`; else
+    `<repo>/.stage/data` (where the GPU machine gets its copy)."""
+    if data_dir is not None:
+        return Path(data_dir)
+    env = os.environ.get("CPRS_DATA")
+    if env:
+        return Path(env)
+    shared = REPO_ROOT.parent / "shared" / "data"
+    if shared.is_dir():
+        return shared
+    return REPO_ROOT / ".stage" / "data"
+
+
+DATA_DIR = resolve_data_dir()
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class Record:
+    id: str
+    source: str
+    query: str
+    document: str
+    evidence: list[Span]
+    evidence_level: str
+    answers: list[str]
+    answerable: bool
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Record:
+        return cls(
+            id=str(d["id"]),
+            source=str(d["source"]),
+            query=d["query"],
+            document=d["document"],
+            evidence=[(int(s), int(e)) for s, e in d.get("evidence", [])],
+            evidence_level=d.get("evidence_level", "sentence"),
+            answers=list(d.get("answers") or []),
+            answerable=bool(d.get("answerable", bool(d.get("evidence")))),
+        )
+
+    def evidence_texts(self) -> list[str]:
+        return [self.document[s:e] for s, e in self.evidence]
+
+
+def _source_path(source: str, data_dir: Path) -> Path:
+    return data_dir / f"{source}.jsonl.gz"
+
+
+def available_sources(data_dir: str | os.PathLike | None = None) -> list[str]:
+    d = resolve_data_dir(data_dir)
+    known = [s for s in SOURCES if _source_path(s, d).exists()]
+    extra = sorted(
+        p.name[: -len(".jsonl.gz")]
+        for p in d.glob("*.jsonl.gz")
+        if p.name[: -len(".jsonl.gz")] not in SOURCES
+    )
+    return known + extra
+
+
+def load_records(
+    sources: Sequence[str] | None = None, data_dir: str | os.PathLike | None = None
+) -> Iterator[Record]:
+    """Yield the records of the given sources (all available ones by default), file order."""
+    d = resolve_data_dir(data_dir)
+    names = list(sources) if sources is not None else available_sources(d)
+    for name in names:
+        path = _source_path(name, d)
+        if not path.exists():
+            raise FileNotFoundError(f"no data file for source {name!r}: {path}")
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if line:
+                    yield Record.from_dict(json.loads(line))
+
+
+# --------------------------------------------------------------------------- split
+
+
+def doc_hash(document: str) -> str:
+    return hashlib.sha1(document.encode("utf-8")).hexdigest()
+
+
+def select_val_hashes(hashes: Iterable[str], fraction: float = VAL_FRACTION) -> frozenset[str]:
+    """Sorted distinct hashes, every `1/fraction`-th one (starting with the first), and at least
+    `MIN_VAL_DOCS` of them (never all: a source with one document stays in train)."""
+    ordered = sorted(set(hashes))
+    step = max(1, round(1 / fraction))
+    chosen = ordered[::step]
+    if len(chosen) < MIN_VAL_DOCS:
+        want = min(MIN_VAL_DOCS, max(len(ordered) - 1, 0))
+        # spread the extra picks: take them at even strides through the sorted list
+        chosen = [ordered[(i * len(ordered)) // max(want, 1)] for i in range(want)]
+    return frozenset(chosen)
+
+
+@lru_cache(maxsize=64)
+def _val_hashes_for(source: str, data_dir: str) -> frozenset[str] | None:
+    path = _source_path(source, Path(data_dir))
+    if not path.exists():
+        return None
+    hashes = set()
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                hashes.add(doc_hash(json.loads(line)["document"]))
+    return select_val_hashes(hashes)
+
+
+def split_of(record: Record, data_dir: str | os.PathLike | None = None) -> str:
+    """"train" or "val", decided by the record's document text only, so every query on one
+    document lands in the same split. Within a known source the val documents are every 10th of
+    the source's sorted document hashes (at least 2); for a record of an unknown source the hash
+    alone decides (about 10%)."""
+    h = doc_hash(record.document)
+    table = _val_hashes_for(record.source, str(resolve_data_dir(data_dir)))
+    if table is None:
+        return "val" if int(h[:8], 16) % round(1 / VAL_FRACTION) == 0 else "train"
+    return "val" if h in table else "train"
+
+
+def load_split(
+    split: str,
+    sources: Sequence[str] | None = None,
+    data_dir: str | os.PathLike | None = None,
+) -> list[Record]:
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+    d = resolve_data_dir(data_dir)
+    out: list[Record] = []
+    for name in list(sources) if sources is not None else available_sources(d):
+        recs = list(load_records([name], d))
+        val = select_val_hashes(doc_hash(r.document) for r in recs)
+        for r in recs:
+            if (doc_hash(r.document) in val) == (split == "val"):
+                out.append(r)
+    return out
+
+
+# --------------------------------------------------------------------------- examples
+
+
+@dataclass
+class TrainExample:
+    instruction: str
+    query: str
+    document: str
+    evidence: list[Span]
+    source: str
+    level: str
+    id: str = ""
+    task: str = ""  # the TASKS preset name of `instruction` ("" if free text)
+    meta: dict = field(default_factory=dict)
+
+    def evidence_texts(self) -> list[str]:
+        return [self.document[s:e] for s, e in self.evidence]
+
+
+def merge_spans(spans: Iterable[Span]) -> list[Span]:
+    """Sorted, non-empty, overlapping/touching spans merged."""
+    out: list[list[int]] = []
+    for s, e in sorted((int(s), int(e)) for s, e in spans if e > s):
+        if out and s <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+def _fallback_sentence_spans(text: str) -> list[Span]:
+    spans = []
+    for m in re.finditer(r"[^\n]+?(?:[.!?]+(?=\s)|$)", text, flags=re.M):
+        s, e = m.start(), m.end()
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if e > s:
+            spans.append((s, e))
+    return spans
+
+
+def sentence_spans(text: str) -> list[Span]:
+    """`cprs_cli.segment.sentence_spans` as a list of tuples (a regex fallback while that module
+    is unavailable)."""
+    try:
+        from cprs_cli.segment import sentence_spans as seg
+    except ImportError:  # pragma: no cover - only before segment.py exists
+        return _fallback_sentence_spans(text)
+    return [(int(s), int(e)) for s, e in seg(text)]
+
+
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def find_occurrences(text: str, needle: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """Occurrences of `needle` in text[start:end] that do not cut a word (whole-word where the
+    needle begins/ends with a word character); case-sensitive, else case-insensitive."""
+    needle = needle.strip()
+    end = len(text) if end is None else end
+    if not needle:
+        return []
+    hay = text[start:end]
+    for h, n in ((hay, needle), (hay.lower(), needle.lower())):
+        if len(n) != len(needle) or len(h) != len(hay):  # lower() changed lengths: skip
+            continue
+        found = []
+        i = h.find(n)
+        while i >= 0:
+            a, b = start + i, start + i + len(n)
+            ok_left = not (_is_word(needle[0]) and a > 0 and _is_word(text[a - 1]))
+            ok_right = not (_is_word(needle[-1]) and b < len(text) and _is_word(text[b]))
+            if ok_left and ok_right:
+                found.append((a, b))
+            i = h.find(n, i + 1)
+        if found:
+            return found
+    return []
+
+
+def answers_in_evidence(rec: Record | TrainExample, answers: Sequence[str]) -> list[Span]:
+    """Occurrences of any answer string inside the evidence spans, merged."""
+    occ: list[Span] = []
+    for s, e in rec.evidence:
+        for a in answers:
+            occ.extend(find_occurrences(rec.document, a, s, e))
+    return merge_spans(occ)
+
+
+def sentences_containing(document: str, spans: Sequence[Span]) -> list[Span]:
+    """The sentences of `document` that overlap any of `spans` (spans widened to cover the
+    whole of each span, should a span straddle a sentence boundary), merged."""
+    if not spans:
+        return []
+    sents = sentence_spans(document)
+    out: list[Span] = []
+    for s, e in spans:
+        hit = [(a, b) for a, b in sents if a < e and s < b]
+        if hit:
+            out.append((min(min(a for a, _ in hit), s), max(max(b for _, b in hit), e)))
+        else:
+            out.append((s, e))
+    return merge_spans(out)
+
+
+def to_example(rec: Record, task: str | None = None, evidence: list[Span] | None = None) -> TrainExample:
+    task = task or TASK_FOR_LEVEL.get(rec.evidence_level, "facts")
+    level = {"facts": "sentence", "answers": "token", "paragraphs": "paragraph"}.get(
+        task, rec.evidence_level
+    )
+    return TrainExample(
+        instruction=TASKS[task],
+        query=rec.query,
+        document=rec.document,
+        evidence=list(rec.evidence if evidence is None else evidence),
+        source=rec.source,
+        level=level,
+        id=rec.id,
+        task=task,
+    )
+
+
+def augmented_copy(rec: Record) -> TrainExample | None:
+    """The cross-task copy of a record, or None when it has none:
+    sentence-level → "answers" (answer strings inside the evidence sentences);
+    token-level → "facts" (the sentences containing the answer spans)."""
+    if not rec.evidence:
+        return None
+    if rec.evidence_level == "sentence":
+        occ = answers_in_evidence(rec, rec.answers) if rec.answers else []
+        if not occ:
+            return None
+        ex = to_example(rec, task="answers", evidence=occ)
+    elif rec.evidence_level == "token":
+        ex = to_example(rec, task="facts", evidence=sentences_containing(rec.document, rec.evidence))
+    else:
+        return None
+    ex.id = f"{rec.id}#{ex.task}"
+    ex.meta["augmented"] = True
+    return ex
+
+
+def to_examples(
+    records: Iterable[Record],
+    augment: bool = False,
+    rng: random.Random | None = None,
+    augment_fraction: float = AUGMENT_FRACTION,
+) -> list[TrainExample]:
+    """One example per record (instruction = the preset of its evidence level; unanswerable
+    records kept with empty evidence). With `augment`, about `augment_fraction` of the records
+    that have a cross-task copy also yield it."""
+    rng = rng or random.Random(0)
+    out: list[TrainExample] = []
+    for rec in records:
+        out.append(to_example(rec))
+        if augment and rng.random() < augment_fraction:
+            extra = augmented_copy(rec)
+            if extra is not None:
+                out.append(extra)
+    return out
+
+
+# --------------------------------------------------------------------------- long packing
+
+
+def _as_example(x: Record | TrainExample) -> TrainExample:
+    return x if isinstance(x, TrainExample) else to_example(x)
+
+
+def pack_example(
+    ex: TrainExample,
+    distractors: Sequence[str],
+    position: int,
+    sep: str = PARAGRAPH_SEP,
+) -> TrainExample:
+    """`ex.document` inserted at index `position` among `distractors` (joined with `sep`),
+    evidence shifted accordingly."""
+    position = max(0, min(position, len(distractors)))
+    before = list(distractors[:position])
+    after = list(distractors[position:])
+    prefix = sep.join(before) + (sep if before else "")
+    suffix = (sep if after else "") + sep.join(after)
+    off = len(prefix)
+    return TrainExample(
+        instruction=ex.instruction,
+        query=ex.query,
+        document=prefix + ex.document + suffix,
+        evidence=[(s + off, e + off) for s, e in ex.evidence],
+        source=ex.source,
+        level=ex.level,
+        id=f"{ex.id}@long",
+        task=ex.task,
+        meta={**ex.meta, "long": True, "offset": off, "n_distractors": len(distractors)},
+    )
+
+
+def make_long_examples(
+    records: Sequence[Record | TrainExample],
+    rng: random.Random,
+    target_chars: int | tuple[int, int],
+    pool: Sequence[Record | TrainExample | str] | None = None,
+    max_tries: int = 1000,
+) -> list[TrainExample]:
+    """For each record: its document among distractor documents of OTHER records (from `pool`,
+    default `records`; any source), joined by blank lines, placed at a random position, until the
+    whole reaches `target_chars` (an int, or a (lo, hi) range drawn per example). Evidence offsets
+    are shifted so `document[s:e]` is still the original evidence text."""
+    pool = records if pool is None else pool
+    docs: list[str] = []
+    seen: set[str] = set()
+    for p in pool:
+        d = p if isinstance(p, str) else p.document
+        h = doc_hash(d)
+        if h not in seen:
+            seen.add(h)
+            docs.append(d)
+    out: list[TrainExample] = []
+    for rec in records:
+        ex = _as_example(rec)
+        target = rng.randint(*target_chars) if isinstance(target_chars, tuple) else int(target_chars)
+        chosen: list[str] = []
+        used = {doc_hash(ex.document)}
+        total = len(ex.document)
+        tries = 0
+        while total < target and tries < max_tries and len(used) < len(docs) + 1:
+            tries += 1
+            d = docs[rng.randrange(len(docs))] if docs else None
+            if d is None:
+                break
+            h = doc_hash(d)
+            if h in used or d in ex.document:
+                continue
+            used.add(h)
+            room = target - total
+            if len(d) > room + 2000 and chosen:
+                # too long: cut it at a paragraph boundary so the target is not overshot wildly
+                cut = d.rfind(PARAGRAPH_SEP, 0, room)
+                if cut <= 0:
+                    continue
+                d = d[:cut]
+            chosen.append(d)
+            total += len(d) + len(PARAGRAPH_SEP)
+        out.append(pack_example(ex, chosen, rng.randint(0, len(chosen))))
+    return out
+
+
+# --------------------------------------------------------------------------- synthetic
+
+
+def synthetic_examples(
+    n: int, rng: random.Random | int, length_range: tuple[int, int] = (4_000, 120_000)
+) -> list[TrainExample]:
+    """`cprs_cli.synthetic.make_training_examples` converted to TrainExamples."""
+    if n <= 0:
+        return []
+    from cprs_cli import synthetic
+
+    exs = synthetic.make_training_examples(n, rng, length_range)
+    out = []
+    for i, ex in enumerate(exs):
+        task = ex.instruction_task
+        out.append(
+            TrainExample(
+                instruction=TASKS[task],
+                query=ex.query,
+                document=ex.document,
+                evidence=[(int(s), int(e)) for s, e in ex.evidence],
+                source=f"synthetic:{ex.task}",
+                level="synthetic",
+                id=f"synthetic-{ex.task}-{i}",
+                task=task,
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- sets
+
+
+def _cap_per_source(records: list[Record], cap: int | None, rng: random.Random) -> list[Record]:
+    if not cap:
+        return records
+    by: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        by[r.source].append(r)
+    out = []
+    for src in by:
+        rs = by[src]
+        out.extend(rs if len(rs) <= cap else rng.sample(rs, cap))
+    return out
+
+
+def _build(
+    split: str,
+    seed: int,
+    n_synthetic: int,
+    long_fraction: float,
+    sources: Sequence[str] | None,
+    data_dir,
+    augment: bool,
+    augment_fraction: float,
+    long_target_chars: int | tuple[int, int],
+    synthetic_length_range: tuple[int, int],
+    max_per_source: int | None,
+    shuffle: bool,
+) -> list[TrainExample]:
+    rng = random.Random(f"{split}:{seed}")
+    records = _cap_per_source(load_split(split, sources, data_dir), max_per_source, rng)
+    examples = to_examples(records, augment=augment, rng=rng, augment_fraction=augment_fraction)
+    if long_fraction > 0 and examples:
+        k = min(len(examples), round(long_fraction * len(examples)))
+        picked = rng.sample(examples, k)
+        # distractors come from the same split only (no val text leaks into train, nor back)
+        examples.extend(make_long_examples(picked, rng, long_target_chars, pool=records))
+    if n_synthetic > 0:
+        examples.extend(synthetic_examples(n_synthetic, rng, synthetic_length_range))
+    if shuffle:
+        rng.shuffle(examples)
+    return examples
+
+
+def build_training_set(
+    seed: int = 0,
+    n_synthetic: int = 2000,
+    long_fraction: float = 0.25,
+    *,
+    sources: Sequence[str] | None = None,
+    data_dir=None,
+    augment: bool = True,
+    augment_fraction: float = AUGMENT_FRACTION,
+    long_target_chars: int | tuple[int, int] = (20_000, 160_000),
+    synthetic_length_range: tuple[int, int] = (4_000, 120_000),
+    max_per_source: int | None = None,
+    shuffle: bool = True,
+) -> list[TrainExample]:
+    """Train-split records as examples (+ ~20% cross-task copies), plus `long_fraction` × that
+    many long packed copies, plus `n_synthetic` synthetic tasks; shuffled with `seed`."""
+    return _build(
+        "train", seed, n_synthetic, long_fraction, sources, data_dir, augment,
+        augment_fraction, long_target_chars, synthetic_length_range, max_per_source, shuffle,
+    )
+
+
+def build_validation_set(
+    seed: int = 0,
+    n_synthetic: int = 200,
+    long_fraction: float = 0.0,
+    *,
+    sources: Sequence[str] | None = None,
+    data_dir=None,
+    augment: bool = False,
+    augment_fraction: float = AUGMENT_FRACTION,
+    long_target_chars: int | tuple[int, int] = (20_000, 160_000),
+    synthetic_length_range: tuple[int, int] = (4_000, 120_000),
+    max_per_source: int | None = None,
+    shuffle: bool = False,
+) -> list[TrainExample]:
+    """Val-split records as examples (no augmentation by default), optional long copies and
+    synthetic tasks (a different random stream from training's)."""
+    return _build(
+        "val", seed + 1_000_003, n_synthetic, long_fraction, sources, data_dir, augment,
+        augment_fraction, long_target_chars, synthetic_length_range, max_per_source, shuffle,
+    )
+
+
+def stats(examples: Iterable[TrainExample | Record]) -> dict:
+    """Counts per source, level, task; unanswerable / augmented / long counts; char sizes."""
+    by_source: Counter = Counter()
+    by_level: Counter = Counter()
+    by_task: Counter = Counter()
+    by_source_level: Counter = Counter()
+    n = empty = aug = long_ = 0
+    chars = ev_chars = 0
+    max_chars = 0
+    for ex in examples:
+        level = ex.level if isinstance(ex, TrainExample) else ex.evidence_level
+        n += 1
+        by_source[ex.source] += 1
+        by_level[level] += 1
+        by_source_level[f"{ex.source}/{level}"] += 1
+        if isinstance(ex, TrainExample):
+            by_task[ex.task or "custom"] += 1
+            aug += bool(ex.meta.get("augmented"))
+            long_ += bool(ex.meta.get("long"))
+        empty += not ex.evidence
+        chars += len(ex.document)
+        max_chars = max(max_chars, len(ex.document))
+        ev_chars += sum(e - s for s, e in ex.evidence)
+    return {
+        "examples": n,
+        "unanswerable": empty,
+        "augmented": aug,
+        "long": long_,
+        "mean_chars": chars / n if n else 0.0,
+        "max_chars": max_chars,
+        "evidence_char_fraction": ev_chars / chars if chars else 0.0,
+        "by_source": dict(sorted(by_source.items())),
+        "by_level": dict(sorted(by_level.items())),
+        "by_task": dict(sorted(by_task.items())),
+        "by_source_level": dict(sorted(by_source_level.items())),
+    }
+
+
+def split_stats(sources: Sequence[str] | None = None, data_dir=None) -> dict:
+    """Per source: records and distinct documents in each split."""
+    out = {}
+    for split in ("train", "val"):
+        for r in load_split(split, sources, data_dir):
+            row = out.setdefault(r.source, {"train": 0, "val": 0, "train_docs": set(), "val_docs": set()})
+            row[split] += 1
+            row[f"{split}_docs"].add(doc_hash(r.document))
+    return {
+        s: {k: (len(v) if isinstance(v, set) else v) for k, v in row.items()} for s, row in out.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Summarise the critic's training / validation data.")
+    ap.add_argument("--split", choices=["train", "val", "both"], default="both")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-synthetic", type=int, default=0)
+    ap.add_argument("--long-fraction", type=float, default=0.25)
+    ap.add_argument("--sources", nargs="*", default=None)
+    args = ap.parse_args(argv)
+    print(f"data dir: {resolve_data_dir()}")
+    print(json.dumps({"split": split_stats(args.sources)}, indent=2))
+    if args.split in ("train", "both"):
+        tr = build_training_set(args.seed, args.n_synthetic, args.long_fraction, sources=args.sources)
+        print(json.dumps({"train": stats(tr)}, indent=2))
+    if args.split in ("val", "both"):
+        va = build_validation_set(args.seed, args.n_synthetic, sources=args.sources)
+        print(json.dumps({"val": stats(va)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""cprs_cli.train.data: loading, the by-document split, examples, augmentation, long packing."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import re
+
+import pytest
+
+from cprs_cli.instructions import TASKS
+from cprs_cli.train import data as D
+
+
+def _doc(i: int) -> str:
+    return (
+        f"Article {i}\nThe town of Place{i} was founded in {1800 + i}. "
+        f"Its mayor is Person{i}. It has {i * 10} inhabitants.\n\n"
+        f"Place{i} lies on a river. The river is called River{i}."
+    )
+
+
+def _records() -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {"tinytok": [], "tinysent": []}
+    # token level: 25 documents, 3 queries each, one of them unanswerable
+    for i in range(25):
+        doc = _doc(i)
+        ans = f"Person{i}"
+        s = doc.index(ans)
+        out["tinytok"].append(dict(id=f"t{i}a", source="tinytok", query=f"Who is mayor of Place{i}?",
+                                   document=doc, evidence=[[s, s + len(ans)]], evidence_level="token",
+                                   answers=[ans], answerable=True))
+        year = str(1800 + i)
+        s = doc.index(year)
+        out["tinytok"].append(dict(id=f"t{i}b", source="tinytok", query=f"When was Place{i} founded?",
+                                   document=doc, evidence=[[s, s + len(year)]], evidence_level="token",
+                                   answers=[year], answerable=True))
+        out["tinytok"].append(dict(id=f"t{i}c", source="tinytok", query="Who won the 1990 World Cup?",
+                                   document=doc, evidence=[], evidence_level="token",
+                                   answers=[], answerable=False))
+    # sentence level: 5 documents only (the minimum-2-val rule), 2 queries each
+    for i in range(100, 105):
+        doc = _doc(i)
+        sent = f"Its mayor is Person{i}."
+        s = doc.index(sent)
+        out["tinysent"].append(dict(id=f"s{i}a", source="tinysent", query=f"Who is mayor of Place{i}?",
+                                    document=doc, evidence=[[s, s + len(sent)]], evidence_level="sentence",
+                                    answers=[f"Person{i}"], answerable=True))
+        sent = f"The river is called River{i}."
+        s = doc.index(sent)
+        out["tinysent"].append(dict(id=f"s{i}b", source="tinysent", query=f"Which river flows by Place{i}?",
+                                    document=doc, evidence=[[s, s + len(sent)]], evidence_level="sentence",
+                                    answers=["yes"], answerable=True))
+    return out
+
+
+@pytest.fixture()
+def data_dir(tmp_path):
+    for name, recs in _records().items():
+        with gzip.open(tmp_path / f"{name}.jsonl.gz", "wt", encoding="utf-8") as fh:
+            for r in recs:
+                fh.write(json.dumps(r) + "\n")
+    D._val_hashes_for.cache_clear()
+    return tmp_path
+
+
+def test_resolve_data_dir_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("CPRS_DATA", str(tmp_path))
+    assert D.resolve_data_dir() == tmp_path
+    assert D.resolve_data_dir("/x/y") == D.Path("/x/y")
+
+
+def test_load_records(data_dir):
+    recs = list(D.load_records(["tinytok"], data_dir))
+    assert len(recs) == 75
+    r = recs[0]
+    assert isinstance(r, D.Record) and r.evidence and isinstance(r.evidence[0], tuple)
+    assert r.document[slice(*r.evidence[0])] == "Person0"
+    assert set(D.available_sources(data_dir)) == {"tinytok", "tinysent"}
+
+
+def test_split_is_by_document_and_stable(data_dir):
+    train = D.load_split("train", data_dir=data_dir)
+    val = D.load_split("val", data_dir=data_dir)
+    assert len(train) + len(val) == 75 + 10
+    train_docs = {r.document for r in train}
+    val_docs = {r.document for r in val}
+    assert not train_docs & val_docs  # no document in both splits
+    # every query of a document goes with it
+    for r in D.load_records(data_dir=data_dir):
+        assert D.split_of(r, data_dir) == ("val" if r.document in val_docs else "train")
+    # at least 2 val documents per source, even for a 5-document source
+    for src in ("tinytok", "tinysent"):
+        assert len({r.document for r in val if r.source == src}) >= 2
+        assert len({r.document for r in train if r.source == src}) >= 1
+    # ~10% of 25 documents
+    assert len({r.document for r in val if r.source == "tinytok"}) == 3
+    # stable: same answer again, and independent of the record id
+    assert [r.id for r in D.load_split("val", data_dir=data_dir)] == [r.id for r in val]
+    r = val[0]
+    clone = D.Record(**{**r.__dict__, "id": "other-id", "query": "another query"})
+    assert D.split_of(clone, data_dir) == "val"
+
+
+def test_select_val_hashes_rule():
+    hs = [f"{i:04x}" for i in range(29)]
+    assert D.select_val_hashes(hs) == frozenset(sorted(hs)[::10])
+    assert len(D.select_val_hashes(hs[:5])) == 2
+    assert len(D.select_val_hashes(hs[:1])) == 0  # a single document stays in train
+
+
+def test_to_examples_instruction_and_unanswerable(data_dir):
+    recs = list(D.load_records(data_dir=data_dir))
+    exs = D.to_examples(recs)
+    assert len(exs) == len(recs)
+    for r, ex in zip(recs, exs):
+        assert ex.instruction == TASKS[D.TASK_FOR_LEVEL[r.evidence_level]]
+        assert ex.evidence == r.evidence
+        assert ex.level == r.evidence_level
+    unans = [ex for ex in exs if ex.query.startswith("Who won")]
+    assert unans and all(ex.evidence == [] for ex in unans)
+
+
+def test_augmentation(data_dir):
+    recs = list(D.load_records(data_dir=data_dir))
+    exs = D.to_examples(recs, augment=True, rng=random.Random(1), augment_fraction=1.0)
+    aug = [e for e in exs if e.meta.get("augmented")]
+    # sentence-level: only the records whose answer occurs in the evidence ("yes" does not)
+    ans = [e for e in aug if e.task == "answers"]
+    assert len(ans) == 5
+    for e in ans:
+        assert e.instruction == TASKS["answers"]
+        num = re.match(r"s(\d+)a#answers$", e.id).group(1)
+        assert e.evidence_texts() == [f"Person{num}"]
+    # token-level answerable: facts copies whose evidence is the sentence holding the answer
+    facts = [e for e in aug if e.task == "facts"]
+    assert len(facts) == 50
+    for e in facts:
+        assert e.instruction == TASKS["facts"]
+        (s, t), = e.evidence
+        sent = e.document[s:t]
+        orig = next(r for r in recs if r.id == e.id.split("#")[0])
+        assert orig.evidence_texts()[0] in sent and sent.endswith(".")
+        assert "\n\n" not in sent and "inhabitants" not in sent  # one sentence, not the paragraph
+    # no copy for unanswerable records; fraction 0 adds nothing
+    assert not [e for e in aug if e.query.startswith("Who won")]
+    assert len(D.to_examples(recs, augment=True, augment_fraction=0.0)) == len(recs)
+
+
+def test_find_occurrences_whole_word():
+    text = "I know no one. No, not now."
+    assert D.find_occurrences(text, "no") == [(7, 9)]
+    assert D.find_occurrences(text, "NOT") == [(19, 22)]
+    assert D.find_occurrences(text, "zzz") == []
+    assert D.merge_spans([(5, 8), (1, 3), (3, 4), (7, 9), (10, 10)]) == [(1, 4), (5, 9)]
+
+
+def test_long_packing_keeps_evidence_exact(data_dir):
+    recs = list(D.load_records(data_dir=data_dir))
+    rng = random.Random(3)
+    for target in (2_000, (500, 3_000), 0):
+        longs = D.make_long_examples(recs, rng, target)
+        assert len(longs) == len(recs)
+        positions = set()
+        for r, ex in zip(recs, longs):
+            assert ex.evidence_texts() == r.evidence_texts()
+            assert r.document in ex.document
+            off = ex.meta["offset"]
+            assert ex.document[off: off + len(r.document)] == r.document
+            positions.add(off == 0)
+            want = target if isinstance(target, int) else target[0]
+            assert len(ex.document) >= min(want, 2_000) or ex.meta["n_distractors"] >= len(
+                {x.document for x in recs}) - 1
+            if ex.meta["n_distractors"]:
+                assert "\n\n" in ex.document
+        if target:
+            assert positions == {True, False}  # placed at varying positions
+    # unanswerable stays unanswerable
+    un = [ex for ex in D.make_long_examples(recs, rng, 2000) if ex.query.startswith("Who won")]
+    assert un and all(ex.evidence == [] for ex in un)
+
+
+def test_pack_example_offsets():
+    ex = D.TrainExample("i", "q", "hello world", [(6, 11)], "s", "token")
+    packed = D.pack_example(ex, ["aaa", "bbbb"], 1)
+    assert packed.document == "aaa\n\nhello world\n\nbbbb"
+    assert packed.evidence_texts() == ["world"]
+    assert D.pack_example(ex, ["aaa"], 0).document == "hello world\n\naaa"
+
+
+def test_build_sets_and_stats(data_dir):
+    tr = D.build_training_set(0, 0, 0.5, data_dir=data_dir, long_target_chars=1500)
+    va = D.build_validation_set(0, 0, data_dir=data_dir)
+    assert {e.document for e in va}.isdisjoint({e.document for e in tr if not e.meta.get("long")})
+    s = D.stats(tr)
+    assert s["examples"] == len(tr) and s["long"] > 0 and s["unanswerable"] > 0
+    assert sum(s["by_source"].values()) == len(tr)
+    # long training examples never contain a val document
+    val_docs = {e.document for e in va}
+    for e in tr:
+        assert not any(d in e.document for d in val_docs)
+    # deterministic
+    tr2 = D.build_training_set(0, 0, 0.5, data_dir=data_dir, long_target_chars=1500)
+    assert [(e.id, e.document) for e in tr] == [(e.id, e.document) for e in tr2]
+
+
+@pytest.mark.skipif(not (D.DATA_DIR / "squad2.jsonl.gz").exists(), reason="shared data not present")
+def test_real_data_split_small_sources():
+    for src in ("squad2", "policyqa"):
+        val = D.load_split("val", [src])
+        train = D.load_split("train", [src])
+        vd, td = {r.document for r in val}, {r.document for r in train}
+        assert len(vd) >= 2 and not vd & td
