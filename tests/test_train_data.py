@@ -212,3 +212,13 @@ def test_real_data_split_small_sources():
         train = D.load_split("train", [src])
         vd, td = {r.document for r in val}, {r.document for r in train}
         assert len(vd) >= 2 and not vd & td
+
+
+def test_synthetic_examples_convert():
+    pytest.importorskip("cprs_cli.synthetic")
+    exs = D.synthetic_examples(6, random.Random(0), (2_000, 6_000))
+    assert len(exs) == 6
+    for ex in exs:
+        assert ex.source.startswith("synthetic:") and ex.instruction == TASKS[ex.task]
+        assert ex.evidence and all(ex.document[s:e].strip() for s, e in ex.evidence)
+        assert ex.evidence == D.merge_spans(ex.evidence)

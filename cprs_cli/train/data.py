@@ -457,7 +457,10 @@ def synthetic_examples(
         return []
     from cprs_cli import synthetic
 
+    if not isinstance(rng, random.Random):
+        rng = random.Random(rng)
     exs = synthetic.make_training_examples(n, rng, length_range)
+    levels = getattr(synthetic, "EVIDENCE_LEVEL", {})
     out = []
     for i, ex in enumerate(exs):
         task = ex.instruction_task
@@ -466,11 +469,12 @@ def synthetic_examples(
                 instruction=TASKS[task],
                 query=ex.query,
                 document=ex.document,
-                evidence=[(int(s), int(e)) for s, e in ex.evidence],
+                evidence=merge_spans((int(s), int(e)) for s, e in ex.evidence),
                 source=f"synthetic:{ex.task}",
-                level="synthetic",
+                level=levels.get(ex.task, "sentence"),
                 id=f"synthetic-{ex.task}-{i}",
                 task=task,
+                meta={"synthetic": True, "answers": list(ex.answers)},
             )
         )
     return out
