@@ -1,0 +1,116 @@
+"""The critic interface: token windows in, per-token B/I/O/E probabilities out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+import torch
+
+LABELS = ("B", "I", "O", "E")  # {0: B, 1: I, 2: O, 3: E}, as in the official model
+B, I, O, E = range(4)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from ..errors import UsageError
+
+        raise UsageError(f"--device {device}: CUDA is not available on this machine")
+    return dev
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    # bf16 on GPUs; fp32 on CPU, where bf16 matmuls are slower on most chips
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+class Critic(ABC):
+    """A loaded critic model with its tokenizer.
+
+    Windows are `prefix + context + suffix` token ids: `prompt_ids()` returns the prefix and
+    suffix for an instruction and query in this critic's own prompt format.
+    """
+
+    name: str
+    sha256: str
+    kind: str
+    tokenizer: object
+    device: torch.device
+    max_positions: int  # longest input the model accepts (prompt included)
+    default_window_tokens: int  # context tokens per window by default
+    default_batch_size: int
+
+    @abstractmethod
+    def prompt_ids(self, instruction: str, query: str) -> tuple[list[int], list[int]]:
+        """Token ids placed before and after each window's context tokens."""
+
+    @abstractmethod
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(batch, length, 4) tag logits."""
+
+    @property
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        for cand in (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None)):
+            if cand is not None:
+                return int(cand)
+        return 0
+
+    @torch.inference_mode()
+    def predict(self, windows: list[list[int]], spans: list[tuple[int, int]]) -> list[np.ndarray]:
+        """Probabilities (n_i, 4) for the tokens `windows[i][spans[i][0]:spans[i][1]]`.
+
+        One forward pass for the whole batch, right-padded to its longest window.
+        """
+        length = max(len(w) for w in windows)
+        ids = torch.full((len(windows), length), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(windows), length), dtype=torch.long)
+        for i, w in enumerate(windows):
+            ids[i, : len(w)] = torch.as_tensor(w, dtype=torch.long)
+            mask[i, : len(w)] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        probs = torch.softmax(self.logits(ids, mask).float(), dim=-1).cpu().numpy()
+        return [probs[i, s:e] for i, (s, e) in enumerate(spans)]
+
+
+def hash_files(paths: list[Path]) -> str:
+    """sha256 over the given files' bytes, in order (streamed: weights can be many GB).
+
+    The digest is cached beside the user's other cprs files, keyed by path, size and mtime,
+    so a 15 GB checkpoint is hashed once, not on every run.
+    """
+    from .registry import cache_dir
+
+    key = hashlib.sha256()
+    for p in paths:
+        st = p.stat()
+        key.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    cache_file = cache_dir() / "hashes.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    k = key.hexdigest()
+    if k in cache:
+        return cache[k]
+    digest = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    cache[k] = digest.hexdigest()
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass  # a read-only cache only costs a re-hash next time
+    return cache[k]

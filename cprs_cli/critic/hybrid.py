@@ -1,0 +1,120 @@
+"""Hybrid decoder critic: a Llama / Qwen2 decoder whose top layers attend both ways.
+
+Layers below `bidirectional_start_layer` keep the causal mask; the layers from it upward see
+the whole window, so a token can see where its sentence ends (QwenLong-CPRS, "hybrid
+attention"). A 4-way `cls_head` on the final hidden states gives B/I/O/E logits. The module
+layout (`model.*`, `cls_head.*`, optional `lm_head.*`) is the official QwenLong-CPRS-7B one,
+so its checkpoint loads as is.
+
+The official code patches transformers 4.44.2 internals. Here the decoder layers of the
+installed transformers (5.x) are driven directly with masks built below, which keeps the
+stock layer code (RoPE, GQA, sdpa/eager kernels) untouched.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import AutoModel
+
+from .base import Critic
+
+DEFAULT_BIDIRECTIONAL_START = 21  # as in the official code (layers 21-27 of 28)
+MAX_QUERY_TOKENS = 256
+
+SYSTEM_PROMPT = "<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n{query}<|im_end|>\n<|im_start|>context\n"
+
+
+class HybridTagger(nn.Module):
+    """Decoder backbone + `cls_head` (+ optional `lm_head` for LM-as-critic tag scoring)."""
+
+    def __init__(self, config, with_lm_head: bool = False):
+        super().__init__()
+        self.config = config
+        self.model = AutoModel.from_config(config)
+        self.cls_head = nn.Linear(config.hidden_size, 4)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False) if with_lm_head else None
+        n = config.num_hidden_layers
+        start = getattr(config, "bidirectional_start_layer", None)
+        self.bidirectional_start = min(n, DEFAULT_BIDIRECTIONAL_START if start is None else int(start))
+        # token ids whose LM-head rows score the tags B, I, O, E (LM as critic); optional
+        self.lm_tag_ids = getattr(config, "cprs_lm_tag_token_ids", None)
+        self.score_mode = getattr(config, "cprs_score_mode", "cls")
+        self.gradient_checkpointing = False
+        for i, layer in enumerate(self.model.layers):
+            # sdpa reads this flag when no explicit mask is passed
+            layer.self_attn.is_causal = i < self.bidirectional_start
+
+    def _masks(self, attention_mask, length: int, dtype, device):
+        """(causal, bidirectional) masks for the layers, or None where the kernel's flag suffices."""
+        padded = attention_mask is not None and not bool(attention_mask.all())
+        impl = getattr(self.config, "_attn_implementation", "sdpa")
+        if not padded and impl in ("sdpa", "flash_attention_2", "flash_attention_3"):
+            return None, None  # the per-layer is_causal flags do the masking, fastest kernels
+        neg = torch.finfo(dtype).min
+        keep_keys = torch.ones((1, length), dtype=torch.bool, device=device) if attention_mask is None \
+            else attention_mask.bool()
+        key_mask = keep_keys[:, None, None, :]  # (B, 1, 1, L)
+        tri = torch.ones((length, length), dtype=torch.bool, device=device).tril()
+        causal = torch.zeros(key_mask.shape[0], 1, length, length, dtype=dtype, device=device)
+        causal = causal.masked_fill(~(key_mask & tri), neg)
+        bidir = None
+        if padded:
+            bidir = torch.zeros(key_mask.shape[0], 1, 1, length, dtype=dtype, device=device)
+            bidir = bidir.masked_fill(~key_mask, neg).expand(-1, 1, length, length)
+        return causal, bidir
+
+    def hidden(self, input_ids, attention_mask=None, output_hidden_states: bool = False):
+        base = self.model
+        h = base.embed_tokens(input_ids)
+        length = input_ids.shape[1]
+        pos = torch.arange(length, device=input_ids.device).unsqueeze(0)
+        pos_emb = base.rotary_emb(h, position_ids=pos)
+        causal, bidir = self._masks(attention_mask, length, h.dtype, h.device)
+        states = []
+        for i, layer in enumerate(base.layers[: self.config.num_hidden_layers]):
+            mask = causal if i < self.bidirectional_start else bidir
+            if self.gradient_checkpointing and self.training:
+                h = checkpoint(layer, h, mask, pos, None, False, pos_emb, use_reentrant=False)
+            else:
+                h = layer(h, attention_mask=mask, position_ids=pos, position_embeddings=pos_emb)
+            if output_hidden_states:
+                states.append(h)
+        h = base.norm(h)
+        return (h, states) if output_hidden_states else h
+
+    def forward(self, input_ids, attention_mask=None):
+        h = self.hidden(input_ids, attention_mask)
+        logits = self.cls_head(h)
+        if self.score_mode != "cls" and self.lm_head is not None and self.lm_tag_ids:
+            lm = F.linear(h, self.lm_head.weight[list(self.lm_tag_ids)])
+            logits = lm if self.score_mode == "lm" else logits + lm
+        return logits
+
+
+class HybridCritic(Critic):
+    kind = "hybrid"
+
+    def __init__(self, model: HybridTagger, tokenizer, *, name: str, sha256: str, device: torch.device,
+                 window_tokens: int | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name, self.sha256, self.device = name, sha256, device
+        cfg = model.config
+        self.max_positions = int(getattr(cfg, "max_position_embeddings", 8192))
+        default = getattr(cfg, "cprs_window_tokens", 0) or min(8192, self.max_positions)
+        self.default_window_tokens = int(window_tokens or default)
+        self.default_batch_size = 32 if device.type == "cuda" else 2
+
+    def prompt_ids(self, instruction: str, query: str) -> tuple[list[int], list[int]]:
+        tok = self.tokenizer
+        q_ids = tok(query, add_special_tokens=False)["input_ids"]
+        if len(q_ids) > MAX_QUERY_TOKENS:
+            query = tok.decode(q_ids[:MAX_QUERY_TOKENS])
+        text = SYSTEM_PROMPT.format(instruction=instruction, query=query)
+        return tok(text, add_special_tokens=False)["input_ids"], []
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids, attention_mask)

@@ -1,0 +1,36 @@
+"""Errors that reach the user as one line and an exit code (never a traceback)."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_MODEL = 4
+
+
+class CprsError(Exception):
+    """Base class: `str(err)` is the one-line message shown to the user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, path: str | None = None):
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class InputError(CprsError):
+    """An input could not be read (missing, corrupt, encrypted, binary, empty)."""
+
+    exit_code = EXIT_INPUT
+
+
+class ModelError(CprsError):
+    """A critic could not be found, verified or loaded."""
+
+    exit_code = EXIT_MODEL
+
+
+class UsageError(CprsError):
+    """Options that contradict each other or are out of range."""
+
+    exit_code = EXIT_USAGE

@@ -1,0 +1,58 @@
+"""The value a compression returns: kept spans, the compressed text and its stats."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Span:
+    """A kept piece of the input: `text == source_text[start:end]`."""
+
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+@dataclass
+class Stats:
+    input_tokens: int
+    output_tokens: int
+    ratio: float  # input_tokens / max(output_tokens, 1)
+    windows: int
+    seconds: float
+    device: str
+    tokenizer: str = "cl100k_base"
+    # seconds per stage (tokenize / critic / post); not part of the schema's required keys
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class CompressionResult:
+    source: str
+    query: str
+    instruction: str
+    granularity: str
+    model_name: str
+    model_sha256: str
+    spans: list[Span]
+    compressed_text: str
+    stats: Stats
+
+    def to_dict(self) -> dict:
+        """The `--format json` object (schema_version 1)."""
+        stats = asdict(self.stats)
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "source": self.source,
+            "query": self.query,
+            "instruction": self.instruction,
+            "granularity": self.granularity,
+            "model": {"name": self.model_name, "sha256": self.model_sha256},
+            "spans": [asdict(s) for s in self.spans],
+            "compressed_text": self.compressed_text,
+            "stats": stats,
+        }

@@ -1,0 +1,160 @@
+"""Choose what to keep: units at word / sentence / paragraph granularity, dynamic or budgeted.
+
+* dynamic (no budget): the critic decides. Word granularity keeps the repaired tagged spans,
+  snapped to whole words; sentence and paragraph granularity keep the units the tagged spans
+  fall in. An irrelevant document compresses to nothing.
+* budgeted (`rate` or `max_tokens`): units are ranked by their tokens' keep probabilities and
+  added best-first until the cl100k budget is filled; output stays in document order.
+
+Kept spans are exact substrings of the input, in order; spans that touch (only whitespace
+between them) are merged, and the rest are joined by a separator that marks dropped text.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import segment, tags
+from .result import Span
+from .tokens import count_many, count_tokens
+
+GRANULARITIES = ("word", "sentence", "paragraph")
+DEFAULT_SEPARATOR = "\n[...]\n"
+
+
+def unit_spans(text: str, granularity: str) -> np.ndarray:
+    if granularity == "sentence":
+        return segment.sentence_spans(text)
+    if granularity == "paragraph":
+        return segment.paragraph_spans(text)
+    return segment.word_spans(text)
+
+
+def unit_token_ranges(units: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """[t0, t1) token range overlapping each character unit."""
+    if len(units) == 0:
+        return np.zeros((0, 2), np.int64)
+    t0 = np.searchsorted(offsets[:, 1], units[:, 0], side="right")
+    t1 = np.searchsorted(offsets[:, 0], units[:, 1], side="left")
+    return np.stack([t0, np.maximum(t0, t1)], axis=1).astype(np.int64)
+
+
+def unit_scores(keep: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """Score = (max + mean) / 2 of the unit's token keep probabilities.
+
+    The mean rewards units that are relevant throughout; the max keeps a sentence holding a
+    short answer (one or two highly tagged tokens) from being drowned by its other tokens.
+    """
+    scores = np.zeros(len(ranges), dtype=np.float64)
+    nonempty = ranges[:, 1] > ranges[:, 0]
+    if not nonempty.any() or len(keep) == 0:
+        return scores
+    r = ranges[nonempty]
+    csum = np.concatenate(([0.0], np.cumsum(keep, dtype=np.float64)))
+    mean = (csum[r[:, 1]] - csum[r[:, 0]]) / (r[:, 1] - r[:, 0])
+    mx = np.fromiter((keep[a:b].max() for a, b in r), dtype=np.float64, count=len(r))
+    scores[nonempty] = 0.5 * (mx + mean)
+    return scores
+
+
+def dynamic_units(kept: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """Indices of units kept by the critic's own tags.
+
+    A unit is kept when at least half of its tokens are tagged, or when some tagged run lies
+    mostly inside it (a short answer inside a sentence). A run that only spills a few tokens
+    over a boundary does not drag the neighbouring unit in.
+    """
+    if len(ranges) == 0 or not kept.any():
+        return np.zeros(0, np.int64)
+    csum = np.concatenate(([0], np.cumsum(kept, dtype=np.int64)))
+    length = np.maximum(ranges[:, 1] - ranges[:, 0], 1)
+    covered = (csum[ranges[:, 1]] - csum[ranges[:, 0]]) / length
+    chosen = set(np.flatnonzero(covered >= 0.5).tolist())
+    starts = ranges[:, 0]
+    for s, e in tags.runs(kept):
+        first = max(int(np.searchsorted(starts, s, side="right")) - 1, 0)
+        best, best_overlap = None, 0
+        u = first
+        while u < len(ranges) and ranges[u, 0] < e:
+            overlap = min(e, ranges[u, 1]) - max(s, ranges[u, 0])
+            if overlap > best_overlap:
+                best, best_overlap = u, overlap
+            u += 1
+        if best is not None:
+            chosen.add(best)
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
+def budget_units(units: np.ndarray, scores: np.ndarray, text: str, budget: int,
+                 separator_tokens: int) -> np.ndarray:
+    """Best-first units whose cl100k tokens (plus a separator each) fit in `budget`."""
+    order = np.argsort(-scores, kind="stable")
+    chosen, total = [], 0
+    chunk = 256
+    for i in range(0, len(order), chunk):
+        idx = order[i:i + chunk]
+        counts = count_many([text[units[j, 0]:units[j, 1]] for j in idx])
+        for j, c in zip(idx, counts):
+            cost = c + separator_tokens
+            if total + cost <= budget:
+                chosen.append(int(j))
+                total += cost
+        if total >= budget * 0.98:
+            break
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
+def snap_to_words(spans: list[tuple[int, int]], text: str) -> list[tuple[int, int]]:
+    out = []
+    n = len(text)
+    for s, e in spans:
+        while s > 0 and not text[s - 1].isspace():
+            s -= 1
+        while e < n and not text[e].isspace():
+            e += 1
+        out.append((s, e))
+    return out
+
+
+def merge_spans(spans: list[tuple[int, int, float]], text: str) -> list[Span]:
+    """Sort, merge overlapping spans and spans with only whitespace between them."""
+    out: list[list] = []
+    for s, e, score in sorted(spans):
+        if out and (s <= out[-1][1] or not text[out[-1][1]:s].strip()):
+            prev = out[-1]
+            w_prev, w_new = prev[1] - prev[0], e - s
+            prev[2] = (prev[2] * w_prev + score * w_new) / max(w_prev + w_new, 1)
+            prev[1] = max(prev[1], e)
+        else:
+            out.append([s, e, score])
+    return [Span(int(s), int(e), text[s:e], round(float(sc), 4)) for s, e, sc in out]
+
+
+def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: str = "sentence",
+           budget: int | None = None, threshold: float | None = None, min_span_tokens: int = 1,
+           max_gap: int = tags.OFFICIAL_MAX_GAP, separator: str = DEFAULT_SEPARATOR) -> list[Span]:
+    """The kept spans of `text`, given the critic's per-token probabilities."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}")
+    if len(probs) == 0:
+        return []
+    keep = tags.keep_probability(probs)
+    if budget is None and granularity == "word":
+        kept = tags.kept_mask(probs, threshold, max_gap, min_span_tokens)
+        token_runs = tags.runs(kept)
+        spans = snap_to_words(tags.char_spans(token_runs, offsets, text), text)
+        scores = [float(keep[s:e].mean()) for s, e in token_runs if e > s]
+        return merge_spans([(s, e, sc) for (s, e), sc in zip(spans, scores)], text)
+    units = unit_spans(text, granularity)
+    ranges = unit_token_ranges(units, offsets)
+    scores = unit_scores(keep, ranges)
+    if budget is None:
+        kept = tags.kept_mask(probs, threshold, max_gap, min_span_tokens)
+        chosen = dynamic_units(kept, ranges)
+    else:
+        chosen = budget_units(units, scores, text, budget, count_tokens(separator))
+    return merge_spans([(int(units[j, 0]), int(units[j, 1]), float(scores[j])) for j in chosen], text)
+
+
+def assemble(spans: list[Span], separator: str = DEFAULT_SEPARATOR) -> str:
+    return separator.join(s.text for s in spans)

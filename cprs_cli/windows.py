@@ -1,0 +1,99 @@
+"""Tokenise a document once (with character offsets) and cut it into critic windows.
+
+Each window is `prefix + context tokens + suffix`, where the prefix carries the instruction and
+query in the critic's own prompt format. Windows end on sentence boundaries where possible, do
+not overlap, and together cover every context token exactly once; so they are independent and
+run in parallel batches, and the cost grows linearly with the document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Text is tokenised in pieces of about this many characters, cut at paragraph breaks, so the
+# fast tokenizer's batch encoding runs them on all cores and no single call holds a 4 MB string.
+PIECE_CHARS = 200_000
+
+
+@dataclass
+class TokenizedDoc:
+    ids: np.ndarray  # (n,) int64 token ids of the document (no special tokens)
+    offsets: np.ndarray  # (n, 2) int64 character offsets [start, end) into the text
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _pieces(text: str, size: int = PIECE_CHARS) -> list[tuple[int, int]]:
+    out, start, n = [], 0, len(text)
+    while start < n:
+        end = min(n, start + size)
+        if end < n:
+            cut = text.rfind("\n\n", start + size // 2, end)
+            if cut == -1:
+                cut = text.rfind(" ", start + size // 2, end)
+            end = cut if cut > start else end
+        out.append((start, end))
+        start = end
+    return out
+
+
+def tokenize(tokenizer, text: str) -> TokenizedDoc:
+    pieces = _pieces(text)
+    if not pieces:
+        return TokenizedDoc(np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
+    enc = tokenizer([text[s:e] for s, e in pieces], add_special_tokens=False,
+                    return_offsets_mapping=True, return_attention_mask=False, return_token_type_ids=False)
+    ids, offs = [], []
+    for (s, _), piece_ids, piece_offs in zip(pieces, enc["input_ids"], enc["offset_mapping"]):
+        if not piece_ids:
+            continue
+        ids.append(np.asarray(piece_ids, dtype=np.int64))
+        offs.append(np.asarray(piece_offs, dtype=np.int64).reshape(-1, 2) + s)
+    if not ids:
+        return TokenizedDoc(np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
+    return TokenizedDoc(np.concatenate(ids), np.concatenate(offs))
+
+
+def boundary_tokens(offsets: np.ndarray, char_starts: np.ndarray) -> np.ndarray:
+    """Token indices at which a unit (sentence) starts, for units starting at `char_starts`."""
+    if len(offsets) == 0 or len(char_starts) == 0:
+        return np.zeros(0, np.int64)
+    idx = np.searchsorted(offsets[:, 1], char_starts, side="right")
+    return np.unique(idx[(idx > 0) & (idx < len(offsets))])
+
+
+def plan_windows(n_tokens: int, budget: int, cuts: np.ndarray) -> list[tuple[int, int]]:
+    """Split [0, n_tokens) into consecutive windows of at most `budget` tokens.
+
+    A window ends at the last allowed cut (sentence start) in its second half when there is
+    one, else at the budget.
+    """
+    if budget < 1:
+        raise ValueError("window budget must be at least one token")
+    out, start = [], 0
+    cuts = np.asarray(cuts, dtype=np.int64)
+    while start < n_tokens:
+        limit = start + budget
+        if limit >= n_tokens:
+            end = n_tokens
+        else:
+            lo = np.searchsorted(cuts, start + budget // 2, side="left")
+            hi = np.searchsorted(cuts, limit, side="right")
+            end = int(cuts[hi - 1]) if hi > lo else limit
+        out.append((start, end))
+        start = end
+    return out
+
+
+def build_inputs(doc: TokenizedDoc, windows: list[tuple[int, int]], prefix: list[int],
+                 suffix: list[int]) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    """Full token id lists per window, and where the context sits inside each."""
+    seqs, spans = [], []
+    p = len(prefix)
+    for s, e in windows:
+        seqs.append([*prefix, *doc.ids[s:e].tolist(), *suffix])
+        spans.append((p, p + e - s))
+    return seqs, spans
