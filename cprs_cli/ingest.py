@@ -1,0 +1,342 @@
+"""Ingest: every input becomes one plain-text string, with its source and page offsets.
+
+A small converter registry keyed by file suffix (in the spirit of microsoft/markitdown): each
+converter turns the raw bytes of a file into a :class:`Document`. ``load_path`` picks the
+converter by suffix; an unknown suffix is read as text (and rejected if it is binary).
+
+Inputs are only ever opened read-only (``open(path, "rb")``) and read once into memory; converters
+work on those bytes, so nothing can write back to the file.
+
+Every failure is an :class:`~cprs_cli.errors.InputError` with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from cprs_cli.errors import InputError
+
+__all__ = [
+    "Document",
+    "Converter",
+    "register_converter",
+    "converter_for",
+    "load_path",
+    "load_stdin",
+    "decode_text",
+]
+
+
+@dataclass
+class Document:
+    """One input as plain text.
+
+    ``pages`` holds the character offset at which each page starts (``[0]`` for input that has
+    no pages), so ``text[pages[i]:pages[i+1]]`` is page ``i`` (plus the separator).
+    """
+
+    text: str
+    source: str
+    kind: str  # 'text' | 'markdown' | 'pdf' | 'docx' | 'stdin'
+    pages: list[int] = field(default_factory=lambda: [0])
+
+
+# A converter gets the file's bytes, its display name and the optional password.
+Converter = Callable[[bytes, str, "str | None"], Document]
+
+_REGISTRY: dict[str, Converter] = {}
+
+
+def _norm_suffix(suffix: str) -> str:
+    suffix = suffix.strip().lower()
+    return suffix if suffix.startswith(".") else "." + suffix
+
+
+def register_converter(suffixes: tuple[str, ...], fn: Converter) -> None:
+    """Register ``fn(data, source, password) -> Document`` for the given suffixes (".pdf" or
+    "pdf", case-insensitive). A later registration for the same suffix replaces the earlier."""
+    if isinstance(suffixes, str):
+        suffixes = (suffixes,)
+    for s in suffixes:
+        _REGISTRY[_norm_suffix(s)] = fn
+
+
+def converter_for(path: str | os.PathLike) -> Converter | None:
+    """The converter registered for ``path``'s suffix, or None."""
+    return _REGISTRY.get(Path(path).suffix.lower())
+
+
+def _one_line(msg: object, limit: int = 120) -> str:
+    s = " ".join(str(msg).split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _reason(exc: BaseException) -> str:
+    detail = _one_line(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def _normalise_newlines(text: str) -> str:
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Text
+
+
+# BOMs, longest first: the UTF-32-LE BOM starts with the UTF-16-LE one.
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+# Control characters that do not occur in text (everything in C0 except \t \n \v \f \r, and ESC
+# which shows up in logs with colour codes).
+_BAD_CONTROLS = frozenset(chr(c) for c in range(0x20) if chr(c) not in "\t\n\v\f\r\x1b") | {"\x7f"}
+
+# charset_normalizer often ties Western European single-byte code pages (cp1250, cp1252,
+# iso8859-10, ...) on short inputs and then picks whichever came first. When cp1252 (the
+# superset of latin-1 that Windows writes) is among the tied best guesses, prefer it: it is by
+# far the most common legacy encoding of the ones that tie.
+_PREFERRED_TIES = ("cp1252", "latin_1", "iso8859_15")
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """Decode bytes of a text file: BOM-aware, UTF-8 first, then charset_normalizer's guess.
+
+    Strips the BOM, normalises newlines to "\\n", and rejects binary input.
+    """
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            try:
+                text = data[len(bom) :].decode(enc)
+            except UnicodeDecodeError:
+                raise InputError(f"invalid {enc.upper()} text after byte-order mark", source) from None
+            return _check_text(_normalise_newlines(text), source)
+
+    if b"\x00" in data:
+        raise InputError("binary file, not text", source)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = _guess_decode(data, source)
+    return _check_text(_normalise_newlines(text), source)
+
+
+def _guess_decode(data: bytes, source: str) -> str:
+    import charset_normalizer
+
+    matches = charset_normalizer.from_bytes(data)
+    best = matches.best()
+    if best is None:
+        raise InputError("binary file, not text", source)
+    tied: list[str] = []
+    for m in matches:
+        if m.percent_chaos == best.percent_chaos and m.percent_coherence == best.percent_coherence:
+            tied.extend(m.could_be_from_charset)
+    for enc in _PREFERRED_TIES:
+        if enc in tied:
+            try:
+                return data.decode(enc)
+            except UnicodeDecodeError:
+                continue
+    return str(best)
+
+
+def _check_text(text: str, source: str) -> str:
+    """Reject decoded text that is mostly control characters (binary that happened to decode)."""
+    sample = text[:65536]
+    if sample:
+        bad = sum(1 for ch in sample if ch in _BAD_CONTROLS)
+        if bad > max(2, len(sample) // 100):
+            raise InputError("binary file, not text", source)
+    return text
+
+
+def _text_converter(kind: str) -> Converter:
+    def convert(data: bytes, source: str, password: str | None = None) -> Document:
+        return Document(decode_text(data, source), source, kind, [0])
+
+    convert.__name__ = f"convert_{kind}"
+    return convert
+
+
+convert_text = _text_converter("text")
+convert_markdown = _text_converter("markdown")
+
+
+# ---------------------------------------------------------------------------------------------
+# PDF
+
+
+@contextlib.contextmanager
+def _quiet_pypdf():
+    """pypdf logs a warning for every small defect it repairs; keep them off the user's screen."""
+    logger = logging.getLogger("pypdf")
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def convert_pdf(data: bytes, source: str, password: str | None = None) -> Document:
+    """Text of every page in order, joined with a blank line; ``pages`` = each page's offset."""
+    import warnings
+
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError
+
+    with _quiet_pypdf(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            reader = PdfReader(io.BytesIO(data), strict=False)
+            if reader.is_encrypted:
+                if not reader.decrypt(""):
+                    if password is None:
+                        raise InputError("encrypted PDF; pass --password", source)
+                    if not reader.decrypt(password):
+                        raise InputError("wrong password for encrypted PDF", source)
+            page_texts = []
+            for page in reader.pages:
+                t = _normalise_newlines(page.extract_text() or "")
+                page_texts.append(t.strip("\n").rstrip())
+        except InputError:
+            raise
+        except DependencyError as e:  # AES needs the optional `cryptography` package
+            raise InputError(f"cannot decrypt PDF ({_one_line(e)})", source) from None
+        except Exception as e:  # pypdf raises many kinds of errors on damaged files
+            raise InputError(f"corrupt or unreadable PDF ({_reason(e)})", source) from None
+
+    if not page_texts:
+        raise InputError("corrupt or unreadable PDF (no pages)", source)
+    if not any(t.strip() for t in page_texts):
+        raise InputError("no extractable text (scanned PDF?)", source)
+    offsets: list[int] = []
+    pos = 0
+    for t in page_texts:
+        offsets.append(pos)
+        pos += len(t) + 2  # the "\n\n" separator
+    return Document("\n\n".join(page_texts), source, "pdf", offsets)
+
+
+# ---------------------------------------------------------------------------------------------
+# DOCX
+
+
+def _table_text(table) -> str:
+    rows = []
+    for row in table.rows:
+        cells = []
+        seen = None
+        for cell in row.cells:
+            # A horizontally merged cell appears once per grid column it spans; keep one copy.
+            if seen is not None and cell._tc is seen:
+                continue
+            seen = cell._tc
+            cells.append(" ".join(cell.text.split()))
+        if any(cells):
+            rows.append(" | ".join(cells))
+    return "\n".join(rows)
+
+
+def convert_docx(data: bytes, source: str, password: str | None = None) -> Document:
+    """Paragraphs and tables in document order, separated by blank lines."""
+    try:
+        import docx
+        from docx.table import Table
+
+        document = docx.Document(io.BytesIO(data))
+        blocks: list[str] = []
+        for block in document.iter_inner_content():
+            if isinstance(block, Table):
+                text = _table_text(block)
+            else:
+                text = _normalise_newlines(block.text).strip()
+            if text:
+                blocks.append(text)
+    except Exception as e:  # zipfile.BadZipFile, KeyError, PackageNotFoundError, lxml errors, ...
+        raise InputError(f"not a valid DOCX ({_reason(e)})", source) from None
+    return Document("\n\n".join(blocks), source, "docx", [0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry and entry points
+
+register_converter((".txt", ".text", ".log", ".rst", ".csv", ".tsv", ".json", ".xml", ".html", ".htm"), convert_text)
+register_converter((".md", ".markdown", ".mdown", ".mkd"), convert_markdown)
+register_converter((".pdf",), convert_pdf)
+register_converter((".docx",), convert_docx)
+
+
+def _sniff(data: bytes) -> Converter | None:
+    """Recognise PDF and DOCX by content, for input without a telling suffix (or stdin)."""
+    # Only a leading header counts: plain text that merely mentions "%PDF-" stays text.
+    if data[:1024].lstrip().startswith(b"%PDF-"):
+        return convert_pdf
+    if data.startswith(b"PK\x03\x04") and b"word/" in data[:65536]:
+        return convert_docx
+    return None
+
+
+def _finish(doc: Document, source: str) -> Document:
+    if not doc.text.strip():
+        raise InputError("empty document", source)
+    return doc
+
+
+def load_path(path: str | os.PathLike, password: str | None = None) -> Document:
+    """Read ``path`` (read-only) and convert it by suffix; unknown suffixes are read as text."""
+    source = os.fspath(path)
+    p = Path(source)
+    try:
+        if not p.exists():
+            raise InputError("no such file", source)
+        if p.is_dir():
+            raise InputError("is a directory", source)
+        with open(p, "rb") as f:
+            data = f.read()
+    except InputError:
+        raise
+    except PermissionError:
+        raise InputError("permission denied (cannot read the file)", source) from None
+    except IsADirectoryError:
+        raise InputError("is a directory", source) from None
+    except FileNotFoundError:
+        raise InputError("no such file", source) from None
+    except OSError as e:
+        raise InputError(f"cannot read ({_one_line(e.strerror or e)})", source) from None
+
+    if not data.strip():
+        raise InputError("empty document", source)
+    fn = converter_for(p)
+    if fn is None:
+        fn = _sniff(data) or convert_text
+    return _finish(fn(data, source, password), source)
+
+
+def load_stdin(data: bytes | None = None, password: str | None = None) -> Document:
+    """Read standard input (or ``data``) as text; PDF and DOCX bytes are recognised by content
+    (and keep their own ``kind``), everything else is text with kind ``'stdin'``."""
+    source = "<stdin>"
+    if data is None:
+        data = sys.stdin.buffer.read()
+    if not data.strip():
+        raise InputError("empty document", source)
+    fn = _sniff(data)
+    if fn is not None:
+        return _finish(fn(data, source, password), source)
+    return _finish(Document(decode_text(data, source), source, "stdin", [0]), source)

@@ -1,0 +1,345 @@
+import hashlib
+import io
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from cprs_cli.errors import InputError
+from cprs_cli.ingest import Document, load_path, load_stdin, register_converter
+
+FRENCH = "Le café est très bon. Les élèves étudient à l'école. Naïve façade, garçon.\nDeuxième ligne.\n"
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def unchanged():
+    """Record a file's hash and mtime; assert both are the same at teardown."""
+    seen = []
+
+    def track(path: Path) -> Path:
+        seen.append((path, sha(path), path.stat().st_mtime_ns))
+        return path
+
+    yield track
+    for path, digest, mtime in seen:
+        assert sha(path) == digest, f"{path} was modified"
+        assert path.stat().st_mtime_ns == mtime
+
+
+def write(tmp_path, name, data: bytes) -> Path:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+# -- text ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "encoding,prefix",
+    [("utf-8", b""), ("utf-8", b"\xef\xbb\xbf"), ("utf-16", b""), ("latin-1", b""), ("cp1252", b"")],
+)
+def test_text_encodings(tmp_path, unchanged, encoding, prefix):
+    p = unchanged(write(tmp_path, "doc.txt", prefix + FRENCH.encode(encoding)))
+    doc = load_path(p)
+    assert isinstance(doc, Document)
+    assert doc.text == FRENCH
+    assert doc.kind == "text"
+    assert doc.pages == [0]
+    assert doc.source == str(p)
+    assert not doc.text.startswith("\ufeff")
+
+
+def test_utf16_be_and_utf32_bom(tmp_path):
+    for enc, bom in [("utf-16-be", b"\xfe\xff"), ("utf-32-le", b"\xff\xfe\x00\x00")]:
+        p = write(tmp_path, f"{enc}.txt", bom + FRENCH.encode(enc))
+        assert load_path(p).text == FRENCH
+
+
+def test_newlines_normalised(tmp_path):
+    p = write(tmp_path, "crlf.txt", b"one\r\ntwo\rthree\n")
+    assert load_path(p).text == "one\ntwo\nthree\n"
+
+
+def test_markdown(tmp_path, unchanged):
+    p = unchanged(write(tmp_path, "notes.MD", b"# Title\n\nSome *text* here.\n"))
+    doc = load_path(p)
+    assert doc.kind == "markdown"
+    assert doc.text == "# Title\n\nSome *text* here.\n"
+
+
+def test_unknown_suffix_is_text(tmp_path):
+    p = write(tmp_path, "README", b"plain words")
+    doc = load_path(p)
+    assert doc.kind == "text" and doc.text == "plain words"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4,
+        os.urandom(4096),
+        bytes(range(1, 32)) * 50,  # control characters only, no NUL
+    ],
+)
+def test_binary_rejected(tmp_path, data):
+    for name in ["junk.bin", "junk.txt"]:
+        p = write(tmp_path, name, data)
+        with pytest.raises(InputError, match="binary file, not text") as ei:
+            load_path(p)
+        assert str(p) in str(ei.value)
+        assert ei.value.exit_code == 3
+
+
+@pytest.mark.parametrize("data", [b"", b"   \n\t\n", b"\xef\xbb\xbf", b"\xff\xfe" + " \n".encode("utf-16-le")])
+def test_empty_rejected(tmp_path, data):
+    p = write(tmp_path, "empty.txt", data)
+    with pytest.raises(InputError, match="empty document"):
+        load_path(p)
+
+
+def test_missing_path(tmp_path):
+    p = tmp_path / "nope.txt"
+    with pytest.raises(InputError, match="no such file") as ei:
+        load_path(p)
+    assert str(ei.value).startswith(str(p) + ": ")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(InputError, match="is a directory"):
+        load_path(tmp_path)
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root can read anything")
+def test_permission_denied(tmp_path):
+    p = write(tmp_path, "secret.txt", b"hidden")
+    p.chmod(0)
+    try:
+        with pytest.raises(InputError, match="permission denied"):
+            load_path(p)
+    finally:
+        p.chmod(0o644)
+
+
+def test_permission_denied_simulated(tmp_path, monkeypatch):
+    from cprs_cli import ingest
+
+    p = write(tmp_path, "secret.txt", b"hidden")
+
+    def deny(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(ingest, "open", deny, raising=False)
+    with pytest.raises(InputError, match="permission denied") as ei:
+        load_path(p)
+    assert str(ei.value).startswith(str(p) + ": ")
+
+
+def test_messages_are_one_line(tmp_path):
+    cases = [tmp_path / "missing", write(tmp_path, "bad.pdf", b"%PDF-1.4\n garbage\n"), write(tmp_path, "x.docx", b"PK junk")]
+    for p in cases:
+        with pytest.raises(InputError) as ei:
+            load_path(p)
+        assert "\n" not in str(ei.value)
+
+
+# -- stdin --------------------------------------------------------------------------------------
+
+
+def test_stdin_bytes():
+    doc = load_stdin("héllo\r\nworld".encode("utf-8"))
+    assert doc == Document("héllo\nworld", "<stdin>", "stdin", [0])
+
+
+def test_stdin_reads_sys_stdin(monkeypatch):
+    class FakeStdin:
+        buffer = io.BytesIO(b"\xef\xbb\xbfpiped text")
+
+    monkeypatch.setattr(sys, "stdin", FakeStdin)
+    doc = load_stdin()
+    assert doc.text == "piped text" and doc.source == "<stdin>" and doc.kind == "stdin"
+
+
+def test_stdin_rejects_empty_and_binary():
+    with pytest.raises(InputError, match="<stdin>: empty document"):
+        load_stdin(b"  \n")
+    with pytest.raises(InputError, match="binary"):
+        load_stdin(b"\x00\x01\x02abc")
+
+
+def test_stdin_pdf_sniffed():
+    data = make_pdf(["Piped page."])
+    doc = load_stdin(data)
+    assert doc.kind == "pdf" and "Piped page." in doc.text
+
+
+# -- PDF ----------------------------------------------------------------------------------------
+
+
+def make_pdf(pages: list[str]) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=12)
+    for text in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 10, text)
+    return bytes(pdf.output())
+
+
+def encrypt_pdf(data: bytes, user_password: str, owner_password: str = "owner") -> bytes:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+    writer.encrypt(user_password=user_password, owner_password=owner_password)  # RC4, no extra deps
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+PAGE1 = "First page. It talks about apples."
+PAGE2 = "Second page. It talks about pears."
+
+
+def test_pdf_two_pages(tmp_path, unchanged):
+    p = unchanged(write(tmp_path, "two.pdf", make_pdf([PAGE1, PAGE2])))
+    doc = load_path(p)
+    assert doc.kind == "pdf"
+    assert len(doc.pages) == 2 and doc.pages[0] == 0
+    first = doc.text[doc.pages[0] : doc.pages[1]]
+    second = doc.text[doc.pages[1] :]
+    assert "apples" in first and "pears" not in first
+    assert second.startswith("Second page")
+    assert first.endswith("\n\n")
+    assert "pears" in second
+
+
+def test_pdf_sniffed_without_suffix(tmp_path):
+    p = write(tmp_path, "paper", make_pdf([PAGE1]))
+    assert load_path(p).kind == "pdf"
+
+
+def test_pdf_encrypted_empty_user_password(tmp_path, unchanged):
+    p = unchanged(write(tmp_path, "open.pdf", encrypt_pdf(make_pdf([PAGE1, PAGE2]), "")))
+    doc = load_path(p)
+    assert "apples" in doc.text and len(doc.pages) == 2
+
+
+def test_pdf_encrypted_with_password(tmp_path, unchanged):
+    p = unchanged(write(tmp_path, "locked.pdf", encrypt_pdf(make_pdf([PAGE1, PAGE2]), "s3cret")))
+    with pytest.raises(InputError, match="encrypted PDF; pass --password") as ei:
+        load_path(p)
+    assert str(p) in str(ei.value)
+    with pytest.raises(InputError, match="wrong password"):
+        load_path(p, password="nope")
+    doc = load_path(p, password="s3cret")
+    assert "apples" in doc.text and "pears" in doc.text
+
+
+def test_pdf_corrupt(tmp_path, unchanged):
+    data = make_pdf([PAGE1, PAGE2])
+    for i, broken in enumerate([data[: len(data) // 3], data[:20], b"%PDF-1.7\n" + os.urandom(300), b"not a pdf"]):
+        p = unchanged(write(tmp_path, f"broken{i}.pdf", broken))
+        with pytest.raises(InputError, match=r"corrupt or unreadable PDF \(|no extractable text") as ei:
+            load_path(p)
+        assert str(p) in str(ei.value)
+
+
+def test_pdf_without_text(tmp_path):
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.rect(10, 10, 50, 50)
+    p = write(tmp_path, "scan.pdf", bytes(pdf.output()))
+    with pytest.raises(InputError, match=r"no extractable text \(scanned PDF\?\)"):
+        load_path(p)
+
+
+# -- DOCX ---------------------------------------------------------------------------------------
+
+
+def make_docx(path: Path) -> Path:
+    import docx
+
+    d = docx.Document()
+    d.add_paragraph("Intro paragraph.")
+    d.add_paragraph("")  # empty paragraphs are dropped
+    table = d.add_table(rows=2, cols=3)
+    for r, row in enumerate([["Name", "Age", "City"], ["Ann", "31", "Oslo"]]):
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    d.add_paragraph("Closing paragraph.")
+    d.save(str(path))
+    return path
+
+
+def test_docx_order(tmp_path, unchanged):
+    p = unchanged(make_docx(tmp_path / "report.docx"))
+    doc = load_path(p)
+    assert doc.kind == "docx" and doc.pages == [0]
+    assert doc.text == "Intro paragraph.\n\nName | Age | City\nAnn | 31 | Oslo\n\nClosing paragraph."
+
+
+def test_docx_merged_cells(tmp_path):
+    import docx
+
+    d = docx.Document()
+    t = d.add_table(rows=2, cols=3)
+    a = t.cell(0, 0).merge(t.cell(0, 1))
+    a.text = "Wide"
+    t.cell(0, 2).text = "Right"
+    for c, v in enumerate("xyz"):
+        t.cell(1, c).text = v
+    p = tmp_path / "merged.docx"
+    d.save(str(p))
+    assert load_path(p).text == "Wide | Right\nx | y | z"
+
+
+def test_docx_zip_of_junk(tmp_path, unchanged):
+    p = tmp_path / "fake.docx"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("junk.txt", "not a word document")
+    unchanged(p)
+    with pytest.raises(InputError, match=r"not a valid DOCX \(") as ei:
+        load_path(p)
+    assert str(ei.value).startswith(str(p) + ": ")
+
+
+def test_docx_not_a_zip(tmp_path):
+    p = write(tmp_path, "plain.docx", b"just some text, not a zip")
+    with pytest.raises(InputError, match="not a valid DOCX"):
+        load_path(p)
+
+
+def test_docx_empty(tmp_path):
+    import docx
+
+    p = tmp_path / "blank.docx"
+    docx.Document().save(str(p))
+    with pytest.raises(InputError, match="empty document"):
+        load_path(p)
+
+
+# -- registry -----------------------------------------------------------------------------------
+
+
+def test_register_converter(tmp_path, monkeypatch):
+    from cprs_cli import ingest
+
+    monkeypatch.setattr(ingest, "_REGISTRY", dict(ingest._REGISTRY))
+
+    def shout(data, source, password=None):
+        return Document(data.decode().upper(), source, "text", [0])
+
+    register_converter(("shout", ".SHT"), shout)
+    p = write(tmp_path, "x.sht", b"quiet")
+    assert load_path(p).text == "QUIET"
+    p2 = write(tmp_path, "y.shout", b"calm")
+    assert load_path(p2).text == "CALM"
