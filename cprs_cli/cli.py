@@ -1,0 +1,801 @@
+"""The `cprs` command line: a thin Typer layer over `cprs_cli.compressor.Compressor`.
+
+Conventions (see `cprs compress --help`):
+
+* results go to stdout (or `-o FILE` / `--output-dir DIR`); the stats table, the progress bar
+  and all messages go to stderr, so `cprs compress ... | llm` is always clean;
+* expected failures are one line, `cprs: error: ...`, and an exit code: 0 all ok, 2 usage,
+  3 some input failed (the others are still processed), 4 the critic could not be loaded;
+* outputs are written atomically and never onto an input; inputs are only ever read.
+
+Heavy modules (torch, the critic) are imported only by the commands that need them, so
+`cprs --help` and `cprs --version` stay instant.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import functools
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+
+from .errors import EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE, CprsError, ModelError, UsageError
+from .instructions import TASKS
+from .output import OUTPUT_SUFFIX
+
+if TYPE_CHECKING:
+    from .result import CompressionResult
+
+PROG = "cprs"
+KNOWN_SUFFIXES = (".txt", ".md", ".pdf", ".docx", ".text", ".markdown", ".rst")
+# names that `--output-dir` writes; never picked up again as inputs when walking a directory
+OUTPUT_NAME_SUFFIXES = tuple(OUTPUT_SUFFIX.values())
+DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+# --debug given to the top-level callback (`cprs --debug compress ...`)
+_STATE: dict[str, bool] = {"debug": False}
+
+
+class Granularity(str, enum.Enum):
+    word = "word"
+    sentence = "sentence"
+    paragraph = "paragraph"
+
+
+class Format(str, enum.Enum):
+    text = "text"
+    json = "json"
+    jsonl = "jsonl"
+
+
+Task = enum.Enum("Task", {name: name for name in TASKS}, type=str)  # type: ignore[misc]
+
+
+def _version() -> str:
+    try:
+        from . import __version__  # type: ignore[attr-defined]
+
+        return str(__version__)
+    except ImportError:
+        pass
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version("cprs-cli")
+    except PackageNotFoundError:
+        pass
+    try:  # a source checkout that was never pip-installed
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+    except (OSError, KeyError, ValueError):
+        return "unknown"
+
+
+# --------------------------------------------------------------------------- console & errors
+
+
+def _err_console() -> Console:
+    # resolved per call: sys.stderr may be swapped (tests, redirection)
+    return Console(stderr=True, highlight=False)
+
+
+def _print_error(message: str, console: Console | None = None) -> None:
+    """One line on stderr: `cprs: error: <message>` (never wrapped, never rich markup)."""
+    line = f"{PROG}: error: {_one_line(message)}"
+    if console is not None and console.is_terminal:
+        console.print(line, markup=False, highlight=False, soft_wrap=True, style="red")
+    else:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _print_note(message: str, console: Console | None = None) -> None:
+    line = f"{PROG}: {_one_line(message)}"
+    if console is not None and console.is_terminal:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    else:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split()) or "unknown error"
+
+
+def _debug_enabled(kwargs: dict[str, Any]) -> bool:
+    return bool(kwargs.get("debug") or _STATE["debug"] or os.environ.get("CPRS_DEBUG"))
+
+
+def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected errors into one line + exit code, unexpected ones into one line + a hint."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = _debug_enabled(kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort,
+                typer.Exit, typer.Abort):
+            raise
+        except CprsError as err:
+            if debug:
+                traceback.print_exc()
+            _print_error(str(err))
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            _print_error("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
+        except Exception as err:  # noqa: BLE001 - the one place that catches everything
+            if debug:
+                traceback.print_exc()
+                _print_error(f"unexpected {type(err).__name__}: {err}")
+            else:
+                _print_error(f"unexpected {type(err).__name__}: {err} "
+                             f"(rerun with --debug for the traceback)")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _silence_stdout() -> None:
+    """After EPIPE (`cprs ... | head`), point stdout at /dev/null so the exit flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+# --------------------------------------------------------------------------- app
+
+
+app = typer.Typer(
+    name=PROG,
+    help="Compress long documents for LLMs: a token critic keeps only the spans a query needs.",
+    epilog="Run [bold]cprs COMMAND --help[/bold] for the options of a command.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"{PROG} {_version()}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", "-V", help="Print the version and exit.", is_eager=True,
+        callback=_version_callback)] = False,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show full tracebacks for unexpected errors.")] = False,
+) -> None:
+    """Compress long documents for LLMs: a token critic keeps only the spans a query needs.
+
+    Results go to stdout, everything else (stats, progress, errors) to stderr. Exit codes: 0 ok, 2 usage error, 3 some input failed, 4 the critic could not be loaded.
+    """
+    _STATE["debug"] = debug
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One document to compress: a file (with the root it was found under) or stdin."""
+
+    path: Path | None  # None: stdin
+    root: Path | None  # directory mirrored by --output-dir (None for stdin)
+    display: str  # how messages name it
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.path is None
+
+
+def _matches(name: str, pattern: str) -> bool:
+    if name.startswith("."):
+        return False
+    if name.endswith(OUTPUT_NAME_SUFFIXES):
+        return False
+    if not fnmatch.fnmatch(name, pattern):
+        return False
+    if pattern == "*":  # the default: only file types cprs can read
+        return name.lower().endswith(KNOWN_SUFFIXES)
+    return True
+
+
+def _walk(directory: Path, recursive: bool, pattern: str, skip: Path | None) -> list[Path]:
+    found: list[Path] = []
+    if recursive:
+        for dirpath, dirnames, filenames in os.walk(directory):
+            here = Path(dirpath)
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if not d.startswith(".") and not (skip is not None and _same(here / d, skip)))
+            found.extend(here / f for f in sorted(filenames)
+                         if _matches(f, pattern) and (here / f).is_file())
+    else:
+        found = sorted(p for p in directory.iterdir() if p.is_file() and _matches(p.name, pattern))
+    return found
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def expand_inputs(args: Sequence[str], *, recursive: bool, pattern: str,
+                  skip_dir: Path | None = None) -> tuple[list[InputItem], list[tuple[str, str]]]:
+    """Paths and directories from the command line → the documents to compress, plus
+    (name, reason) for arguments that yield nothing (missing path, empty directory)."""
+    items: list[InputItem] = []
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    stdin_given = False
+    for arg in args or ["-"]:
+        if arg == "-":
+            if stdin_given:
+                raise UsageError("'-' (stdin) is given more than once")
+            stdin_given = True
+            items.append(InputItem(None, None, "<stdin>"))
+            continue
+        path = Path(arg)
+        if path.is_dir():
+            files = _walk(path, recursive, pattern, skip_dir)
+            if not files:
+                what = f"matching {pattern!r}" if pattern != "*" else "with a known suffix (" + \
+                    " ".join(KNOWN_SUFFIXES) + ")"
+                hint = "" if recursive else "; use --recursive to look in subdirectories"
+                problems.append((arg, f"directory has no files {what}{hint}"))
+            new = [InputItem(f, path, str(f)) for f in files]
+        elif path.exists():
+            new = [InputItem(path, path.parent, arg)]
+        elif path.is_symlink():
+            problems.append((arg, "broken symbolic link"))
+            continue
+        else:
+            problems.append((arg, "no such file or directory"))
+            continue
+        for item in new:
+            key = os.path.realpath(item.path)  # type: ignore[arg-type]
+            if key not in seen:
+                seen.add(key)
+                items.append(item)
+    return items, problems
+
+
+def _describe_input_error(err: CprsError, item: InputItem) -> str:
+    """The error's message, making sure it names the file."""
+    msg = str(err)
+    if err.path is None and item.display not in msg and (
+            item.path is None or str(item.path) not in msg):
+        msg = f"{item.display}: {msg}"
+    return msg
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _ProgressUI:
+    """A rich progress display on stderr: a files bar for batches and a windows bar for
+    documents of several windows. Started lazily, so short single runs show nothing."""
+
+    def __init__(self, console: Console, enabled: bool, n_files: int):
+        self.console = console
+        self.enabled = enabled and console.is_terminal
+        self.n_files = n_files
+        self._progress: Any = None
+        self._files_task: Any = None
+        self._windows_task: Any = None
+        self._current = ""
+
+    def _start(self) -> None:
+        if self._progress is not None:
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,
+                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+
+        self._progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+            MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=self.console, transient=True)
+        self._progress.start()
+        if self.n_files > 1:
+            self._files_task = self._progress.add_task("files", total=self.n_files)
+
+    def __enter__(self) -> _ProgressUI:
+        if self.enabled and self.n_files > 1:
+            self._start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def begin(self, name: str) -> None:
+        self._current = name
+        if self._progress is not None and self._windows_task is not None:
+            self._progress.remove_task(self._windows_task)
+            self._windows_task = None
+
+    def done_file(self) -> None:
+        if self._progress is not None and self._files_task is not None:
+            self._progress.advance(self._files_task)
+
+    def callback(self) -> Callable[[int, int], None] | None:
+        if not self.enabled:
+            return None
+
+        def on_windows(done: int, total: int) -> None:
+            if total < 2 and self._progress is None:
+                return
+            self._start()
+            label = _shorten(self._current, 40)
+            if self._windows_task is None:
+                self._windows_task = self._progress.add_task(label, total=total)
+            self._progress.update(self._windows_task, completed=done, total=total)
+
+        return on_windows
+
+    def print_error(self, message: str) -> None:
+        _print_error(message, self.console if self._progress is not None else None)
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
+# --------------------------------------------------------------------------- compress
+
+COMPRESS_EPILOG = """\
+[bold]Examples[/bold]
+
+  cprs compress report.pdf -q "What were the Q3 revenues?"
+
+  cat notes.md | cprs compress -q "Which deadlines are mentioned?" --rate 0.2 > short.md
+
+  cprs compress docs/ -r -q "How is auth configured?" --output-dir compressed/
+
+  cprs compress a.txt b.md -q "Who signed?" --format jsonl -o results.jsonl
+
+  cprs compress big.docx -q "Summarise the risks" --task paragraphs --max-tokens 2000
+
+[bold]Outputs[/bold]: text is the compressed document; json is one object per document \
+(schema_version, source, query, instruction, granularity, model, spans, compressed_text, \
+stats) and takes a single input; jsonl is one such object per line. Several documents to \
+one text stream are separated by '==> SOURCE <==' headers. --output-dir writes \
+NAME.cprs.txt / NAME.cprs.json / NAME.cprs.jsonl, mirroring the input tree. Results are \
+written atomically and never onto an input.
+
+[bold]Exit codes[/bold]: 0 ok, 2 usage error, 3 some input failed (the others are still \
+written), 4 the critic could not be loaded.
+"""
+
+
+def _check_rate(value: float | None) -> float | None:
+    if value is not None and not 0.0 < value <= 1.0:
+        raise typer.BadParameter(f"{value} is not in the range 0 < R <= 1")
+    return value
+
+
+def _check_device(value: str | None) -> str:
+    if value is None:
+        return "auto"
+    value = value.strip().lower()
+    if not DEVICE_RE.match(value):
+        raise typer.BadParameter("expected auto, cpu, cuda or cuda:N")
+    return value
+
+
+def _load_compressor(model: str | None, device: str, batch_size: int | None,
+                     window_tokens: int | None) -> Any:
+    """Build the Compressor (imports torch and the critic; raises ModelError)."""
+    from .compressor import Compressor
+
+    return Compressor(model=model, device=device, batch_size=batch_size,
+                      window_tokens=window_tokens)
+
+
+def _load_document(item: InputItem, password: str | None) -> Any:
+    from . import ingest
+
+    if item.is_stdin:
+        return ingest.load_stdin(password=password)
+    return ingest.load_path(item.path, password=password)
+
+
+@app.command(epilog=COMPRESS_EPILOG, no_args_is_help=False)
+@_handle_errors
+def compress(
+    paths: Annotated[list[str] | None, typer.Argument(
+        metavar="PATHS", show_default=False,
+        help="Files or directories to compress (.txt .md .pdf .docx .text .markdown .rst). "
+             "No path, or '-', reads stdin.")] = None,
+    query: Annotated[str, typer.Option(
+        "--query", "-q", metavar="TEXT", help="What the compressed text must still answer.",
+        rich_help_panel="What to keep")] = ...,  # type: ignore[assignment]
+    instruction: Annotated[str | None, typer.Option(
+        metavar="TEXT", help="Free-text control prompt for the critic (instead of --task).",
+        rich_help_panel="What to keep")] = None,
+    task: Annotated[Task | None, typer.Option(  # type: ignore[valid-type]
+        help="A preset control prompt (default: facts).", case_sensitive=False,
+        rich_help_panel="What to keep")] = None,
+    granularity: Annotated[Granularity, typer.Option(
+        help="Unit of what is kept: whole words, sentences or paragraphs.",
+        case_sensitive=False, rich_help_panel="What to keep")] = Granularity.sentence,
+    rate: Annotated[float | None, typer.Option(
+        metavar="R", callback=_check_rate,
+        help="Keep about R of the input tokens (0 < R <= 1), highest-scoring units first.",
+        rich_help_panel="How much to keep")] = None,
+    max_tokens: Annotated[int | None, typer.Option(
+        "--max-tokens", min=1, metavar="N",
+        help="Keep at most N tokens (cl100k_base).",
+        rich_help_panel="How much to keep")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, metavar="P",
+        help="Keep tokens whose keep-probability is at least P (instead of the argmax tag).",
+        rich_help_panel="How much to keep")] = None,
+    min_span_tokens: Annotated[int | None, typer.Option(
+        "--min-span-tokens", min=1, metavar="N",
+        help="Drop kept spans shorter than N tokens.",
+        rich_help_panel="How much to keep")] = None,
+    separator: Annotated[str | None, typer.Option(
+        metavar="TEXT", help="Marks where text was dropped (default: the compressor's).",
+        rich_help_panel="How much to keep")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", metavar="NAME|PATH",
+        help="Critic name (see 'cprs models') or a critic directory (default: the default "
+             "critic).", rich_help_panel="Critic")] = None,
+    device: Annotated[str, typer.Option(
+        metavar="auto|cpu|cuda[:N]", callback=_check_device,
+        help="Where the critic runs.", rich_help_panel="Critic")] = "auto",
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", min=1, metavar="N", help="Windows per critic batch.",
+        rich_help_panel="Critic")] = None,
+    window_tokens: Annotated[int | None, typer.Option(
+        "--window-tokens", min=16, metavar="N",
+        help="Critic window size in model tokens (default: the critic's).",
+        rich_help_panel="Critic")] = None,
+    password: Annotated[str | None, typer.Option(
+        metavar="TEXT", help="Password for encrypted PDFs.", rich_help_panel="Input")] = None,
+    recursive: Annotated[bool, typer.Option(
+        "--recursive", "-r", help="Descend into subdirectories of directory arguments.",
+        rich_help_panel="Input")] = False,
+    glob: Annotated[str, typer.Option(
+        metavar="PATTERN",
+        help="File-name pattern for directory arguments; the default '*' takes the known "
+             "suffixes only.", rich_help_panel="Input")] = "*",
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", metavar="FILE",
+        help="Write all results to FILE (atomically; '-' is stdout).",
+        rich_help_panel="Output")] = None,
+    output_dir: Annotated[Path | None, typer.Option(
+        "--output-dir", metavar="DIR", file_okay=False,
+        help="Write one file per input under DIR, mirroring the input tree.",
+        rich_help_panel="Output")] = None,
+    fmt: Annotated[Format, typer.Option(
+        "--format", "-f", case_sensitive=False,
+        help="text: the compressed document; json: one object per document; jsonl: one "
+             "object per line.", rich_help_panel="Output")] = Format.text,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", help="No stats table and no progress bar (errors are still shown).",
+        rich_help_panel="Output")] = False,
+    no_progress: Annotated[bool, typer.Option(
+        "--no-progress", help="No progress bar.", rich_help_panel="Output")] = False,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show full tracebacks for unexpected errors.",
+        rich_help_panel="Output")] = False,
+) -> None:
+    """Compress documents so that they keep what QUERY needs.
+
+    Reads files, directories or stdin; writes the compressed text (or JSON) to stdout, -o FILE or --output-dir DIR. A stats table (tokens in/out, ratio, windows, seconds, device) and progress go to stderr unless --quiet.
+    """
+    _run_compress(
+        paths=list(paths or []), query=query, instruction=instruction,
+        task=task.value if task is not None else None, granularity=granularity.value,
+        rate=rate, max_tokens=max_tokens, threshold=threshold, min_span_tokens=min_span_tokens,
+        separator=separator, model=model, device=device, batch_size=batch_size,
+        window_tokens=window_tokens, password=password, recursive=recursive, glob=glob,
+        output=output, output_dir=output_dir, fmt=fmt.value, quiet=quiet,
+        no_progress=no_progress)
+
+
+def _run_compress(*, paths: list[str], query: str, instruction: str | None, task: str | None,
+                  granularity: str, rate: float | None, max_tokens: int | None,
+                  threshold: float | None, min_span_tokens: int | None, separator: str | None,
+                  model: str | None, device: str, batch_size: int | None,
+                  window_tokens: int | None, password: str | None, recursive: bool, glob: str,
+                  output: str | None, output_dir: Path | None, fmt: str, quiet: bool,
+                  no_progress: bool) -> None:
+    from .output import output_path_for, render_json, render_jsonl, render_text, stats_table
+    from .output import write_atomic
+
+    # ---- options that contradict each other: fail before any work
+    if not query or not query.strip():
+        raise UsageError("--query must not be empty")
+    if instruction is not None and task is not None:
+        raise UsageError("give either --instruction or --task, not both")
+    if instruction is not None and not instruction.strip():
+        raise UsageError("--instruction must not be empty")
+    if rate is not None and max_tokens is not None:
+        raise UsageError("give either --rate or --max-tokens, not both")
+    if output is not None and output_dir is not None:
+        raise UsageError("give either --output or --output-dir, not both")
+    if not glob:
+        raise UsageError("--glob must not be empty")
+    to_stdout = output_dir is None and (output is None or output == "-")
+    if not paths and sys.stdin is not None and _isatty(sys.stdin):
+        raise UsageError("no input: give PATHS, or pipe text on stdin (see 'cprs compress --help')")
+
+    # ---- which documents
+    skip = output_dir if output_dir is not None and output_dir.is_dir() else None
+    items, problems = expand_inputs(paths, recursive=recursive, pattern=glob, skip_dir=skip)
+    single_stream = output_dir is None
+    if single_stream and fmt == "json" and (len(items) + len(problems)) > 1:
+        raise UsageError("--format json writes one document; for several inputs use "
+                         "--format jsonl or --output-dir")
+
+    # ---- where results go; never onto an input
+    input_files = [i.path for i in items if i.path is not None]
+    out_file: Path | None = None
+    if output is not None and output != "-":
+        out_file = Path(output)
+        if out_file.is_dir():
+            raise UsageError(f"--output {output}: is a directory (did you mean --output-dir?)")
+        for src in input_files:
+            if _same(src, out_file):
+                raise UsageError(f"--output {output}: refusing to overwrite an input file")
+    out_paths: dict[InputItem, Path] = {}
+    if output_dir is not None:
+        if output_dir.exists() and not output_dir.is_dir():
+            raise UsageError(f"--output-dir {output_dir}: exists and is not a directory")
+        taken: dict[str, InputItem] = {}
+        for item in items:
+            if item.is_stdin:
+                dest = output_path_for("stdin", None, output_dir, fmt)
+            else:
+                dest = output_path_for(item.path, item.root, output_dir, fmt)  # type: ignore[arg-type]
+            key = os.path.abspath(dest)
+            if key in taken:
+                raise UsageError(f"--output-dir: {taken[key].display} and {item.display} would "
+                                 f"both be written to {dest}")
+            for src in input_files:
+                if _same(src, dest):
+                    raise UsageError(f"--output-dir: refusing to overwrite input file {src}")
+            taken[key] = item
+            out_paths[item] = dest
+
+    console = _err_console()
+    failed = bool(problems)
+    for name, reason in problems:
+        _print_error(f"{name}: {reason}")
+    if not items:
+        raise typer.Exit(EXIT_INPUT if failed else EXIT_OK)
+
+    # ---- the critic (stop at once if it cannot be loaded)
+    try:
+        compressor = _load_compressor(model, device, batch_size, window_tokens)
+    except CprsError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        if _debug_enabled({}):
+            raise
+        raise ModelError(f"could not load critic {model or '(default)'}: "
+                         f"{type(err).__name__}: {err}") from err
+
+    options: dict[str, Any] = {"query": query, "granularity": granularity}
+    for key, value in (("instruction", instruction), ("task", task), ("rate", rate),
+                       ("max_tokens", max_tokens), ("threshold", threshold),
+                       ("min_span_tokens", min_span_tokens), ("separator", separator)):
+        if value is not None:
+            options[key] = value
+
+    results: list[CompressionResult] = []
+    chunks: list[str] = []  # for -o FILE
+    multi = len(items) > 1
+    written = 0
+    emitted = 0
+    with _ProgressUI(console, not (quiet or no_progress), len(items)) as ui:
+        for item in items:
+            ui.begin(item.display)
+            try:
+                doc = _load_document(item, password)
+                result = compressor.compress_document(doc, progress=ui.callback(), **options)
+            except (UsageError, ModelError):
+                raise  # bad options or a broken critic: the same for every document
+            except CprsError as err:
+                failed = True
+                ui.print_error(_describe_input_error(err, item))
+                ui.done_file()
+                continue
+            except (KeyboardInterrupt, BrokenPipeError):
+                raise
+            except Exception as err:
+                if _debug_enabled({}):
+                    raise
+                raise CprsError(f"{item.display}: unexpected {type(err).__name__}: {err} "
+                                f"(rerun with --debug for the traceback)") from err
+            results.append(result)
+
+            if output_dir is not None:
+                dest = out_paths[item]
+                text = render_text(result) if fmt == "text" else (
+                    render_json(result) if fmt == "json" else render_jsonl([result]))
+                try:
+                    write_atomic(dest, text, make_parents=True)
+                except OSError as err:
+                    raise CprsError(f"{dest}: cannot write: {err.strerror or err}") from err
+                written += 1
+            else:
+                if fmt == "text":
+                    chunk = render_text(result)
+                    if multi:
+                        chunk = ("\n" if emitted else "") + f"==> {result.source} <==\n" + chunk
+                elif fmt == "json":
+                    chunk = render_json(result)
+                else:
+                    chunk = render_jsonl([result])
+                if to_stdout:
+                    sys.stdout.write(chunk)
+                    sys.stdout.flush()
+                else:
+                    chunks.append(chunk)
+                emitted += 1
+            ui.done_file()
+
+    if out_file is not None and results:
+        try:
+            write_atomic(out_file, "".join(chunks))
+        except OSError as err:
+            raise CprsError(f"{out_file}: cannot write: {err.strerror or err}") from err
+
+    if not quiet and results:
+        console.print(stats_table(results))
+        if output_dir is not None:
+            _print_note(f"wrote {written} file{'s' if written != 1 else ''} under {output_dir}")
+        elif out_file is not None:
+            _print_note(f"wrote {out_file}")
+    if failed:
+        raise typer.Exit(EXIT_INPUT)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------- models
+
+
+@app.command()
+@_handle_errors
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show full tracebacks for unexpected errors.")] = False,
+) -> None:
+    """List the critics cprs knows: kind, whether installed, where the base weights come from."""
+    import json
+
+    from .critic import registry
+
+    critics = registry.list_critics()
+    default = getattr(registry, "DEFAULT_CRITIC", None)
+    if as_json:
+        rows = [{
+            "name": c.name, "kind": c.kind, "default": c.name == default,
+            "installed": bool(c.installed), "status": c.status, "base": c.base,
+            "delta_path": str(c.delta_path), "description": c.description,
+        } for c in critics]
+        sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+        return
+
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="cprs critics", header_style="bold",
+                  caption="* the default critic (used when --model is not given)")
+    table.add_column("name", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("installed", no_wrap=True)
+    table.add_column("base weights", overflow="fold", ratio=1)
+    table.add_column("description", ratio=2)
+    for c in critics:
+        name = Text(c.name + (" *" if c.name == default else ""))
+        installed = Text("yes", style="green") if c.installed else Text("no", style="red")
+        description = Text(c.description)
+        description.append(f"\n{c.status}", style="dim")
+        table.add_row(name, c.kind, installed, Text(c.base), description)
+    Console().print(table)
+
+
+# --------------------------------------------------------------------------- bench
+
+
+@app.command()
+@_handle_errors
+def bench(
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="A small, fast subset (minutes on a CPU).")] = False,
+    out_dir: Annotated[Path, typer.Option(
+        "--out-dir", file_okay=False, help="Where tables, JSON and plots are written.")
+    ] = Path("docs/benchmarks"),
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", metavar="NAME|PATH",
+        help="Critic to benchmark; repeat for several (default: all installed).")] = None,
+    length: Annotated[list[int] | None, typer.Option(
+        "--length", min=1, metavar="TOKENS",
+        help="Context length to test; repeat for several (default: the suite's).")] = None,
+    device: Annotated[str, typer.Option(
+        metavar="auto|cpu|cuda[:N]", callback=_check_device, help="Where the critics run.")
+    ] = "auto",
+    task: Annotated[list[str] | None, typer.Option(
+        "--task", metavar="TASK", help="Benchmark task; repeat for several (default: all).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the synthetic tasks.")] = 0,
+    progress: Annotated[bool, typer.Option(
+        "--progress/--no-progress", help="Show progress on stderr.")] = True,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show full tracebacks for unexpected errors.")] = False,
+) -> None:
+    """Benchmark critics and baselines (BM25, dense, first-k, random) on the task suite."""
+    from .bench import run as bench_run
+
+    bench_run.main(quick=quick, out_dir=out_dir, models=list(model or []),
+                   lengths=list(length) if length else None, device=device,
+                   tasks=list(task) if task else None, seed=seed, progress=progress)
+    _print_note(f"benchmark results written to {out_dir}")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point (`cprs = cprs_cli.cli:main`)."""
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name=PROG)
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return EXIT_OK
+        if isinstance(code, int):
+            return code
+        sys.stderr.write(f"{code}\n")
+        return 1
+    return EXIT_OK
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+__all__ = ["app", "main", "expand_inputs", "InputItem", "EXIT_USAGE", "EXIT_MODEL"]

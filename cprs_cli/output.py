@@ -1,0 +1,195 @@
+"""Rendering and writing of compression results: text / json / jsonl, atomic files, stats table.
+
+Everything here is pure (no model, no CLI state) so it can be used from the library as well:
+
+    >>> from cprs_cli.output import render_json, write_atomic
+    >>> write_atomic("out.json", render_json(result))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from rich.table import Table
+
+from .result import CompressionResult
+
+FORMATS = ("text", "json", "jsonl")
+# suffix of the per-document output files that `--output-dir` writes
+OUTPUT_SUFFIX = {"text": ".cprs.txt", "json": ".cprs.json", "jsonl": ".cprs.jsonl"}
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_text(result: CompressionResult) -> str:
+    """The compressed text, ending in exactly one newline (empty output stays empty)."""
+    text = result.compressed_text
+    if not text:
+        return ""
+    return text.rstrip("\n") + "\n"
+
+
+def render_text_many(results: Sequence[CompressionResult]) -> str:
+    """Several documents to one text stream: each preceded by a `==> source <==` header
+    (as `head`/`tail` do for several files), separated by a blank line. One document is
+    written without a header."""
+    if len(results) == 1:
+        return render_text(results[0])
+    parts = [f"==> {r.source} <==\n{render_text(r)}" for r in results]
+    return "\n".join(parts)
+
+
+def render_json(result: CompressionResult) -> str:
+    """One document as a pretty-printed JSON object (`CompressionResult.to_dict()`)."""
+    return json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n"
+
+
+def render_jsonl(results: Iterable[CompressionResult]) -> str:
+    """One compact JSON object per line, one line per document."""
+    return "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in results)
+
+
+def render(results: Sequence[CompressionResult], fmt: str) -> str:
+    """Render `results` for one output stream in format `fmt` (text | json | jsonl).
+
+    `json` takes exactly one document; several documents to one stream need `jsonl`.
+    """
+    if fmt == "text":
+        return render_text_many(results)
+    if fmt == "json":
+        if len(results) != 1:
+            raise ValueError(f"--format json renders one document, got {len(results)}")
+        return render_json(results[0])
+    if fmt == "jsonl":
+        return render_jsonl(results)
+    raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+# --------------------------------------------------------------------------- files
+
+
+def output_path_for(input_path: str | os.PathLike, input_root: str | os.PathLike | None,
+                    output_dir: str | os.PathLike, fmt: str) -> Path:
+    """Where `--output-dir` puts the result for `input_path`.
+
+    The input's place below `input_root` (the directory given on the command line, or the
+    file's own directory) is mirrored below `output_dir`, and the full input file name gets
+    the format's suffix: `docs/a/report.pdf` under root `docs` → `OUT/a/report.pdf.cprs.txt`.
+    Keeping the input's own suffix in the name means `x.md` and `x.txt` never collide.
+    """
+    if fmt not in OUTPUT_SUFFIX:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    src = Path(input_path)
+    rel: Path
+    if input_root is not None:
+        try:
+            rel = Path(os.path.relpath(os.path.abspath(src), os.path.abspath(input_root)))
+        except ValueError:  # different drives (Windows)
+            rel = Path(src.name)
+        if rel.parts and rel.parts[0] == os.pardir:
+            rel = Path(src.name)
+    else:
+        rel = Path(src.name)
+    return Path(output_dir) / rel.parent / (rel.name + OUTPUT_SUFFIX[fmt])
+
+
+def write_atomic(path: str | os.PathLike, text: str | bytes, *, make_parents: bool = False) -> Path:
+    """Write `text` to `path` so that readers see either the old file or the whole new one.
+
+    The data goes to a temporary file in the same directory, is flushed and fsynced, and is
+    then renamed over `path` with `os.replace`. An existing file's permission bits are kept;
+    a new file gets the usual `0o666 & ~umask`. On any failure the temporary file is removed
+    and `path` is left as it was.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if make_parents:
+        parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable (best effort: not every platform can open a directory)."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+# --------------------------------------------------------------------------- stats
+
+
+def stats_table(results: Sequence[CompressionResult], title: str | None = None) -> Table:
+    """A rich table: one row per document, and a total row when there are several."""
+    table = Table(title=title, show_footer=len(results) > 1, header_style="bold",
+                  footer_style="bold")
+    total_in = sum(r.stats.input_tokens for r in results)
+    total_out = sum(r.stats.output_tokens for r in results)
+    total_windows = sum(r.stats.windows for r in results)
+    total_seconds = sum(r.stats.seconds for r in results)
+    devices = sorted({r.stats.device for r in results})
+
+    table.add_column("source", footer=f"total ({len(results)})", overflow="fold")
+    table.add_column("input\ntokens", justify="right", footer=f"{total_in:,}", no_wrap=True)
+    table.add_column("output\ntokens", justify="right", footer=f"{total_out:,}", no_wrap=True)
+    table.add_column("ratio", justify="right", footer=_ratio(total_in, total_out), no_wrap=True)
+    table.add_column("windows", justify="right", footer=f"{total_windows:,}", no_wrap=True)
+    table.add_column("seconds", justify="right", footer=f"{total_seconds:.2f}", no_wrap=True)
+    table.add_column("device", footer=", ".join(devices), no_wrap=True)
+    for r in results:
+        s = r.stats
+        table.add_row(_display_source(r.source), f"{s.input_tokens:,}", f"{s.output_tokens:,}",
+                      f"{s.ratio:.1f}x", f"{s.windows:,}",
+                      f"{s.seconds:.2f}", s.device)
+    return table
+
+
+def _display_source(source: str) -> str:
+    """A path below the working directory is shown relative to it (shorter table rows)."""
+    if source.startswith("<") or not os.path.isabs(source):
+        return source
+    try:
+        rel = os.path.relpath(source)
+    except ValueError:
+        return source
+    return source if rel.startswith(os.pardir) else rel
+
+
+def _ratio(input_tokens: int, output_tokens: int) -> str:
+    return f"{input_tokens / max(output_tokens, 1):.1f}x"
