@@ -172,3 +172,32 @@ def test_niah_items_small():
     for it in items:
         assert it.answers and all(a in it.document for a in it.answers)
         assert 20_000 < len(it.document) < 60_000
+
+
+def test_evaluate_end_to_end_tiny_critic(tiny_encoder_critic_dir, tiny_data, tmp_path):
+    """The real Compressor on a random tiny critic: plumbing only, never quality."""
+    comp = E.load_compressor(str(tiny_encoder_critic_dir), "cpu", None, None)
+    niah = E.RowSpec("niah_tiny", "NIAH tiny", "niah", "needles", "sentence", "needle", niah_tokens=8 * 1024)
+    res = E.evaluate(comp, [niah, E.ROW_BY_NAME["squad_answers"], E.ROW_BY_NAME["squad_facts"]],
+                     quick=True, limit=2, data_dir=tiny_data, log=lambda m: None)
+    names = [r["name"] for r in res["rows"]]
+    assert names == ["niah_tiny", "squad_answers", "squad_facts"]
+    for row in res["rows"]:
+        assert row["errors"] == 0 and row["n"] == 2
+        assert 0.0 <= row["critic"] <= 1.0 and 0.0 <= row["bm25"] <= 1.0
+    for rows in res["examples"].values():
+        for ex in rows:
+            if ex["answerable"]:
+                assert ex["bm25_tokens"] <= ex["output_tokens"]
+
+
+def test_main_writes_reports(tiny_encoder_critic_dir, tiny_data, tmp_path):
+    out, md = tmp_path / "q" / "tiny.json", tmp_path / "quality.md"
+    rc = E.main(["--model", str(tiny_encoder_critic_dir), "--device", "cpu", "--rows", "squad_answers",
+                 "--limit", "1", "--out", str(out), "--md", str(md), "--data-dir", str(tiny_data)])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    assert rep["model"] == "tiny-encoder" and rep["rows"][0]["n"] == 1
+    assert "--rows squad_answers" in rep["command"]
+    text = md.read_text()
+    assert "<!-- quality:tiny-encoder:limit-1 -->" in text and rep["command"] in text

@@ -669,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         rows = [r for r in ROWS if not (args.quick and r.kind == "niah" and r.niah_tokens not in NIAH_QUICK)]
     label = model_label(args.model)
-    mode = "quick" if args.quick else ("limit " + str(args.limit) if args.limit else "full")
+    mode = "quick" if args.quick else (f"limit-{args.limit}" if args.limit else "full")
     out = Path(args.out) if args.out else REPO_ROOT / "docs" / "quality" / (
         f"{label}{'-quick' if args.quick else ''}.json")
 
