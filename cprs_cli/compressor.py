@@ -1,0 +1,141 @@
+"""The library API: `Compressor(model).compress(text, query=...)`.
+
+It wires the stages together: tokenize once → plan windows → critic in batches →
+tags → selection → result. The CLI is a thin layer over this class.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import segment
+from .critic import Critic, load_critic
+from .errors import UsageError
+from .instructions import resolve_instruction
+from .result import CompressionResult, Stats
+from .select import DEFAULT_SEPARATOR, GRANULARITIES, assemble, select
+from .tags import OFFICIAL_MAX_GAP
+from .tokens import count_tokens
+from .windows import boundary_tokens, build_inputs, plan_windows, tokenize
+
+Progress = Callable[[int, int], None]
+
+
+class Compressor:
+    """Load a critic once; compress many documents with it.
+
+    `model`: None (the default shipped critic), a shipped name ("mini", "small") or a critic
+    directory. `device`: "auto", "cpu", "cuda" or "cuda:N".
+    """
+
+    def __init__(self, model: str | Path | None = None, device: str = "auto", batch_size: int | None = None,
+                 window_tokens: int | None = None, critic: Critic | None = None):
+        if batch_size is not None and batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        if window_tokens is not None and window_tokens < 16:
+            raise UsageError("--window-tokens must be at least 16")
+        self.critic = critic or load_critic(model, device, window_tokens)
+        self.batch_size = batch_size or self.critic.default_batch_size
+        self.window_tokens = window_tokens or self.critic.default_window_tokens
+
+    @property
+    def model_name(self) -> str:
+        return self.critic.name
+
+    @property
+    def model_sha256(self) -> str:
+        return self.critic.sha256
+
+    @property
+    def device(self) -> str:
+        return str(self.critic.device)
+
+    def compress_document(self, doc, **kwargs) -> CompressionResult:
+        kwargs.setdefault("source", doc.source)
+        return self.compress(doc.text, **kwargs)
+
+    def token_probs(self, text: str, instruction: str, query: str, progress: Progress | None = None,
+                    timings: dict | None = None):
+        """Run the critic over `text`: (probs (n, 4), offsets (n, 2), n_windows)."""
+        timings = {} if timings is None else timings
+        t0 = time.perf_counter()
+        critic = self.critic
+        doc = tokenize(critic.tokenizer, text)
+        sentences = segment.sentence_spans(text)
+        cuts = boundary_tokens(doc.offsets, sentences[:, 0] if len(sentences) else np.zeros(0, np.int64))
+        prefix, suffix = critic.prompt_ids(instruction, query)
+        room = critic.max_positions - len(prefix) - len(suffix)
+        if room < 16:
+            raise UsageError("the query is too long for this critic's window")
+        budget = min(self.window_tokens, room)
+        windows = plan_windows(len(doc), budget, cuts)
+        seqs, spans = build_inputs(doc, windows, prefix, suffix)
+        timings["tokenize"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        probs = np.zeros((len(doc), 4), dtype=np.float32)
+        # longest first, so padded batches hold windows of similar length
+        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+        done = 0
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b:b + self.batch_size]
+            outs = critic.predict([seqs[i] for i in idx], [spans[i] for i in idx])
+            for i, p in zip(idx, outs):
+                s, e = windows[i]
+                probs[s:e] = p
+            done += len(idx)
+            if progress:
+                progress(done, len(seqs))
+        timings["critic"] = time.perf_counter() - t1
+        return probs, doc.offsets, len(windows)
+
+    def compress(self, text: str, *, query: str, instruction: str | None = None, task: str | None = None,
+                 granularity: str = "sentence", rate: float | None = None, max_tokens: int | None = None,
+                 threshold: float | None = None, min_span_tokens: int | None = None,
+                 max_gap: int = OFFICIAL_MAX_GAP, separator: str | None = None, source: str = "<text>",
+                 progress: Progress | None = None) -> CompressionResult:
+        if granularity not in GRANULARITIES:
+            raise UsageError(f"--granularity must be one of {', '.join(GRANULARITIES)}")
+        if rate is not None and max_tokens is not None:
+            raise UsageError("give either --rate or --max-tokens, not both")
+        if rate is not None and not 0 < rate <= 1:
+            raise UsageError("--rate must be in (0, 1]")
+        if max_tokens is not None and max_tokens < 1:
+            raise UsageError("--max-tokens must be at least 1")
+        if threshold is not None and not 0 < threshold < 1:
+            raise UsageError("--threshold must be in (0, 1)")
+        if not query or not query.strip():
+            raise UsageError("--query must not be empty")
+        instruction_text = resolve_instruction(instruction, task)
+        separator = DEFAULT_SEPARATOR if separator is None else separator
+        min_span = 1 if min_span_tokens is None else int(min_span_tokens)
+
+        start = time.perf_counter()
+        timings: dict[str, float] = {}
+        probs, offsets, n_windows = self.token_probs(text, instruction_text, query, progress, timings)
+
+        t2 = time.perf_counter()
+        input_tokens = count_tokens(text)
+        budget = None
+        if rate is not None:
+            budget = max(1, int(round(rate * input_tokens)))
+        elif max_tokens is not None:
+            budget = int(max_tokens)
+        spans = select(text, probs, offsets, granularity=granularity, budget=budget, threshold=threshold,
+                       min_span_tokens=min_span, max_gap=max_gap, separator=separator)
+        compressed = assemble(spans, separator)
+        output_tokens = count_tokens(compressed)
+        timings["post"] = time.perf_counter() - t2
+        seconds = time.perf_counter() - start
+        stats = Stats(input_tokens=input_tokens, output_tokens=output_tokens,
+                      ratio=round(input_tokens / max(output_tokens, 1), 3), windows=n_windows,
+                      seconds=round(seconds, 4), device=self.device,
+                      timings={k: round(v, 4) for k, v in timings.items()})
+        return CompressionResult(source=source, query=query, instruction=instruction_text,
+                                 granularity=granularity, model_name=self.model_name,
+                                 model_sha256=self.model_sha256, spans=spans, compressed_text=compressed,
+                                 stats=stats)

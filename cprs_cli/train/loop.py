@@ -1,0 +1,372 @@
+"""Train a shipped critic: `python -m cprs_cli.train --critic mini|small --out DIR`.
+
+One file, one loop (in the spirit of nanoGPT):
+
+1. examples   ← cprs_cli.train.data (the project's QA data, packed long documents, synthetic tasks)
+2. windows    ← the inference path's own tokenizer, prompt format and window planner, with
+                B/I/O/E labels from the gold character spans (prompt tokens are not scored)
+3. model      ← the pinned base (verified by sha256) with a fresh 4-way head;
+                `mini`: layers 1-5 of MiniLM fine-tuned, embeddings and layer 0 frozen;
+                `small`: LoRA on every SmolLM2 linear, the top layers made bidirectional,
+                `cls_head` initialised from the LM-head rows of tag words (LM as critic)
+4. loop       ← AdamW, bf16 autocast, learning rate on a wall-clock cosine, stops at --minutes
+5. export     ← only what training changed (delta.safetensors, fp16) + critic.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import segment
+from ..critic import CRITICS, build_model
+from ..critic import base_model_dir, base_state, critic_config
+from ..critic.base import resolve_device
+from ..critic.encoder import EncoderCritic
+from ..critic.hybrid import HybridCritic
+from ..critic.lora import add_lora, lora_state
+from ..tags import bioe_tags
+from ..windows import boundary_tokens, plan_windows, tokenize
+
+IGNORE = -100
+TAG_WORDS = (" begin", " inside", " outside", " end")  # B, I, O, E rows of the LM head
+
+PRESETS = {
+    # name: (window context tokens, bidirectional start, lr, tokens per batch)
+    "mini": dict(window_tokens=512, lr=1e-4, batch_tokens=65536, frozen_layers=1),
+    "small": dict(window_tokens=2048, lr=3e-4, batch_tokens=65536, bidirectional_start_layer=22,
+                  lora_rank=16, lora_rank_top=32),
+}
+
+
+@dataclass
+class TrainConfig:
+    critic: str = "mini"
+    out: str = "runs/mini"
+    minutes: float = 4.0
+    max_steps: int = 0  # 0 = until the time is up
+    seed: int = 0
+    device: str = "auto"
+    n_synthetic: int = 3000
+    long_fraction: float = 0.1
+    max_per_source: int = 3000
+    neg_keep: float = 0.25  # share of evidence-free windows kept (most windows of a long document)
+    workers: int = 0  # 0 = all cores
+    val_windows: int = 3000
+    eval_every: int = 200
+    limit_examples: int = 0  # for smoke tests
+    window_tokens: int = 0  # 0 = the preset's
+    lr: float = 0.0
+    batch_tokens: int = 0
+
+
+# ----------------------------------------------------------------------------- model
+
+def init_model(name: str, device: torch.device):
+    """The base model with a fresh head, its critic wrapper (tokenizer + prompt format), trainables."""
+    spec = CRITICS[name]
+    preset = PRESETS[name]
+    base_dir = base_model_dir(spec)  # verifies the pinned base by sha256
+    state = base_state(spec, base_dir, torch.device("cpu"))
+    if spec.kind == "encoder":
+        overrides = {"cprs_critic": "encoder", "cprs_window_tokens": preset["window_tokens"]}
+        config = critic_config(spec, base_dir, overrides)
+        from transformers import AutoModelForTokenClassification
+
+        torch.manual_seed(0)
+        head = AutoModelForTokenClassification.from_config(config).classifier
+        state["classifier.weight"], state["classifier.bias"] = head.weight.detach(), head.bias.detach()
+        model = build_model(config, "encoder", state, device, torch.float32)
+        tok = _tokenizer(base_dir)
+        for name_, p in model.named_parameters():
+            frozen = name_.startswith("bert.embeddings.") or any(
+                name_.startswith(f"bert.encoder.layer.{i}.") for i in range(preset["frozen_layers"]))
+            p.requires_grad_(not frozen)
+        critic = EncoderCritic(model, tok, name=name, sha256="", device=device)
+        return model.train(), critic, overrides
+    tok = _tokenizer(base_dir)
+    tag_ids = [tok(w, add_special_tokens=False)["input_ids"][0] for w in TAG_WORDS]
+    overrides = {"cprs_critic": "hybrid", "bidirectional_start_layer": preset["bidirectional_start_layer"],
+                 "cprs_window_tokens": preset["window_tokens"], "cprs_lm_tag_token_ids": tag_ids}
+    config = critic_config(spec, base_dir, overrides)
+    emb = state["model.embed_tokens.weight"]
+    state["cls_head.weight"] = emb[tag_ids].clone()  # LM as critic: start from the LM's own tag scores
+    state["cls_head.bias"] = torch.zeros(4)
+    model = build_model(config, "hybrid", state, device, torch.float32)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    start = preset["bidirectional_start_layer"]
+
+    def rank_for(qual: str) -> int:
+        layer = int(qual.split("layers.")[1].split(".")[0])
+        return preset["lora_rank_top"] if layer >= start else preset["lora_rank"]
+
+    add_lora(model.model, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), rank_for)
+    for name_, p in model.named_parameters():
+        if name_.startswith("cls_head.") or "norm" in name_ or "lora_" in name_:
+            p.requires_grad_(True)
+    critic = HybridCritic(model, tok, name=name, sha256="", device=device)
+    return model.train(), critic, overrides
+
+
+def _tokenizer(base_dir: Path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(base_dir))
+    tok.model_max_length = 1 << 40
+    return tok
+
+
+# ----------------------------------------------------------------------------- data → windows
+
+_W: dict = {}  # per-worker state (set before forking)
+
+
+def evidence_mask(offsets: np.ndarray, evidence) -> np.ndarray:
+    """Tokens that overlap a gold span (offsets may include a leading space: BPE)."""
+    mask = np.zeros(len(offsets), dtype=bool)
+    for cs, ce in evidence:
+        i0 = np.searchsorted(offsets[:, 1], cs, side="right")
+        i1 = np.searchsorted(offsets[:, 0], ce, side="left")
+        mask[i0:i1] = True
+    return mask
+
+
+def encode_example(ex, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    critic, budget_cap, neg_keep = _W["critic"], _W["window_tokens"], _W["neg_keep"]
+    rng = random.Random(seed)
+    doc = tokenize(critic.tokenizer, ex.document)
+    if len(doc) == 0:
+        return []
+    tags = bioe_tags(evidence_mask(doc.offsets, ex.evidence))
+    sents = segment.sentence_spans(ex.document)
+    cuts = boundary_tokens(doc.offsets, sents[:, 0] if len(sents) else np.zeros(0, np.int64))
+    prefix, suffix = critic.prompt_ids(ex.instruction, ex.query)
+    budget = min(budget_cap, critic.max_positions - len(prefix) - len(suffix))
+    out = []
+    for s, e in plan_windows(len(doc), budget, cuts):
+        positive = bool((tags[s:e] != 2).any())
+        if not positive and rng.random() > neg_keep:
+            continue
+        ids = np.concatenate([prefix, doc.ids[s:e], suffix]).astype(np.int32)
+        labels = np.concatenate([np.full(len(prefix), IGNORE), tags[s:e], np.full(len(suffix), IGNORE)])
+        out.append((ids, labels.astype(np.int8)))
+    return out
+
+
+def _encode_star(args):
+    return encode_example(*args)
+
+
+def encode_all(examples, critic, window_tokens, neg_keep, workers, seed):
+    _W.update(critic=critic, window_tokens=window_tokens, neg_keep=neg_keep)
+    jobs = [(ex, seed * 1_000_003 + i) for i, ex in enumerate(examples)]
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    windows = []
+    if workers == 1:
+        for j in jobs:
+            windows.extend(encode_example(*j))
+    else:
+        with get_context("fork").Pool(workers) as pool:
+            for ws in pool.imap_unordered(_encode_star, jobs, chunksize=16):
+                windows.extend(ws)
+    return windows
+
+
+def batches(windows, batch_tokens: int, rng: random.Random):
+    """Length-bucketed batches of about `batch_tokens` padded tokens, in random order."""
+    order = sorted(range(len(windows)), key=lambda i: (len(windows[i][0]), rng.random()))
+    out, cur, cur_max = [], [], 0
+    for i in order:
+        n = len(windows[i][0])
+        if cur and max(cur_max, n) * (len(cur) + 1) > batch_tokens:
+            out.append(cur)
+            cur, cur_max = [], 0
+        cur.append(i)
+        cur_max = max(cur_max, n)
+    if cur:
+        out.append(cur)
+    rng.shuffle(out)
+    return out
+
+
+def collate(windows, idx, pad_id: int, device):
+    length = max(len(windows[i][0]) for i in idx)
+    ids = torch.full((len(idx), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(idx), length), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(idx), length), dtype=torch.long)
+    for r, i in enumerate(idx):
+        w, lab = windows[i]
+        ids[r, : len(w)] = torch.from_numpy(w.astype(np.int64))
+        labels[r, : len(w)] = torch.from_numpy(lab.astype(np.int64))
+        mask[r, : len(w)] = 1
+    return ids.to(device, non_blocking=True), mask.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+# ----------------------------------------------------------------------------- loop
+
+CLASS_WEIGHTS = (1.5, 1.5, 1.0, 1.5)  # B, I, O, E: evidence tokens are rare and matter more
+
+
+@torch.no_grad()
+def evaluate(critic, windows, batch_tokens, device) -> dict:
+    """Token-level keep precision / recall / F1 (keep = argmax != O) and loss on held-out windows."""
+    model = critic.model
+    model.eval()
+    tp = fp = fn = 0
+    loss_sum, n_tok = 0.0, 0
+    w = torch.tensor(CLASS_WEIGHTS, device=device)
+    for idx in batches(windows, batch_tokens, random.Random(0)):
+        ids, mask, labels = collate(windows, idx, critic.pad_id, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = critic.logits(ids, mask).float()
+        valid = labels != IGNORE
+        loss_sum += F.cross_entropy(logits[valid], labels[valid], weight=w, reduction="sum").item()
+        n_tok += int(valid.sum())
+        pred = logits.argmax(-1) != 2
+        gold = labels != 2
+        tp += int((pred & gold & valid).sum())
+        fp += int((pred & ~gold & valid).sum())
+        fn += int((~pred & gold & valid).sum())
+    model.train()
+    p = tp / max(tp + fp, 1)
+    r = tp / max(tp + fn, 1)
+    return {"val_loss": loss_sum / max(n_tok, 1), "val_precision": p, "val_recall": r,
+            "val_f1": 2 * p * r / max(p + r, 1e-9), "val_tokens": n_tok}
+
+
+def train(cfg: TrainConfig) -> Path:
+    preset = PRESETS[cfg.critic]
+    window_tokens = cfg.window_tokens or preset["window_tokens"]
+    lr = cfg.lr or preset["lr"]
+    batch_tokens = cfg.batch_tokens or preset["batch_tokens"]
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "train_log.jsonl"
+    log_f = open(log_path, "w")
+
+    def log(**row):
+        row = {"t": round(time.time() - t_start, 2), **row}
+        log_f.write(json.dumps(row) + "\n")
+        log_f.flush()
+        print(json.dumps(row), file=sys.stderr, flush=True)
+
+    t_start = time.time()
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    from . import data
+
+    train_ex = data.build_training_set(seed=cfg.seed, n_synthetic=cfg.n_synthetic, long_fraction=cfg.long_fraction,
+                                       long_target_chars=(16_000, 64_000), synthetic_length_range=(2_000, 64_000),
+                                       max_per_source=cfg.max_per_source)
+    val_ex = data.build_validation_set(seed=cfg.seed, n_synthetic=max(50, cfg.n_synthetic // 20))
+    if cfg.limit_examples:
+        train_ex, val_ex = train_ex[: cfg.limit_examples], val_ex[: max(8, cfg.limit_examples // 4)]
+    log(event="data", train_examples=len(train_ex), val_examples=len(val_ex), stats=data.stats(train_ex))
+
+    # built on the CPU and moved only after the windows are encoded: the encoding workers fork,
+    # and a forked child must not inherit an initialised CUDA context
+    model, critic, overrides = init_model(cfg.critic, torch.device("cpu"))
+    workers = cfg.workers or os.cpu_count() or 1
+    train_w = encode_all(train_ex, critic, window_tokens, cfg.neg_keep, workers, cfg.seed)
+    val_w = encode_all(val_ex, critic, window_tokens, cfg.neg_keep, workers, cfg.seed + 1)
+    model.to(device)
+    critic.device = device
+    random.Random(1).shuffle(val_w)
+    val_w = val_w[: cfg.val_windows]
+    n_train_tokens = sum(len(w[0]) for w in train_w)
+    pos = sum(int((w[1] != 2).sum() - (w[1] == IGNORE).sum()) for w in train_w)
+    log(event="windows", train_windows=len(train_w), val_windows=len(val_w), train_tokens=n_train_tokens,
+        evidence_token_share=round(pos / max(n_train_tokens, 1), 4))
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    n_trainable = sum(p.numel() for p in params)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98), fused=device.type == "cuda")
+    weights = torch.tensor(CLASS_WEIGHTS, device=device)
+    log(event="model", critic=cfg.critic, trainable_params=n_trainable, lr=lr, batch_tokens=batch_tokens,
+        window_tokens=window_tokens, device=str(device))
+
+    budget_s = cfg.minutes * 60
+    t_loop = time.time()
+    step, epoch, seen = 0, 0, 0
+    rng = random.Random(cfg.seed)
+    done = False
+    while not done:
+        for idx in batches(train_w, batch_tokens, rng):
+            frac = (time.time() - t_loop) / budget_s
+            if frac >= 1 or (cfg.max_steps and step >= cfg.max_steps):
+                done = True
+                break
+            # warm-up over the first 3% of the time, then cosine to 5%
+            scale = min(1.0, frac / 0.03) if frac < 0.03 else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))
+            for g in opt.param_groups:
+                g["lr"] = lr * scale
+            ids, mask, labels = collate(train_w, idx, critic.pad_id, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = critic.logits(ids, mask)
+            loss = F.cross_entropy(logits.float().view(-1, 4), labels.view(-1), weight=weights, ignore_index=IGNORE)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            step += 1
+            seen += int(mask.sum())
+            if step % 25 == 0:
+                el = time.time() - t_loop
+                log(event="step", step=step, epoch=epoch, loss=round(loss.item(), 4), lr=lr * scale,
+                    tokens=seen, tok_per_s=round(seen / el))
+            if cfg.eval_every and step % cfg.eval_every == 0:
+                log(event="eval", step=step, **evaluate(critic, val_w, batch_tokens, device))
+        epoch += 1
+    final = evaluate(critic, val_w, batch_tokens, device)
+    log(event="final", step=step, epochs=epoch, tokens=seen, **final)
+    export(model, cfg, overrides, out, final | {"steps": step, "train_tokens_seen": seen,
+                                                "train_windows": len(train_w)})
+    log_f.close()
+    return out
+
+
+def export(model, cfg: TrainConfig, overrides: dict, out: Path, metrics: dict) -> None:
+    """Write only what training changed: fine-tuned tensors (`full.*`) and LoRA pairs, fp16."""
+    from safetensors.torch import save_file
+
+    delta = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad and "lora_" not in name:
+            delta[f"full.{name}"] = p.detach().to(torch.float16).cpu().contiguous()
+    for k, v in lora_state(model).items():
+        delta[k] = v.to(torch.float16).cpu().contiguous()
+    save_file(delta, str(out / "delta.safetensors"))
+    spec = CRITICS[cfg.critic]
+    meta = {"name": cfg.critic, "kind": spec.kind, "base": {"package": spec.base.package, "file": spec.base.file,
+                                                              "sha256": spec.base.sha256},
+            "config": overrides, "train": asdict(cfg), "metrics": metrics}
+    (out / "critic.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m cprs_cli.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f, v in asdict(TrainConfig()).items():
+        ap.add_argument("--" + f.replace("_", "-"), type=type(v), default=v)
+    args = ap.parse_args(argv)
+    cfg = TrainConfig(**vars(args))
+    path = train(cfg)
+    print(f"wrote {path}/delta.safetensors and critic.json", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
