@@ -127,6 +127,7 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = _debug_enabled(kwargs)
+        _STATE["debug"] = debug
         try:
             return fn(*args, **kwargs)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort,
@@ -599,6 +600,17 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
     if not items:
         raise typer.Exit(EXIT_INPUT if failed else EXIT_OK)
 
+    # ---- a single input is read before the (slow) critic load, so a bad file fails fast
+    preloaded: dict[InputItem, Any] = {}
+    if len(items) == 1:
+        try:
+            preloaded[items[0]] = _load_document(items[0], password)
+        except (UsageError, ModelError):
+            raise
+        except CprsError as err:
+            _print_error(_describe_input_error(err, items[0]))
+            raise typer.Exit(EXIT_INPUT) from None
+
     # ---- the critic (stop at once if it cannot be loaded)
     try:
         compressor = _load_compressor(model, device, batch_size, window_tokens)
@@ -626,7 +638,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
         for item in items:
             ui.begin(item.display)
             try:
-                doc = _load_document(item, password)
+                doc = preloaded.pop(item, None) or _load_document(item, password)
                 result = compressor.compress_document(doc, progress=ui.callback(), **options)
             except (UsageError, ModelError):
                 raise  # bad options or a broken critic: the same for every document

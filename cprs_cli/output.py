@@ -64,7 +64,8 @@ def render(results: Sequence[CompressionResult], fmt: str) -> str:
         return render_text_many(results)
     if fmt == "json":
         if len(results) != 1:
-            raise ValueError(f"--format json renders one document, got {len(results)}")
+            raise ValueError(f"--format json renders one document, got {len(results)}; "
+                             "use jsonl for several")
         return render_json(results[0])
     if fmt == "jsonl":
         return render_jsonl(results)

@@ -1,0 +1,208 @@
+"""cprs_cli.output: renderers, output paths, atomic writes, the stats table."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from cprs_cli import output
+from cprs_cli.output import (output_path_for, render, render_json, render_jsonl, render_text,
+                             render_text_many, stats_table, write_atomic)
+from cprs_cli.result import CompressionResult, Span, Stats
+
+SOURCE_TEXT = "Apollo 11 landed on 20 July 1969. It was hot in Houston. Armstrong stepped out."
+SCHEMA_KEYS = {"schema_version", "source", "query", "instruction", "granularity", "model", "spans",
+               "compressed_text", "stats"}
+
+
+def make_result(source: str = "doc.txt", text: str = SOURCE_TEXT, keep=((0, 33), (57, 80)),
+                separator: str = " … ") -> CompressionResult:
+    spans = [Span(s, e, text[s:e], 0.9) for s, e in keep]
+    compressed = separator.join(sp.text for sp in spans)
+    return CompressionResult(
+        source=source, query="When did it land?", instruction="extract", granularity="sentence",
+        model_name="tiny", model_sha256="ab" * 32, spans=spans, compressed_text=compressed,
+        stats=Stats(input_tokens=20, output_tokens=12, ratio=20 / 12, windows=1, seconds=0.25,
+                    device="cpu", timings={"critic": 0.1}))
+
+
+# --------------------------------------------------------------------------- render
+
+
+def test_render_text_ends_with_one_newline():
+    r = make_result()
+    out = render_text(r)
+    assert out == r.compressed_text + "\n"
+    r.compressed_text = "kept\n\n\n"
+    assert render_text(r) == "kept\n"
+
+
+def test_render_text_empty_result_stays_empty():
+    r = make_result(keep=())
+    assert r.compressed_text == ""
+    assert render_text(r) == ""
+
+
+def test_render_text_many_headers_only_for_several():
+    a, b = make_result("a.txt"), make_result("b.txt")
+    assert render_text_many([a]) == render_text(a)
+    out = render_text_many([a, b])
+    assert out.startswith("==> a.txt <==\n")
+    assert "\n\n==> b.txt <==\n" in out
+    assert out.count(a.compressed_text) == 2
+
+
+def test_render_json_schema_and_roundtrip():
+    r = make_result(text="Zürich café — naïve. " + SOURCE_TEXT, keep=((0, 20),))
+    out = render_json(r)
+    assert out.endswith("\n")
+    data = json.loads(out)
+    assert set(data) == SCHEMA_KEYS
+    assert data == r.to_dict()
+    assert data["schema_version"] == 1
+    assert data["model"] == {"name": "tiny", "sha256": "ab" * 32}
+    assert {"input_tokens", "output_tokens", "ratio", "windows", "seconds", "device"} <= set(data["stats"])
+    assert "Zürich" in out  # not \u-escaped
+
+
+def test_render_jsonl_one_object_per_line():
+    rs = [make_result("a.txt"), make_result("b.txt"), make_result("c.txt")]
+    out = render_jsonl(rs)
+    lines = out.splitlines()
+    assert len(lines) == 3 and out.endswith("\n")
+    assert [json.loads(line)["source"] for line in lines] == ["a.txt", "b.txt", "c.txt"]
+    assert render_jsonl([]) == ""
+
+
+def test_render_dispatch():
+    a, b = make_result("a.txt"), make_result("b.txt")
+    assert render([a], "json") == render_json(a)
+    assert render([a, b], "jsonl") == render_jsonl([a, b])
+    assert render([a, b], "text") == render_text_many([a, b])
+    with pytest.raises(ValueError, match="jsonl"):
+        render([a, b], "json")
+    with pytest.raises(ValueError):
+        render([a], "yaml")
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def test_output_path_mirrors_tree(tmp_path):
+    root = tmp_path / "docs"
+    src = root / "a" / "b" / "report.pdf"
+    out = tmp_path / "out"
+    assert output_path_for(src, root, out, "text") == out / "a" / "b" / "report.pdf.cprs.txt"
+    assert output_path_for(src, root, out, "json") == out / "a" / "b" / "report.pdf.cprs.json"
+    assert output_path_for(src, root, out, "jsonl") == out / "a" / "b" / "report.pdf.cprs.jsonl"
+
+
+def test_output_path_keeps_suffix_so_names_do_not_collide(tmp_path):
+    out = tmp_path / "out"
+    a = output_path_for(tmp_path / "x.md", tmp_path, out, "text")
+    b = output_path_for(tmp_path / "x.txt", tmp_path, out, "text")
+    assert a != b
+
+
+def test_output_path_file_outside_root_or_no_root(tmp_path):
+    out = tmp_path / "out"
+    assert output_path_for(tmp_path / "elsewhere" / "f.txt", tmp_path / "root", out, "text") == \
+        out / "f.txt.cprs.txt"
+    assert output_path_for("stdin", None, out, "json") == out / "stdin.cprs.json"
+    with pytest.raises(ValueError):
+        output_path_for("f.txt", None, out, "xml")
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return [p.name for p in directory.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_write_atomic_new_file(tmp_path):
+    path = tmp_path / "out.txt"
+    write_atomic(path, "héllo\n")
+    assert path.read_text(encoding="utf-8") == "héllo\n"
+    assert _leftovers(tmp_path) == []
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_write_atomic_overwrites_and_keeps_mode(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old contents that are longer than the new ones\n")
+    os.chmod(path, 0o640)
+    write_atomic(path, "new\n")
+    assert path.read_text() == "new\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert _leftovers(tmp_path) == []
+
+
+def test_write_atomic_bytes_and_parents(tmp_path):
+    path = tmp_path / "a" / "b" / "out.bin"
+    with pytest.raises(FileNotFoundError):
+        write_atomic(path, b"x")
+    write_atomic(path, b"\x00\x01", make_parents=True)
+    assert path.read_bytes() == b"\x00\x01"
+
+
+def test_write_atomic_failure_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "out.txt"
+    path.write_text("original\n")
+
+    def boom(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(output.os, "replace", boom)
+    with pytest.raises(OSError):
+        write_atomic(path, "new contents\n")
+    assert path.read_text() == "original\n"
+    assert _leftovers(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_write_atomic_failure_on_new_file_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(output.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(5, "EIO")))
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "new.txt", "data")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_atomic_uses_fsync_and_replace(tmp_path, monkeypatch):
+    calls = []
+    real_replace, real_fsync = os.replace, os.fsync
+    monkeypatch.setattr(output.os, "replace", lambda a, b: (calls.append("replace"), real_replace(a, b)))
+    monkeypatch.setattr(output.os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd)))
+    write_atomic(tmp_path / "f.txt", "x")
+    assert calls.index("fsync") < calls.index("replace")
+
+
+# --------------------------------------------------------------------------- stats table
+
+
+def _render(table) -> str:
+    console = Console(record=True, width=140, color_system=None)
+    console.print(table)
+    return console.export_text()
+
+
+def test_stats_table_one_row():
+    text = _render(stats_table([make_result("doc.txt")]))
+    for word in ("source", "input", "output", "ratio", "windows", "seconds", "device", "doc.txt",
+                 "cpu", "1.7x"):
+        assert word in text
+    assert "total" not in text
+
+
+def test_stats_table_totals_for_several():
+    text = _render(stats_table([make_result("a.txt"), make_result("b.txt")]))
+    assert "a.txt" in text and "b.txt" in text
+    assert "total (2)" in text
+    assert "40" in text and "24" in text  # summed input / output tokens
