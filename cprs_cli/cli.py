@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -249,6 +249,30 @@ def _same(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return os.path.abspath(a) == os.path.abspath(b)
+
+
+class _InputSet:
+    """Answers "is this path one of the inputs?" by real path and by inode (hard links)."""
+
+    def __init__(self, paths: Iterable[Path]):
+        self.real: set[str] = set()
+        self.inodes: set[tuple[int, int]] = set()
+        for p in paths:
+            self.real.add(os.path.realpath(p))
+            try:
+                st = os.stat(p)
+                self.inodes.add((st.st_dev, st.st_ino))
+            except OSError:
+                pass
+
+    def __call__(self, path: Path) -> bool:
+        if os.path.realpath(path) in self.real:
+            return True
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) in self.inodes
 
 
 def expand_inputs(args: Sequence[str], *, recursive: bool, pattern: str,
@@ -564,15 +588,14 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                          "--format jsonl or --output-dir")
 
     # ---- where results go; never onto an input
-    input_files = [i.path for i in items if i.path is not None]
+    is_input = _InputSet(i.path for i in items if i.path is not None)
     out_file: Path | None = None
     if output is not None and output != "-":
         out_file = Path(output)
         if out_file.is_dir():
             raise UsageError(f"--output {output}: is a directory (did you mean --output-dir?)")
-        for src in input_files:
-            if _same(src, out_file):
-                raise UsageError(f"--output {output}: refusing to overwrite an input file")
+        if is_input(out_file):
+            raise UsageError(f"--output {output}: refusing to overwrite an input file")
     out_paths: dict[InputItem, Path] = {}
     if output_dir is not None:
         if output_dir.exists() and not output_dir.is_dir():
@@ -587,9 +610,8 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
             if key in taken:
                 raise UsageError(f"--output-dir: {taken[key].display} and {item.display} would "
                                  f"both be written to {dest}")
-            for src in input_files:
-                if _same(src, dest):
-                    raise UsageError(f"--output-dir: refusing to overwrite input file {src}")
+            if is_input(dest):
+                raise UsageError(f"--output-dir: refusing to overwrite input file {dest}")
             taken[key] = item
             out_paths[item] = dest
 
