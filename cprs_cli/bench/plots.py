@@ -20,6 +20,8 @@ def _plt():
 
 
 def _fmt_tokens(n: float) -> str:
+    if n >= 1024 and n % 1024 == 0 and n < 1_000_000:
+        return f"{int(n) // 1024}K"
     if n >= 1_000_000:
         return f"{n / 1_000_000:g}M"
     if n >= 1000:
@@ -39,16 +41,19 @@ def needle_heatmap(maps: dict[str, dict], path: Path, title: str = "Needle reten
     n = max(len(methods), 1)
     cols = min(n, 3)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 0.8, 3.4 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 0.8, 3.4 * rows + 0.6), squeeze=False,
+                             constrained_layout=True)
     im = None
-    for ax, method in zip(axes.flat, methods):
+    for k, (ax, method) in enumerate(zip(axes.flat, methods)):
         m = maps[method]
         data = np.asarray(m["scores"], dtype=float)
         im = ax.imshow(data, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto", origin="upper")
         ax.set_xticks(range(len(m["lengths"])), [_fmt_tokens(x) for x in m["lengths"]])
         ax.set_yticks(range(len(m["depths"])), [f"{d:.0%}" for d in m["depths"]])
-        ax.set_xlabel("context length (cl100k tokens)")
-        ax.set_ylabel("needle depth")
+        if k // cols == rows - 1 or k + cols >= n:
+            ax.set_xlabel("context length (cl100k tokens)")
+        if k % cols == 0:
+            ax.set_ylabel("needle depth")
         ax.set_title(method)
         if data.size <= 200:
             for (i, j), v in np.ndenumerate(data):

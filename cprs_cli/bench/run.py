@@ -32,7 +32,8 @@ import numpy as np
 
 from . import metrics as M
 from .baselines import BASELINES, make_baseline
-from .tasks import BENCH_TASKS, BenchItem, build_suite, make_item
+from .tasks import BENCH_TASKS, KNOWN_TASKS, BenchItem, build_suite, make_item
+from ..errors import UsageError
 
 __all__ = ["main", "run_suite", "write_report", "QUICK", "FULL", "BUDGET_FLOOR"]
 
@@ -40,18 +41,16 @@ BUDGET_FLOOR = 32  # baselines never get fewer tokens than this
 SCHEMA = "cprs-bench/1"
 
 QUICK = {
-    "lengths": [4096, 16384],
+    "lengths": [4096, 8192],
     "samples": 1,
     "depths": [0.0, 0.5, 1.0],
     "speed_lengths": [10_000, 100_000],
-    "models": ["mini"],
 }
 FULL = {
     "lengths": [4096, 8192, 16384, 32768, 65536, 131072],
     "samples": 3,
     "depths": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
     "speed_lengths": [10_000, 100_000, 1_000_000],
-    "models": ["mini", "small"],
 }
 
 
@@ -69,6 +68,17 @@ def _resolve_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     except Exception:  # pragma: no cover
         return "cpu"
+
+
+def default_models(quick: bool) -> list[str]:
+    """The installed shipped critics (quick: only the first, the fast CPU one)."""
+    try:
+        from cprs_cli.critic.registry import list_critics
+
+        names = [c.name for c in list_critics() if c.installed]
+    except Exception:  # pragma: no cover - registry unavailable
+        names = []
+    return names[:1] if quick else names
 
 
 def model_label(model: Any) -> str:
@@ -237,6 +247,15 @@ def summarise(rows: list[dict], methods: list[str]) -> dict:
 
 
 def _peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB. Linux: VmHWM of the current address space
+    (`ru_maxrss` would carry over the parent's peak through fork/vfork + exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
     # Linux reports KiB, macOS bytes
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(r / (2**20 if sys.platform == "darwin" else 1024), 1)
@@ -415,9 +434,11 @@ def write_report(results: dict, out_dir: Path, report_path: Path) -> dict[str, P
         f"- **Tasks**: {', '.join(results['tasks'])}",
         f"- **Critics**: {', '.join(m for m in methods if m.startswith('cprs')) or '–'}; "
         f"**baselines**: {', '.join(cfg['baselines']) or '–'}",
-        f"- **Budget**: each baseline keeps at most as many cl100k tokens as "
-        f"`{results.get('budget_method') or 'the critic'}` kept on the same document "
-        f"(at least {BUDGET_FLOOR}).",
+        (f"- **Budget**: each baseline keeps at most as many cl100k tokens as "
+         f"`{results['budget_method']}` kept on the same document (at least {BUDGET_FLOOR})."
+         if results.get("budget_method") else
+         f"- **Budget**: no critic ran; each baseline keeps at most 10% of each document's tokens "
+         f"(at least {BUDGET_FLOOR})."),
         "- **Score**: RULER string matching on the *compressed text* — `string_match_all` (share of "
         "reference strings present, case-insensitive) for the synthetic tasks, `string_match_part` "
         "(any reference present) for qa. It measures whether the evidence survived compression, "
@@ -537,7 +558,8 @@ def main(quick: bool = False, out_dir: Path | str = Path("docs/benchmarks"), mod
     report (default: `<out_dir>.md` next to `out_dir`, i.e. docs/benchmarks.md). Returns the
     results dict.
 
-    `models`: critic names or directories (quick default ["mini"]). `compressors` may instead
+    `models`: critic names or directories (default: the installed shipped critics; quick: the
+    first of them). `compressors` may instead
     give ready objects with `.compress` (label → object); they are then also timed in-process.
     `speed_lengths=[]` skips the speed section.
     """
@@ -556,8 +578,18 @@ def main(quick: bool = False, out_dir: Path | str = Path("docs/benchmarks"), mod
     # critics
     notes: list[str] = []
     in_process = compressors is not None
+    unknown = [t for t in tasks if t not in KNOWN_TASKS]
+    if unknown:
+        raise UsageError(f"unknown bench task(s) {', '.join(unknown)}; choose from {', '.join(KNOWN_TASKS)}")
+    bad = [b for b in baselines if b not in BASELINES]
+    if bad:
+        raise UsageError(f"unknown baseline(s) {', '.join(bad)}; choose from {', '.join(BASELINES)}")
     if compressors is None:
-        models = list(models or preset["models"])
+        if not models:
+            models = default_models(quick)
+            if not models:
+                notes.append("no trained critic is installed: baselines only, with a budget of "
+                             "10% of each document")
         factory = compressor_factory
         if factory is None:
             def factory(m: str, d: str):
