@@ -235,9 +235,10 @@ def make_item(task: str, length_tokens: int, seed: int = 0, sample: int = 0, dep
 
 def build_suite(tasks: list[str], lengths: list[int], samples: int, seed: int = 0,
                 depths: list[float] | None = None, data_dir: Path | None = None,
-                ) -> tuple[list[BenchItem], list[str]]:
-    """All items: `samples` per (task, length); niah_single instead runs `samples` per depth of
-    the heat-map grid `depths` (when given). Returns (items, notes about skipped tasks)."""
+                depth_samples: int | None = None) -> tuple[list[BenchItem], list[str]]:
+    """All items: `samples` per (task, length); niah_single instead runs `depth_samples`
+    (default `samples`) per depth of the heat-map grid `depths`, when given. Returns (items,
+    notes about skipped tasks)."""
     notes: list[str] = []
     items: list[BenchItem] = []
     for task in tasks:
@@ -248,8 +249,10 @@ def build_suite(tasks: list[str], lengths: list[int], samples: int, seed: int = 
                              "(set CPRS_DATA or provide ../shared/data)")
                 continue
         for length in lengths:
-            grid: list[float | None] = list(depths) if (task == "niah_single" and depths) else [None]
+            on_grid = task == "niah_single" and bool(depths)
+            grid: list[float | None] = list(depths) if on_grid else [None]
+            n = (depth_samples or samples) if on_grid else samples
             for depth in grid:
-                for i in range(samples):
+                for i in range(n):
                     items.append(make_item(task, length, seed, i, depth, data_dir))
     return items, notes
