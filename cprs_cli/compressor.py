@@ -111,6 +111,8 @@ class Compressor:
         if not query or not query.strip():
             raise UsageError("--query must not be empty")
         instruction_text = resolve_instruction(instruction, task)
+        if threshold is None:  # the critic's calibrated threshold for this task, if it has one
+            threshold = self.critic.threshold_for(task if instruction is None else "custom")
         separator = DEFAULT_SEPARATOR if separator is None else separator
         min_span = 1 if min_span_tokens is None else int(min_span_tokens)
 

@@ -161,7 +161,9 @@ def load_critic_dir(path: Path, dev: torch.device, window_tokens: int | None = N
     if kind == "hybrid" and "cls_head.weight" not in state:
         raise ModelError("decoder weights without a 4-way cls_head: not a trained critic", str(path))
     model = build_model(config, kind, state, dev, default_dtype(dev))
-    return _wrap(kind, model, tok, path.name, hash_files(files), dev, window_tokens)
+    critic = _wrap(kind, model, tok, path.name, hash_files(files), dev, window_tokens)
+    critic.thresholds = dict(getattr(config, "cprs_thresholds", None) or {})
+    return critic
 
 
 def _verified_base(spec: CriticSpec) -> Path:
@@ -221,4 +223,6 @@ def _load_shipped(spec: CriticSpec, dev: torch.device, window_tokens: int | None
     model = build_model(config, spec.kind, state, dev, default_dtype(dev))
     tok = _load_tokenizer(base_dir)
     sha = hash_files([spec.delta_path])
-    return _wrap(spec.kind, model, tok, spec.name, sha, dev, window_tokens)
+    critic = _wrap(spec.kind, model, tok, spec.name, sha, dev, window_tokens)
+    critic.thresholds = dict(meta.get("thresholds", {}))
+    return critic

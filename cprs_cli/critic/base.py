@@ -46,6 +46,13 @@ class Critic(ABC):
     max_positions: int  # longest input the model accepts (prompt included)
     default_window_tokens: int  # context tokens per window by default
     default_batch_size: int
+    # calibrated keep-probability thresholds per task preset (critic.json "thresholds");
+    # empty = argmax tagging, as in the official model
+    thresholds: dict = {}
+
+    def threshold_for(self, task: str | None) -> float | None:
+        t = self.thresholds
+        return t.get(task or "facts", t.get("default"))
 
     @abstractmethod
     def prompt_ids(self, instruction: str, query: str) -> tuple[list[int], list[int]]:
