@@ -33,7 +33,8 @@ class HybridTagger(nn.Module):
     def __init__(self, config, with_lm_head: bool = False):
         super().__init__()
         self.config = config
-        self.model = AutoModel.from_config(config)
+        impl = getattr(config, "_attn_implementation", None) or "sdpa"
+        self.model = AutoModel.from_config(config, attn_implementation=impl)
         self.cls_head = nn.Linear(config.hidden_size, 4)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False) if with_lm_head else None
         n = config.num_hidden_layers
@@ -48,22 +49,29 @@ class HybridTagger(nn.Module):
             layer.self_attn.is_causal = i < self.bidirectional_start
 
     def _masks(self, attention_mask, length: int, dtype, device):
-        """(causal, bidirectional) masks for the layers, or None where the kernel's flag suffices."""
+        """(causal, bidirectional) masks for the layers; None where the kernel's flag suffices.
+
+        cprs always pads on the right. A causal layer then never lets a real token see a pad
+        (pads come after it), so with sdpa/flash kernels the causal layers need no mask at all
+        and keep the fastest kernel; only the bidirectional layers must hide the pad keys.
+        The eager kernel has no causal flag, so it gets an explicit causal mask.
+        """
         padded = attention_mask is not None and not bool(attention_mask.all())
-        impl = getattr(self.config, "_attn_implementation", "sdpa")
-        if not padded and impl in ("sdpa", "flash_attention_2", "flash_attention_3"):
-            return None, None  # the per-layer is_causal flags do the masking, fastest kernels
+        fast = getattr(self.config, "_attn_implementation", "sdpa") in ("sdpa", "flash_attention_2",
+                                                                         "flash_attention_3")
         neg = torch.finfo(dtype).min
-        keep_keys = torch.ones((1, length), dtype=torch.bool, device=device) if attention_mask is None \
-            else attention_mask.bool()
-        key_mask = keep_keys[:, None, None, :]  # (B, 1, 1, L)
-        tri = torch.ones((length, length), dtype=torch.bool, device=device).tril()
-        causal = torch.zeros(key_mask.shape[0], 1, length, length, dtype=dtype, device=device)
-        causal = causal.masked_fill(~(key_mask & tri), neg)
+        key_mask = None
+        if padded:
+            key_mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
         bidir = None
         if padded:
-            bidir = torch.zeros(key_mask.shape[0], 1, 1, length, dtype=dtype, device=device)
-            bidir = bidir.masked_fill(~key_mask, neg).expand(-1, 1, length, length)
+            bidir = torch.zeros(key_mask.shape, dtype=dtype, device=device).masked_fill(~key_mask, neg)
+        if fast:
+            return None, bidir
+        allowed = torch.ones((length, length), dtype=torch.bool, device=device).tril()[None, None]
+        if key_mask is not None:
+            allowed = allowed & key_mask
+        causal = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, neg)
         return causal, bidir
 
     def hidden(self, input_ids, attention_mask=None, output_hidden_states: bool = False):
