@@ -424,6 +424,7 @@ def test_empty_stdin(model):
 
 def test_directory_batch_with_one_bad_file(model, docs, tmp_path):
     bad = _bad_file("corrupt-pdf", docs / "sub")
+    assert bad.name == "broken.pdf"
     before = tree_digests(docs)
     out = tmp_path / "out"
     r = run_cprs("compress", docs, "-r", "-q", "q", "--model", model, "--output-dir", out)

@@ -4,7 +4,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 
 from cprs_cli import tokens
 

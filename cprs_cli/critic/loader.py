@@ -7,7 +7,6 @@ files. Only safetensors are ever loaded; pickle checkpoints are refused.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from ..errors import ModelError
 from .base import LABELS, Critic, default_dtype, hash_files, resolve_device
 from .encoder import EncoderCritic
 from .hybrid import HybridCritic, HybridTagger
-from .registry import CRITICS, DEFAULT_CRITIC, CriticSpec, cache_dir, critic_status, list_critics
+from .registry import CRITICS, DEFAULT_CRITIC, CriticSpec, cache_dir, critic_status
 
 ENCODER_TYPES = {"bert", "roberta", "distilbert", "deberta", "deberta-v2", "electra", "xlm-roberta",
                  "modernbert", "albert", "camembert", "mpnet"}

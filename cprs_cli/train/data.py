@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import random
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -228,26 +227,10 @@ def merge_spans(spans: Iterable[Span]) -> list[Span]:
     return [(s, e) for s, e in out]
 
 
-def _fallback_sentence_spans(text: str) -> list[Span]:
-    spans = []
-    for m in re.finditer(r"[^\n]+?(?:[.!?]+(?=\s)|$)", text, flags=re.M):
-        s, e = m.start(), m.end()
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e > s:
-            spans.append((s, e))
-    return spans
-
-
 def sentence_spans(text: str) -> list[Span]:
-    """`cprs_cli.segment.sentence_spans` as a list of tuples (a regex fallback while that module
-    is unavailable)."""
-    try:
-        from cprs_cli.segment import sentence_spans as seg
-    except ImportError:  # pragma: no cover - only before segment.py exists
-        return _fallback_sentence_spans(text)
+    """`cprs_cli.segment.sentence_spans` as a list of tuples."""
+    from cprs_cli.segment import sentence_spans as seg
+
     return [(int(s), int(e)) for s, e in seg(text)]
 
 

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from cprs_cli.train.data import REPO_ROOT, Record, load_split
+from cprs_cli.train.data import merge_spans as merge
 
 Span = tuple[int, int]
 
@@ -90,16 +91,6 @@ def _encoding():
 
 
 # --------------------------------------------------------------------------- metrics
-
-
-def merge(spans: Sequence[Span]) -> list[Span]:
-    out: list[list[int]] = []
-    for s, e in sorted((int(s), int(e)) for s, e in spans if e > s):
-        if out and s <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([s, e])
-    return [(s, e) for s, e in out]
 
 
 def covered_chars(gold: Sequence[Span], kept: Sequence[Span]) -> tuple[int, int]:
