@@ -80,7 +80,8 @@ def plan_windows(n_tokens: int, budget: int, cuts: np.ndarray) -> list[tuple[int
         if limit >= n_tokens:
             end = n_tokens
         else:
-            lo = np.searchsorted(cuts, start + budget // 2, side="left")
+            # a cut must lie past `start`, or a budget of 1 would plan (start, start) forever
+            lo = np.searchsorted(cuts, start + max(1, budget // 2), side="left")
             hi = np.searchsorted(cuts, limit, side="right")
             end = int(cuts[hi - 1]) if hi > lo else limit
         out.append((start, end))
