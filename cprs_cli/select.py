@@ -87,15 +87,21 @@ def dynamic_units(kept: np.ndarray, ranges: np.ndarray) -> np.ndarray:
 
 def budget_units(units: np.ndarray, scores: np.ndarray, text: str, budget: int,
                  separator_tokens: int) -> np.ndarray:
-    """Best-first units whose cl100k tokens (plus a separator each) fit in `budget`."""
+    """Best-first units whose cl100k tokens (plus a separator each) fit in `budget`.
+
+    A unit whose neighbour is also kept is merged with it, whitespace and all, instead of being
+    joined by the separator; so each unit pays for the costlier of the separator and the
+    whitespace before it (a run of blank lines or wide spaces can cost more than the separator).
+    """
     order = np.argsort(-scores, kind="stable")
     chosen, total = [], 0
     chunk = 256
     for i in range(0, len(order), chunk):
         idx = order[i:i + chunk]
         counts = count_many([text[units[j, 0]:units[j, 1]] for j in idx])
-        for j, c in zip(idx, counts):
-            cost = c + separator_tokens
+        gaps = count_many([text[units[j - 1, 1]:units[j, 0]] if j > 0 else "" for j in idx])
+        for j, c, g in zip(idx, counts, gaps):
+            cost = c + max(separator_tokens, g)
             if total + cost <= budget:
                 chosen.append(int(j))
                 total += cost
