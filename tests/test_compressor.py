@@ -1,0 +1,223 @@
+"""Compressor: the stages wired together, with the tiny random critics on the CPU.
+
+The critics' tags are random, so these tests check the contract (schema, budgets, offsets,
+errors, windows), never the quality of what is kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cprs_cli.compressor import Compressor
+from cprs_cli.errors import UsageError
+from cprs_cli.ingest import Document
+from cprs_cli.select import GRANULARITIES
+from cprs_cli.tokens import count_tokens
+
+TOPICS = ["Apollo 11", "the Moon", "the river bank", "a quick brown fox", "the lazy dog", "the museum"]
+
+
+def make_text(n_sentences: int, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    sents = [f"Sentence {i} says that {TOPICS[rng.integers(len(TOPICS))]} met "
+             f"{TOPICS[rng.integers(len(TOPICS))]} in {1900 + int(rng.integers(120))}." for i in range(n_sentences)]
+    paras = [" ".join(sents[i:i + 4]) for i in range(0, n_sentences, 4)]
+    return "\n\n".join(paras)
+
+
+TEXT = make_text(24)
+QUERY = "When did Apollo 11 land on the Moon?"
+
+
+@pytest.fixture(scope="module", params=["encoder", "hybrid"])
+def comp(request, tiny_encoder_critic_dir, tiny_hybrid_critic_dir) -> Compressor:
+    path = tiny_encoder_critic_dir if request.param == "encoder" else tiny_hybrid_critic_dir
+    return Compressor(str(path), device="cpu", window_tokens=64)
+
+
+@pytest.fixture(scope="module")
+def enc_comp(tiny_encoder_critic_dir) -> Compressor:
+    return Compressor(str(tiny_encoder_critic_dir), device="cpu", window_tokens=64)
+
+
+def check_result_spans(text, res):
+    for sp in res.spans:
+        assert 0 <= sp.start < sp.end <= len(text)
+        assert text[sp.start:sp.end] == sp.text
+    for a, b in zip(res.spans, res.spans[1:]):
+        assert a.end <= b.start
+
+
+def test_to_dict_schema(comp):
+    res = comp.compress(TEXT, query=QUERY, source="doc.txt")
+    d = res.to_dict()
+    assert set(d) >= {"schema_version", "source", "query", "instruction", "granularity", "model", "spans",
+                      "compressed_text", "stats"}
+    assert d["schema_version"] == 1
+    assert d["source"] == "doc.txt" and d["query"] == QUERY and d["granularity"] == "sentence"
+    assert d["instruction"]
+    assert d["model"]["name"] == comp.model_name
+    sha = d["model"]["sha256"]
+    assert isinstance(sha, str) and len(sha) == 64 and int(sha, 16) >= 0
+    for sp in d["spans"]:
+        assert set(sp) == {"start", "end", "text", "score"}
+        assert TEXT[sp["start"]:sp["end"]] == sp["text"]
+    stats = d["stats"]
+    assert set(stats) >= {"input_tokens", "output_tokens", "ratio", "windows", "seconds", "device", "tokenizer"}
+    assert stats["tokenizer"] == "cl100k_base"
+    assert stats["device"] == "cpu"
+    assert stats["input_tokens"] == count_tokens(TEXT)
+    assert stats["output_tokens"] == count_tokens(d["compressed_text"])
+    assert stats["ratio"] == pytest.approx(stats["input_tokens"] / max(stats["output_tokens"], 1), rel=1e-3)
+    assert stats["windows"] >= 1 and stats["seconds"] >= 0
+    import json
+
+    json.dumps(d)  # serialisable as is
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+def test_spans_are_substrings_in_order(comp, granularity):
+    res = comp.compress(TEXT, query=QUERY, granularity=granularity)
+    check_result_spans(TEXT, res)
+    assert res.granularity == granularity
+    assert res.compressed_text == "\n[...]\n".join(s.text for s in res.spans)
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+@pytest.mark.parametrize("rate", [0.2, 0.5])
+def test_rate_is_respected(enc_comp, granularity, rate):
+    res = enc_comp.compress(TEXT, query=QUERY, granularity=granularity, rate=rate)
+    target = rate * res.stats.input_tokens
+    assert 0 < res.stats.output_tokens <= target * 1.1
+    check_result_spans(TEXT, res)
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+def test_max_tokens_is_respected(comp, granularity):
+    for max_tokens in (100, 200):  # a paragraph is about 70 tokens
+        res = comp.compress(TEXT, query=QUERY, granularity=granularity, max_tokens=max_tokens)
+        assert 0 < res.stats.output_tokens <= max_tokens * 1.1
+        check_result_spans(TEXT, res)
+
+
+def test_custom_separator(enc_comp):
+    res = enc_comp.compress(TEXT, query=QUERY, granularity="word", rate=0.3, separator=" ... ")
+    assert res.compressed_text == " ... ".join(s.text for s in res.spans)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"rate": 0.5, "max_tokens": 10},
+    {"rate": 0.0}, {"rate": 1.5}, {"rate": -0.1},
+    {"max_tokens": 0},
+    {"granularity": "page"},
+    {"threshold": 0.0}, {"threshold": 1.0},
+    {"query": ""}, {"query": "   \n"},
+    {"task": "no-such-task"},
+    {"task": "facts", "instruction": "keep the dates"},
+])
+def test_usage_errors(enc_comp, kwargs):
+    kwargs = {"query": QUERY, **kwargs}
+    with pytest.raises(UsageError) as err:
+        enc_comp.compress(TEXT, **kwargs)
+    assert err.value.exit_code == 2
+
+
+def test_constructor_usage_errors(tiny_encoder_critic_dir):
+    with pytest.raises(UsageError):
+        Compressor(str(tiny_encoder_critic_dir), device="cpu", batch_size=0)
+    with pytest.raises(UsageError):
+        Compressor(str(tiny_encoder_critic_dir), device="cpu", window_tokens=8)
+
+
+def test_instruction_too_long_for_the_window(enc_comp):
+    with pytest.raises(UsageError):
+        enc_comp.compress(TEXT, query=QUERY, instruction="keep " * 600)
+
+
+def test_rate_one_keeps_about_everything(enc_comp):
+    res = enc_comp.compress(TEXT, query=QUERY, granularity="paragraph", rate=1.0)
+    assert res.stats.output_tokens <= res.stats.input_tokens * 1.1
+    check_result_spans(TEXT, res)
+
+
+@pytest.mark.parametrize("text", ["", "   \n\n  "])
+def test_empty_text(comp, text):
+    res = comp.compress(text, query=QUERY)
+    assert res.spans == [] and res.compressed_text == ""
+    assert res.stats.output_tokens == 0
+    assert res.to_dict()["stats"]["tokenizer"] == "cl100k_base"
+    res = comp.compress(text, query=QUERY, rate=0.5)
+    assert res.spans == []
+
+
+def test_windows_grow_with_length(comp):
+    counts = [comp.compress(make_text(n), query=QUERY).stats.windows for n in (2, 12, 48)]
+    assert counts[0] == 1
+    assert counts[0] < counts[1] < counts[2]
+
+
+def test_token_probs_cover_the_document(comp):
+    text = make_text(16)
+    probs, offsets, n_windows = comp.token_probs(text, "Extract.", QUERY)
+    assert probs.shape == (len(offsets), 4)
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert n_windows > 1
+    for s, e in offsets.tolist():
+        assert text[s:e]
+
+
+def test_batch_size_does_not_change_the_probabilities(tiny_encoder_critic_dir):
+    text = make_text(20)
+    one = Compressor(str(tiny_encoder_critic_dir), device="cpu", window_tokens=40, batch_size=1)
+    many = Compressor(str(tiny_encoder_critic_dir), device="cpu", window_tokens=40, batch_size=16)
+    import torch
+
+    for c in (one, many):  # peaky probabilities: a random-init head sits near 1/4 and hides changes
+        with torch.no_grad():
+            c.critic.model.classifier.weight.mul_(20)
+    p1, o1, w1 = one.token_probs(text, "Extract.", QUERY)
+    p2, o2, w2 = many.token_probs(text, "Extract.", QUERY)
+    assert w1 == w2 > 2
+    assert np.array_equal(o1, o2)
+    assert np.allclose(p1, p2, atol=1e-4)
+
+
+def test_progress_is_reported(enc_comp):
+    calls = []
+    res = enc_comp.compress(make_text(30), query=QUERY, progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1] == (res.stats.windows, res.stats.windows)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_critic_thresholds_are_used_when_no_threshold_is_given(enc_comp, monkeypatch):
+    # random critic: keep probabilities are far from 0 and from 1
+    monkeypatch.setattr(enc_comp.critic, "thresholds", {"facts": 1e-6, "default": 1e-6})
+    everything = enc_comp.compress(TEXT, query=QUERY)
+    assert everything.compressed_text == TEXT.strip()
+    monkeypatch.setattr(enc_comp.critic, "thresholds", {"facts": 0.999999, "default": 0.999999})
+    nothing = enc_comp.compress(TEXT, query=QUERY)
+    assert nothing.spans == []
+    # an explicit threshold wins over the critic's own
+    assert enc_comp.compress(TEXT, query=QUERY, threshold=0.001).compressed_text == TEXT.strip()
+    # the task's own entry, then "default" (a custom instruction uses "custom" or "default")
+    monkeypatch.setattr(enc_comp.critic, "thresholds", {"answers": 0.999999, "default": 1e-6})
+    assert enc_comp.compress(TEXT, query=QUERY, task="answers").spans == []
+    assert enc_comp.compress(TEXT, query=QUERY, task="facts").compressed_text == TEXT.strip()
+    assert enc_comp.compress(TEXT, query=QUERY, instruction="Keep it all.").compressed_text == TEXT.strip()
+
+
+def test_compress_document_takes_the_source(enc_comp):
+    doc = Document(text=TEXT, source="notes.md", kind="markdown")
+    res = enc_comp.compress_document(doc, query=QUERY)
+    assert res.source == "notes.md"
+    assert enc_comp.compress_document(doc, query=QUERY, source="other").source == "other"
+
+
+def test_library_entry_point(tiny_encoder_critic_dir):
+    import cprs_cli
+
+    assert cprs_cli.Compressor is Compressor
+    c = cprs_cli.Compressor(str(tiny_encoder_critic_dir), device="cpu")
+    assert c.device == "cpu" and c.model_name == tiny_encoder_critic_dir.name
+    assert c.window_tokens == c.critic.default_window_tokens and c.batch_size == c.critic.default_batch_size

@@ -1,0 +1,569 @@
+"""critic: loading, prediction, the hybrid attention masks, LoRA merging, registry, hashing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import build_tiny_hybrid
+from safetensors.torch import load_file, save_file
+
+from cprs_cli import critic as critic_pkg
+from cprs_cli.critic import CRITICS, critic_status, list_critics, load_critic, registry
+from cprs_cli.critic.base import LABELS, Critic, hash_files, resolve_device
+from cprs_cli.critic.encoder import MAX_QUERY_TOKENS as ENC_MAX_QUERY
+from cprs_cli.critic.hybrid import MAX_QUERY_TOKENS as HYB_MAX_QUERY
+from cprs_cli.critic.hybrid import SYSTEM_PROMPT, HybridTagger
+from cprs_cli.critic.lora import (
+    LoRALinear,
+    add_lora,
+    lora_state,
+    merge_delta,
+    unwrap_lora,
+)
+from cprs_cli.errors import ModelError, UsageError
+
+INSTR, QUERY = "Extract the sentences that answer the question.", "When did Apollo land?"
+CONTEXT = "The quick brown fox jumps over the lazy dog. Apollo landed on the Moon in 1969. " * 3
+
+
+@pytest.fixture(scope="module")
+def critics(tiny_encoder_critic_dir, tiny_hybrid_critic_dir):
+    return {"encoder": load_critic(str(tiny_encoder_critic_dir), "cpu"),
+            "hybrid": load_critic(str(tiny_hybrid_critic_dir), "cpu")}
+
+
+def window(c: Critic, text: str) -> tuple[list[int], tuple[int, int]]:
+    prefix, suffix = c.prompt_ids(INSTR, QUERY)
+    ctx = c.tokenizer(text, add_special_tokens=False)["input_ids"]
+    return [*prefix, *ctx, *suffix], (len(prefix), len(prefix) + len(ctx))
+
+
+# ---------------------------------------------------------------- loading and predicting
+
+
+@pytest.mark.parametrize("kind", ["encoder", "hybrid"])
+def test_load_tiny_critic_dirs(critics, kind, tiny_encoder_critic_dir, tiny_hybrid_critic_dir):
+    c = critics[kind]
+    path = tiny_encoder_critic_dir if kind == "encoder" else tiny_hybrid_critic_dir
+    assert c.kind == kind
+    assert c.name == path.name
+    assert c.sha256 == hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+    assert c.device == torch.device("cpu")
+    assert c.thresholds == {} and c.threshold_for("facts") is None
+    assert not c.model.training
+    assert next(c.model.parameters()).dtype == torch.float32  # fp32 on the CPU
+    assert c.default_window_tokens == (128 if kind == "encoder" else 256)  # config's cprs_window_tokens
+    assert c.default_window_tokens <= c.max_positions
+    assert load_critic(str(path), "cpu", window_tokens=48).default_window_tokens == 48
+    assert getattr(c.tokenizer, "is_fast", False)
+
+
+def test_encoder_prompt_layout(critics):
+    c = critics["encoder"]
+    tok = c.tokenizer
+    prefix, suffix = c.prompt_ids(INSTR, QUERY)
+    instr = tok(INSTR, add_special_tokens=False)["input_ids"]
+    q = tok(QUERY, add_special_tokens=False)["input_ids"]
+    assert prefix == [tok.cls_token_id, *instr, tok.sep_token_id, *q, tok.sep_token_id]
+    assert suffix == [tok.sep_token_id]
+    long_prefix, _ = c.prompt_ids(INSTR, "moon " * 500)
+    assert len(long_prefix) == len(instr) + 3 + ENC_MAX_QUERY  # the query is cut
+
+
+def test_hybrid_prompt_layout(critics):
+    c = critics["hybrid"]
+    tok = c.tokenizer
+    prefix, suffix = c.prompt_ids(INSTR, QUERY)
+    assert suffix == []
+    assert prefix == tok(SYSTEM_PROMPT.format(instruction=INSTR, query=QUERY), add_special_tokens=False)["input_ids"]
+    assert tok.decode(prefix) == SYSTEM_PROMPT.format(instruction=INSTR, query=QUERY)
+    long_prefix, _ = c.prompt_ids(INSTR, "moon " * 1000)
+    short_prefix, _ = c.prompt_ids(INSTR, "")
+    assert len(long_prefix) - len(short_prefix) <= HYB_MAX_QUERY + 2  # the query is cut
+
+
+@pytest.mark.parametrize("kind", ["encoder", "hybrid"])
+def test_predict_returns_probabilities(critics, kind):
+    c = critics[kind]
+    ids, span = window(c, CONTEXT)
+    (p,) = c.predict([ids], [span])
+    assert p.shape == (span[1] - span[0], len(LABELS)) == (span[1] - span[0], 4)
+    assert np.all(p >= 0) and np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    assert np.isfinite(p).all()
+
+
+@pytest.fixture(scope="module")
+def sharp_critics(tiny_encoder_critic_dir, tiny_hybrid_critic_dir):
+    """The tiny critics with their tag heads scaled up: a random-init model's probabilities sit
+    near 1/4 and hide small changes; peaky ones show them (e.g. pads that leak into attention)."""
+    out = {}
+    for kind, path, head in (("encoder", tiny_encoder_critic_dir, "classifier"),
+                             ("hybrid", tiny_hybrid_critic_dir, "cls_head")):
+        c = load_critic(str(path), "cpu")
+        with torch.no_grad():
+            getattr(c.model, head).weight.mul_(20)
+        out[kind] = c
+    return out
+
+
+@pytest.mark.parametrize("kind", ["encoder", "hybrid"])
+def test_padding_does_not_change_predictions(sharp_critics, kind):
+    c = sharp_critics[kind]
+    short_ids, short_span = window(c, "Apollo landed on the Moon in 1969.")
+    long_ids, long_span = window(c, CONTEXT)
+    assert len(long_ids) > len(short_ids) + 10
+    (alone,) = c.predict([short_ids], [short_span])
+    (long_alone,) = c.predict([long_ids], [long_span])
+    batch = c.predict([short_ids, long_ids], [short_span, long_span])
+    batch_rev = c.predict([long_ids, short_ids], [long_span, short_span])
+    assert np.allclose(alone, batch[0], atol=1e-4)
+    assert np.allclose(alone, batch_rev[1], atol=1e-4)
+    assert np.allclose(long_alone, batch[1], atol=1e-4)
+    # and the context really matters (the test can see a change when there is one)
+    other_ids = list(short_ids)
+    other_ids[short_span[0]] = long_ids[long_span[0] + 3]
+    (other,) = c.predict([other_ids], [short_span])
+    assert not np.allclose(other, alone, atol=1e-4)
+
+
+def test_pad_id_fallbacks(critics):
+    c = critics["encoder"]
+
+    class Tok:
+        pad_token_id, eos_token_id = None, 7
+
+    class Stub(type(c)):
+        def __init__(self, tok):
+            self.tokenizer = tok
+
+    assert Stub(Tok()).pad_id == 7
+    Tok.eos_token_id = None
+    assert Stub(Tok()).pad_id == 0
+    assert c.pad_id == c.tokenizer.pad_token_id
+
+
+def test_threshold_for():
+    class T(Critic):
+        def prompt_ids(self, instruction, query):
+            return [], []
+
+        def logits(self, input_ids, attention_mask):
+            return input_ids
+
+    t = T()
+    assert t.threshold_for("facts") is None
+    t.thresholds = {"facts": 0.3, "answers": 0.1, "default": 0.2}
+    assert t.threshold_for(None) == 0.3  # the default task
+    assert t.threshold_for("answers") == 0.1
+    assert t.threshold_for("custom") == 0.2
+    t.thresholds = {"answers": 0.1}
+    assert t.threshold_for("custom") is None
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError):
+            resolve_device("cuda")
+
+
+# ---------------------------------------------------------------- hybrid attention masks
+
+N_LAYERS, BIDIR_START = 4, 2
+
+
+@pytest.fixture(scope="module")
+def hybrid_dir(tmp_path_factory) -> Path:
+    return build_tiny_hybrid(tmp_path_factory.mktemp("mask") / "hyb", seed=1,
+                             bidirectional_start_layer=BIDIR_START, attn_implementation="sdpa")
+
+
+def tagger(path: Path, impl: str, bidirectional_start: int | None = None) -> HybridTagger:
+    """The saved tiny hybrid, rebuilt with the given attention kernel (and start layer)."""
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(str(path))
+    cfg._attn_implementation = impl
+    if bidirectional_start is not None:
+        cfg.bidirectional_start_layer = bidirectional_start
+    model = HybridTagger(cfg)
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    assert model.config._attn_implementation == impl  # the kernel under test is really in use
+    assert cfg.num_hidden_layers == N_LAYERS
+    return model.eval()
+
+
+def hidden_states(model, ids, mask):
+    with torch.no_grad():
+        h, states = model.hidden(ids, mask, output_hidden_states=True)
+    assert len(states) == model.config.num_hidden_layers
+    return h, states
+
+
+def batch_for(vocab: int, padded: bool, length: int = 14, pad: int = 5, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab, (2, length + (pad if padded else 0)), generator=g)
+    mask = torch.ones_like(ids)
+    if padded:  # row 1 is right-padded, as cprs pads; row 0 is full length
+        mask[1, length:] = 0
+        ids[1, length:] = 0
+    return ids, mask
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_hybrid_causal_then_bidirectional_layers(hybrid_dir, impl, padded):
+    model = tagger(hybrid_dir, impl)
+    assert model.bidirectional_start == BIDIR_START
+    ids, mask = batch_for(model.config.vocab_size, padded)
+    length = int(mask[1].sum())
+    _, before = hidden_states(model, ids, mask)
+    for j in (3, length - 2):
+        changed = ids.clone()
+        changed[:, j] = 3 + (changed[:, j] - 3 + 1) % (model.config.vocab_size - 3)
+        _, after = hidden_states(model, changed, mask)
+        for layer in range(N_LAYERS):
+            diff = (after[layer][:, :j] - before[layer][:, :j]).abs().amax(dim=(1, 2))  # per row
+            if layer < BIDIR_START:  # causal: earlier positions cannot see token j
+                assert torch.all(diff <= 1e-5), (impl, padded, j, layer, diff)
+            else:  # bidirectional: they can
+                assert torch.all(diff > 1e-4), (impl, padded, j, layer, diff)
+        # token j itself and later positions change in every layer
+        for layer in range(N_LAYERS):
+            assert (after[layer][:, j] - before[layer][:, j]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_hybrid_pads_are_invisible(hybrid_dir, impl):
+    model = tagger(hybrid_dir, impl)
+    ids, mask = batch_for(model.config.vocab_size, padded=True)
+    length = int(mask[1].sum())
+    h, states = hidden_states(model, ids, mask)
+    # the padded row equals the same row run alone without its pads, in every layer
+    h_alone, states_alone = hidden_states(model, ids[1:, :length], mask[1:, :length])
+    assert torch.allclose(h[1, :length], h_alone[0], atol=1e-5)
+    for layer in range(N_LAYERS):
+        assert torch.allclose(states[layer][1, :length], states_alone[layer][0], atol=1e-5), layer
+    # whatever the pad tokens are
+    other = ids.clone()
+    other[1, length:] = torch.arange(5, 5 + ids.shape[1] - length)
+    h_other, _ = hidden_states(model, other, mask)
+    assert torch.allclose(h[1, :length], h_other[1, :length], atol=1e-5)
+    # an all-ones mask behaves like no mask
+    full = torch.ones_like(mask)
+    assert torch.allclose(hidden_states(model, ids, full)[0], hidden_states(model, ids, None)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+def test_hybrid_sdpa_and_eager_agree(hybrid_dir, padded):
+    sdpa, eager = tagger(hybrid_dir, "sdpa"), tagger(hybrid_dir, "eager")
+    ids, mask = batch_for(sdpa.config.vocab_size, padded)
+    real = mask.bool()
+    h1, s1 = hidden_states(sdpa, ids, mask)
+    h2, s2 = hidden_states(eager, ids, mask)
+    for a, b in zip([*s1, h1], [*s2, h2]):
+        assert torch.allclose(a[real], b[real], atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(sdpa(ids, mask)[real], eager(ids, mask)[real], atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+@pytest.mark.parametrize("start", [0, N_LAYERS])
+def test_hybrid_all_bidirectional_or_all_causal(hybrid_dir, impl, start):
+    model = tagger(hybrid_dir, impl, bidirectional_start=start)
+    ids, mask = batch_for(model.config.vocab_size, padded=False)
+    j = 8
+    changed = ids.clone()
+    changed[:, j] = 3 + (changed[:, j] - 3 + 1) % (model.config.vocab_size - 3)
+    h1, _ = hidden_states(model, ids, mask)
+    h2, _ = hidden_states(model, changed, mask)
+    diff = (h2[:, :j] - h1[:, :j]).abs().max()
+    if start == 0:
+        assert diff > 1e-4
+    else:
+        assert diff <= 1e-5
+
+
+def test_hybrid_critic_loads_its_start_layer(hybrid_dir):
+    c = load_critic(str(hybrid_dir), "cpu")
+    assert c.model.bidirectional_start == BIDIR_START
+    assert [layer.self_attn.is_causal for layer in c.model.model.layers] == [True, True, False, False]
+
+
+# ---------------------------------------------------------------- loading errors
+
+
+def copy_critic(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_pickle_only_dir_is_refused(tiny_encoder_critic_dir, tmp_path):
+    d = copy_critic(tiny_encoder_critic_dir, tmp_path / "c")
+    (d / "model.safetensors").unlink()
+    (d / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(ModelError) as err:
+        load_critic(str(d), "cpu")
+    assert "pickle" in str(err.value) and "pytorch_model.bin" in str(err.value)
+    assert err.value.exit_code == 4
+
+
+def test_missing_config_is_refused(tiny_encoder_critic_dir, tmp_path):
+    d = copy_critic(tiny_encoder_critic_dir, tmp_path / "c")
+    (d / "config.json").unlink()
+    with pytest.raises(ModelError, match="config.json"):
+        load_critic(str(d), "cpu")
+
+
+def test_unreadable_config_is_refused(tiny_encoder_critic_dir, tmp_path):
+    d = copy_critic(tiny_encoder_critic_dir, tmp_path / "c")
+    (d / "config.json").write_text("{not json")
+    with pytest.raises(ModelError, match="config"):
+        load_critic(str(d), "cpu")
+
+
+def edit_config(d: Path, **changes) -> None:
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(changes)
+    (d / "config.json").write_text(json.dumps(cfg))
+
+
+def test_encoder_needs_four_labels(tiny_encoder_critic_dir, tmp_path):
+    d = copy_critic(tiny_encoder_critic_dir, tmp_path / "c")
+    edit_config(d, id2label={"0": "B", "1": "I", "2": "O"}, label2id={"B": 0, "I": 1, "O": 2})
+    with pytest.raises(ModelError, match="4 labels"):
+        load_critic(str(d), "cpu")
+
+
+def test_unsupported_model_type(tiny_encoder_critic_dir, tmp_path):
+    d = copy_critic(tiny_encoder_critic_dir, tmp_path / "c")
+    edit_config(d, model_type="gpt2")
+    with pytest.raises(ModelError, match="model_type"):
+        load_critic(str(d), "cpu")
+
+
+def test_unknown_name_is_refused(tmp_path):
+    with pytest.raises(ModelError) as err:
+        load_critic("no-such-critic", "cpu")
+    assert "no-such-critic" in str(err.value)
+    with pytest.raises(ModelError):
+        load_critic(str(tmp_path / "missing"), "cpu")
+
+
+def test_corrupt_weights_are_refused(tiny_encoder_critic_dir, tmp_path):
+    d = copy_critic(tiny_encoder_critic_dir, tmp_path / "c")
+    (d / "model.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(ModelError, match="safetensors"):
+        load_critic(str(d), "cpu")
+
+
+def test_weights_must_match_the_config(tiny_encoder_critic_dir, tmp_path):
+    d = copy_critic(tiny_encoder_critic_dir, tmp_path / "c")
+    state = load_file(str(d / "model.safetensors"))
+    missing = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    save_file(missing, str(d / "model.safetensors"))
+    with pytest.raises(ModelError, match="lack"):
+        load_critic(str(d), "cpu")
+    save_file({**state, "extra.weight": torch.zeros(2)}, str(d / "model.safetensors"))
+    with pytest.raises(ModelError, match="unknown"):
+        load_critic(str(d), "cpu")
+
+
+def test_decoder_without_cls_head_is_refused(tiny_hybrid_critic_dir, tmp_path):
+    d = copy_critic(tiny_hybrid_critic_dir, tmp_path / "c")
+    state = load_file(str(d / "model.safetensors"))
+    save_file({k: v for k, v in state.items() if not k.startswith("cls_head.")}, str(d / "model.safetensors"))
+    with pytest.raises(ModelError, match="cls_head"):
+        load_critic(str(d), "cpu")
+
+
+def test_thresholds_come_from_the_config(tiny_encoder_critic_dir, tmp_path):
+    d = copy_critic(tiny_encoder_critic_dir, tmp_path / "c")
+    edit_config(d, cprs_thresholds={"facts": 0.3, "default": 0.2})
+    c = load_critic(str(d), "cpu")
+    assert c.thresholds == {"facts": 0.3, "default": 0.2}
+    assert c.threshold_for(None) == 0.3 and c.threshold_for("custom") == 0.2
+
+
+# ---------------------------------------------------------------- LoRA
+
+
+def test_merge_delta_adds_b_at_a_and_replaces_full_tensors():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(6, 5, generator=g)
+    other = torch.randn(3, generator=g)
+    a, b = torch.randn(2, 5, generator=g), torch.randn(6, 2, generator=g)
+    head = torch.randn(4, 5, generator=g)
+    state = {"layer.weight": w, "other.bias": other, "head.weight": torch.zeros(4, 5)}
+    delta = {"lora_A.layer.weight": a, "lora_B.layer.weight": b, "full.head.weight": head}
+    out = merge_delta(state, delta)
+    assert torch.allclose(out["layer.weight"], w + b @ a, atol=1e-6)
+    assert torch.equal(out["head.weight"], head)
+    assert out["other.bias"] is other
+    assert torch.equal(state["layer.weight"], w)  # the base state is not modified
+    assert set(out) == set(state)
+    # dtype is kept
+    half = merge_delta({"layer.weight": w.to(torch.bfloat16)}, {"lora_A.layer.weight": a, "lora_B.layer.weight": b})
+    assert half["layer.weight"].dtype == torch.bfloat16
+    with pytest.raises(KeyError):
+        merge_delta({}, {"lora_A.x.weight": a, "lora_B.x.weight": b})
+
+
+def test_lora_linear_merge_keeps_outputs():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    x = torch.randn(5, 8)
+    with torch.no_grad():
+        base_out = net(x)
+    wrapped = add_lora(net, ("0", "2"), rank_for=lambda name: 0 if name == "2" else 3)
+    assert wrapped == ["0"]
+    lin = net[0]
+    assert isinstance(lin, LoRALinear) and not lin.base.weight.requires_grad and lin.lora_A.requires_grad
+    with torch.no_grad():
+        assert torch.allclose(net(x), base_out)  # B starts at zero: no change yet
+        lin.lora_B.normal_()  # as if trained
+        adapted = net(x)
+    assert not torch.allclose(adapted, base_out, atol=1e-3)
+    shipped = lora_state(net)
+    assert set(shipped) == {"lora_A.0.weight", "lora_B.0.weight"}
+    base_state = {k.replace("base.", ""): v.clone() for k, v in net.state_dict().items() if "lora_" not in k}
+    unwrap_lora(net)
+    assert isinstance(net[0], torch.nn.Linear) and not isinstance(net[0], LoRALinear)
+    with torch.no_grad():
+        assert torch.allclose(net(x), adapted, atol=1e-5)
+    # the shipped delta (scale folded into B) merged into the base gives the same weights
+    merged = merge_delta(base_state, shipped)
+    assert torch.allclose(merged["0.weight"], net[0].weight, atol=1e-5)
+
+
+# ---------------------------------------------------------------- registry, hashing, package
+
+
+def test_list_critics_reports_the_shipped_critics():
+    infos = list_critics()
+    assert [i.name for i in infos] == list(CRITICS) and {"mini", "small"} <= set(CRITICS)
+    assert critic_pkg.DEFAULT_CRITIC in CRITICS
+    for info in infos:
+        spec = CRITICS[info.name]
+        assert (info.installed, info.status) == critic_status(spec)
+        assert info.kind == spec.kind in ("encoder", "hybrid")
+        assert spec.base.package in info.base
+        assert info.delta_path == spec.delta_path and spec.delta_path.exists()
+        meta = spec.meta()
+        assert meta["name"] == info.name and meta["kind"] == info.kind
+        assert meta["base"]["sha256"] == spec.base.sha256
+        if info.installed:
+            assert "delta" in info.status
+
+
+def _spec(tmp_path, monkeypatch, with_weights=True, base_file: Path | None = None):
+    weights = tmp_path / "weights"
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", weights)
+    base = registry.BaseWeights(package="no-such-pkg==1", module="no_such_cprs_test_module", file="w.bin",
+                                sha256="0" * 64, env="CPRS_TEST_BASE_FILE", licence="MIT")
+    monkeypatch.delenv("CPRS_TEST_BASE_FILE", raising=False)
+    if base_file is not None:
+        monkeypatch.setenv("CPRS_TEST_BASE_FILE", str(base_file))
+    spec = registry.CriticSpec("t", "encoder", "test", base)
+    if with_weights:
+        (weights / "t").mkdir(parents=True)
+        spec.delta_path.write_bytes(b"x" * 2_000_000)
+        spec.meta_path.write_text(json.dumps({"name": "t"}))
+    return spec
+
+
+def test_critic_status(tmp_path, monkeypatch):
+    ok, status = critic_status(_spec(tmp_path / "a", monkeypatch, with_weights=False))
+    assert not ok and "no trained weights" in status
+    ok, status = critic_status(_spec(tmp_path / "b", monkeypatch))
+    assert not ok and "pip install --no-deps no-such-pkg==1" in status
+    base = tmp_path / "base.safetensors"
+    base.write_bytes(b"w")
+    ok, status = critic_status(_spec(tmp_path / "c", monkeypatch, base_file=base))
+    assert ok and "base.safetensors" in status and "2.0 MB" in status
+    ok, status = critic_status(_spec(tmp_path / "d", monkeypatch, base_file=tmp_path / "nowhere.safetensors"))
+    assert not ok and "nowhere.safetensors" in status and "CPRS_TEST_BASE_FILE" in status
+
+
+def test_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("CPRS_CACHE_DIR", str(tmp_path / "x"))
+    assert critic_pkg.cache_dir() == tmp_path / "x"
+    monkeypatch.delenv("CPRS_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert critic_pkg.cache_dir() == tmp_path / "xdg" / "cprs"
+
+
+def test_hash_files_caches_by_path_size_and_mtime(tmp_path, monkeypatch):
+    monkeypatch.setenv("CPRS_CACHE_DIR", str(tmp_path / "cache"))
+    f1, f2 = tmp_path / "a.bin", tmp_path / "b.bin"
+    f1.write_bytes(b"hello " * 1000)
+    f2.write_bytes(b"world")
+    digest = hash_files([f1, f2])
+    assert digest == hashlib.sha256(f1.read_bytes() + f2.read_bytes()).hexdigest()
+    cache_file = tmp_path / "cache" / "hashes.json"
+    cache = json.loads(cache_file.read_text())
+    assert list(cache.values()) == [digest]
+    # a second call is answered from the cache (prove it by planting a different answer)
+    cache = {k: "cached" for k in cache}
+    cache_file.write_text(json.dumps(cache))
+    assert hash_files([f1, f2]) == "cached"
+    # the order of the files matters
+    assert hash_files([f2, f1]) == hashlib.sha256(f2.read_bytes() + f1.read_bytes()).hexdigest()
+    # a changed file (new size, new mtime) is hashed again
+    f1.write_bytes(b"changed")
+    new = hash_files([f1, f2])
+    assert new == hashlib.sha256(b"changed" + b"world").hexdigest()
+    # same size, new mtime: hashed again
+    st = f2.stat()
+    f2.write_bytes(b"WORLD")
+    os.utime(f2, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert hash_files([f1, f2]) == hashlib.sha256(b"changed" + b"WORLD").hexdigest()
+    # an unreadable cache only costs a re-hash
+    cache_file.write_text("{broken")
+    assert hash_files([f1, f2]) == hashlib.sha256(b"changed" + b"WORLD").hexdigest()
+
+
+def test_registry_imports_without_torch():
+    code = "import sys, cprs_cli.critic as c; c.list_critics(); assert 'torch' not in sys.modules, 'torch imported'"
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_lazy_attributes():
+    assert critic_pkg.load_critic is load_critic
+    assert critic_pkg.HybridTagger is HybridTagger
+    with pytest.raises(AttributeError):
+        critic_pkg.no_such_thing  # noqa: B018
+
+
+def test_gguf_conversion_needs_the_gguf_package(tmp_path, monkeypatch):
+    from cprs_cli.critic.gguf import convert_gguf
+
+    monkeypatch.setitem(sys.modules, "gguf", None)  # import gguf -> ImportError
+    with pytest.raises(ModelError, match="pip install gguf"):
+        convert_gguf(tmp_path / "m.gguf", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_shipped_mini_critic_loads():
+    spec = CRITICS["mini"]
+    ok, status = critic_status(spec)
+    if not ok:
+        pytest.skip(status)
+    c = load_critic("mini", "cpu")
+    assert c.name == "mini" and c.kind == "encoder"
+    assert c.sha256 == hashlib.sha256(spec.delta_path.read_bytes()).hexdigest()
+    assert c.thresholds == spec.meta().get("thresholds", {})
+    ids, span = window(c, CONTEXT)
+    (p,) = c.predict([ids], [span])
+    assert p.shape == (span[1] - span[0], 4) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
