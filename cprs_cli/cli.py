@@ -15,14 +15,12 @@ Heavy modules (torch, the critic) are imported only by the commands that need th
 from __future__ import annotations
 
 import enum
-import fnmatch
 import functools
 import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -31,16 +29,13 @@ import typer
 from rich.console import Console
 
 from .errors import EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE, CprsError, ModelError, UsageError
+from .inputs import InputItem, InputSet, expand_inputs
 from .instructions import TASKS
-from .output import OUTPUT_SUFFIX
 
 if TYPE_CHECKING:
     from .result import CompressionResult
 
 PROG = "cprs"
-KNOWN_SUFFIXES = (".txt", ".md", ".pdf", ".docx", ".text", ".markdown", ".rst")
-# names that `--output-dir` writes; never picked up again as inputs when walking a directory
-OUTPUT_NAME_SUFFIXES = tuple(OUTPUT_SUFFIX.values())
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
@@ -199,120 +194,6 @@ def _root(
     Results go to stdout, everything else (stats, progress, errors) to stderr. Exit codes: 0 ok, 2 usage error, 3 some input failed, 4 the critic could not be loaded.
     """
     _STATE["debug"] = debug
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class InputItem:
-    """One document to compress: a file (with the root it was found under) or stdin."""
-
-    path: Path | None  # None: stdin
-    root: Path | None  # directory mirrored by --output-dir (None for stdin)
-    display: str  # how messages name it
-
-    @property
-    def is_stdin(self) -> bool:
-        return self.path is None
-
-
-def _matches(name: str, pattern: str) -> bool:
-    if name.startswith("."):
-        return False
-    if name.endswith(OUTPUT_NAME_SUFFIXES):
-        return False
-    if not fnmatch.fnmatch(name, pattern):
-        return False
-    if pattern == "*":  # the default: only file types cprs can read
-        return name.lower().endswith(KNOWN_SUFFIXES)
-    return True
-
-
-def _walk(directory: Path, recursive: bool, pattern: str, skip: Path | None) -> list[Path]:
-    found: list[Path] = []
-    if recursive:
-        for dirpath, dirnames, filenames in os.walk(directory):
-            here = Path(dirpath)
-            dirnames[:] = sorted(
-                d for d in dirnames
-                if not d.startswith(".") and not (skip is not None and _same(here / d, skip)))
-            found.extend(here / f for f in sorted(filenames)
-                         if _matches(f, pattern) and (here / f).is_file())
-    else:
-        found = sorted(p for p in directory.iterdir() if p.is_file() and _matches(p.name, pattern))
-    return found
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
-
-
-class _InputSet:
-    """Answers "is this path one of the inputs?" by real path and by inode (hard links)."""
-
-    def __init__(self, paths: Iterable[Path]):
-        self.real: set[str] = set()
-        self.inodes: set[tuple[int, int]] = set()
-        for p in paths:
-            self.real.add(os.path.realpath(p))
-            try:
-                st = os.stat(p)
-                self.inodes.add((st.st_dev, st.st_ino))
-            except OSError:
-                pass
-
-    def __call__(self, path: Path) -> bool:
-        if os.path.realpath(path) in self.real:
-            return True
-        try:
-            st = os.stat(path)
-        except OSError:
-            return False
-        return (st.st_dev, st.st_ino) in self.inodes
-
-
-def expand_inputs(args: Sequence[str], *, recursive: bool, pattern: str,
-                  skip_dir: Path | None = None) -> tuple[list[InputItem], list[tuple[str, str]]]:
-    """Paths and directories from the command line → the documents to compress, plus
-    (name, reason) for arguments that yield nothing (missing path, empty directory)."""
-    items: list[InputItem] = []
-    problems: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    stdin_given = False
-    for arg in args or ["-"]:
-        if arg == "-":
-            if stdin_given:
-                raise UsageError("'-' (stdin) is given more than once")
-            stdin_given = True
-            items.append(InputItem(None, None, "<stdin>"))
-            continue
-        path = Path(arg)
-        if path.is_dir():
-            files = _walk(path, recursive, pattern, skip_dir)
-            if not files:
-                what = f"matching {pattern!r}" if pattern != "*" else "with a known suffix (" + \
-                    " ".join(KNOWN_SUFFIXES) + ")"
-                hint = "" if recursive else "; use --recursive to look in subdirectories"
-                problems.append((arg, f"directory has no files {what}{hint}"))
-            new = [InputItem(f, path, str(f)) for f in files]
-        elif path.exists():
-            new = [InputItem(path, path.parent, arg)]
-        elif path.is_symlink():
-            problems.append((arg, "broken symbolic link"))
-            continue
-        else:
-            problems.append((arg, "no such file or directory"))
-            continue
-        for item in new:
-            key = os.path.realpath(item.path)  # type: ignore[arg-type]
-            if key not in seen:
-                seen.add(key)
-                items.append(item)
-    return items, problems
 
 
 def _describe_input_error(err: CprsError, item: InputItem) -> str:
@@ -588,7 +469,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                          "--format jsonl or --output-dir")
 
     # ---- where results go; never onto an input
-    is_input = _InputSet(i.path for i in items if i.path is not None)
+    is_input = InputSet(i.path for i in items if i.path is not None)
     out_file: Path | None = None
     if output is not None and output != "-":
         out_file = Path(output)
