@@ -19,7 +19,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import resource
 import shlex
 import subprocess
@@ -34,6 +33,7 @@ from . import metrics as M
 from .baselines import BASELINES, make_baseline
 from .tasks import BENCH_TASKS, KNOWN_TASKS, BenchItem, build_suite, make_item
 from ..errors import UsageError
+from ..machine import machine_info
 
 __all__ = ["main", "run_suite", "write_report", "QUICK", "FULL", "BUDGET_FLOOR"]
 
@@ -90,39 +90,6 @@ def model_label(model: Any) -> str:
         name = Path(s).name if (os.sep in s or Path(s).exists()) else s
         return f"cprs-{name}"
     return f"cprs-{getattr(model, 'model_name', type(model).__name__)}"
-
-
-def machine_info(device: str) -> dict:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-    }
-    try:
-        info["ram_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):  # pragma: no cover
-        info["ram_gb"] = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-        info["device"] = device
-        if device.startswith("cuda") and torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    except Exception:  # pragma: no cover
-        info["device"] = device
-    return info
 
 
 def default_command() -> str:

@@ -31,7 +31,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import random
 import re
 import shlex
@@ -45,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cprs_cli.machine import machine_info
 from cprs_cli.train.data import REPO_ROOT, Record, load_split
 from cprs_cli.train.data import merge_spans as merge
 
@@ -457,35 +457,6 @@ def run_row(comp, spec: RowSpec, items: list[Item], bm25: BM25Baseline, log=prin
 # --------------------------------------------------------------------------- report
 
 
-def machine_info(device: str | None = None) -> dict:
-    info = {
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-    }
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-            info["gpus"] = torch.cuda.device_count()
-    except Exception:
-        pass
-    if device:
-        info["device"] = device
-    return info
-
-
 def _fmt(x, pct: bool = True) -> str:
     if x is None:
         return "–"
@@ -495,13 +466,13 @@ def _fmt(x, pct: bool = True) -> str:
 def markdown_section(report: dict) -> str:
     name, mode = report["model"], report["mode"]
     m = report["machine"]
-    where = m.get("gpu") or m.get("cpu") or m.get("platform")
+    where = m.get("gpu") or m.get("cpu_model") or m.get("cpu") or m.get("platform")
     lines = [
         f"## `{name}` — {mode} ({report['date'][:10]})",
         "",
         f"Command: `{report['command']}`  ",
         f"Date: {report['date']}  ",
-        f"Machine: {where} ({m.get('cpus')} CPUs, device `{m.get('device', '?')}`, host `{m.get('host')}`)  ",
+        f"Machine: {where} ({m.get('cpu_count') or m.get('cpus')} CPUs, device `{m.get('device', '?')}`, host `{m.get('host')}`)  ",
         f"Wall time: {report['seconds']:.0f} s",
         "",
         "| Test | n | Critic | BM25 @ same budget | Target | Ratio | Ratio (per-doc median) | Target ratio | Met |",
