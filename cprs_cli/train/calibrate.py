@@ -30,7 +30,7 @@ from ..tokens import count_tokens
 from . import evaluate as ev
 from .data import load_split
 
-GRID = (0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.07, 0.05)
+GRID = (0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02, 0.01)
 DEFAULT_RATIO_FLOOR = 3.0
 
 
@@ -78,7 +78,9 @@ def choose(table: dict) -> dict:
         binding = [r for r in rws if r["target_ratio"]] or rws
         best = None
         for t in GRID:  # descending: the last that still meets every ratio floor wins
-            ok = all(r["sweep"][str(t)]["ratio"] >= (r["target_ratio"] or DEFAULT_RATIO_FLOOR) for r in binding)
+            # a row swept before the grid grew has no entry for the new points: not proven ok
+            ok = all(str(t) in r["sweep"] and
+                     r["sweep"][str(t)]["ratio"] >= (r["target_ratio"] or DEFAULT_RATIO_FLOOR) for r in binding)
             if ok:
                 best = t
         chosen[task] = best if best is not None else GRID[0]
@@ -100,11 +102,17 @@ def main(argv=None) -> int:
     ap.add_argument("--write", action="store_true", help="store the thresholds in the shipped critic.json")
     args = ap.parse_args(argv)
     random.seed(args.seed)
-    if args.sweep:  # re-decide from a saved sweep, without running the critic again
+    rows = [r for r in args.rows.split(",") if r]
+    if args.sweep and rows:  # re-sweep some rows, keep the others from the saved report
+        report = json.loads(open(args.sweep).read())
+        fresh = run(args.model, args.n, args.seed, args.device, rows)
+        report["rows"].update(fresh["rows"])
+        report["thresholds"] = choose(report["rows"])
+    elif args.sweep:  # re-decide from a saved sweep, without running the critic again
         report = json.loads(open(args.sweep).read())
         report["thresholds"] = choose(report["rows"])
     else:
-        report = run(args.model, args.n, args.seed, args.device, [r for r in args.rows.split(",") if r])
+        report = run(args.model, args.n, args.seed, args.device, rows)
     report["command"] = "python -m cprs_cli.train.calibrate " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.out:
         with open(args.out, "w") as fh:
