@@ -60,13 +60,18 @@ class Compressor:
         return self.compress(doc.text, **kwargs)
 
     def token_probs(self, text: str, instruction: str, query: str, progress: Progress | None = None,
-                    timings: dict | None = None):
-        """Run the critic over `text`: (probs (n, 4), offsets (n, 2), n_windows)."""
+                    timings: dict | None = None, sentences: np.ndarray | None = None):
+        """Run the critic over `text`: (probs (n, 4), offsets (n, 2), n_windows).
+
+        `sentences` (from `segment.sentence_spans(text)`) may be passed in when the caller needs
+        them too, so the text is segmented once.
+        """
         timings = {} if timings is None else timings
         t0 = time.perf_counter()
         critic = self.critic
         doc = tokenize(critic.tokenizer, text)
-        sentences = segment.sentence_spans(text)
+        if sentences is None:
+            sentences = segment.sentence_spans(text)
         cuts = boundary_tokens(doc.offsets, sentences[:, 0] if len(sentences) else np.zeros(0, np.int64))
         prefix, suffix = critic.prompt_ids(instruction, query)
         room = critic.max_positions - len(prefix) - len(suffix)
@@ -122,7 +127,11 @@ class Compressor:
         # the report's cl100k count of the input runs beside the critic (tiktoken releases the GIL)
         with ThreadPoolExecutor(max_workers=1) as pool:
             input_count = pool.submit(count_tokens, text)
-            probs, offsets, n_windows = self.token_probs(text, instruction_text, query, progress, timings)
+            sentences = segment.sentence_spans(text)  # window cuts, and the units at sentence level
+            seg_seconds = time.perf_counter() - start
+            probs, offsets, n_windows = self.token_probs(text, instruction_text, query, progress, timings,
+                                                         sentences)
+            timings["tokenize"] += seg_seconds  # the "tokenize" stage includes segmentation
             t2 = time.perf_counter()
             input_tokens = input_count.result()
         budget = None
@@ -131,7 +140,8 @@ class Compressor:
         elif max_tokens is not None:
             budget = int(max_tokens)
         spans = select(text, probs, offsets, granularity=granularity, budget=budget, threshold=threshold,
-                       min_span_tokens=min_span, max_gap=max_gap, separator=separator)
+                       min_span_tokens=min_span, max_gap=max_gap, separator=separator,
+                       units=sentences if granularity == "sentence" else None)
         compressed = assemble(spans, separator)
         output_tokens = count_tokens(compressed)
         timings["post"] = time.perf_counter() - t2

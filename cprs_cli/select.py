@@ -138,8 +138,12 @@ def merge_spans(spans: list[tuple[int, int, float]], text: str) -> list[Span]:
 
 def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: str = "sentence",
            budget: int | None = None, threshold: float | None = None, min_span_tokens: int = 1,
-           max_gap: int = tags.OFFICIAL_MAX_GAP, separator: str = DEFAULT_SEPARATOR) -> list[Span]:
-    """The kept spans of `text`, given the critic's per-token probabilities."""
+           max_gap: int = tags.OFFICIAL_MAX_GAP, separator: str = DEFAULT_SEPARATOR,
+           units: np.ndarray | None = None) -> list[Span]:
+    """The kept spans of `text`, given the critic's per-token probabilities.
+
+    `units` may carry the granularity's spans when the caller already has them.
+    """
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}")
     if len(probs) == 0:
@@ -151,7 +155,7 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
         spans = snap_to_words(tags.char_spans(token_runs, offsets, text), text)
         scores = [float(keep[s:e].mean()) for s, e in token_runs if e > s]
         return merge_spans([(s, e, sc) for (s, e), sc in zip(spans, scores)], text)
-    units = unit_spans(text, granularity)
+    units = unit_spans(text, granularity) if units is None else units
     ranges = unit_token_ranges(units, offsets)
     scores = unit_scores(keep, ranges)
     if budget is None:

@@ -159,7 +159,7 @@ def test_threshold_for():
         def logits(self, input_ids, attention_mask):
             return input_ids
 
-    t = T()
+    t = T(torch.nn.Identity(), None, name="t", sha256="", device=torch.device("cpu"))
     assert t.threshold_for("facts") is None
     t.thresholds = {"facts": 0.3, "answers": 0.1, "default": 0.2}
     assert t.threshold_for(None) == 0.3  # the default task

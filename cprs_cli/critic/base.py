@@ -50,6 +50,11 @@ class Critic(ABC):
     # empty = argmax tagging, as in the official model
     thresholds: dict = {}
 
+    def __init__(self, model, tokenizer, *, name: str, sha256: str, device: torch.device):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name, self.sha256, self.device = name, sha256, device
+
     def threshold_for(self, task: str | None) -> float | None:
         t = self.thresholds
         return t.get(task or "facts", t.get("default"))

@@ -18,9 +18,7 @@ class EncoderCritic(Critic):
 
     def __init__(self, model: nn.Module, tokenizer, *, name: str, sha256: str, device: torch.device,
                  window_tokens: int | None = None):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.name, self.sha256, self.device = name, sha256, device
+        super().__init__(model, tokenizer, name=name, sha256=sha256, device=device)
         cfg = model.config
         self.max_positions = int(getattr(cfg, "max_position_embeddings", 512))
         self.default_window_tokens = int(window_tokens or getattr(cfg, "cprs_window_tokens", 0) or self.max_positions)

@@ -107,9 +107,7 @@ class HybridCritic(Critic):
 
     def __init__(self, model: HybridTagger, tokenizer, *, name: str, sha256: str, device: torch.device,
                  window_tokens: int | None = None):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.name, self.sha256, self.device = name, sha256, device
+        super().__init__(model, tokenizer, name=name, sha256=sha256, device=device)
         cfg = model.config
         self.max_positions = int(getattr(cfg, "max_position_embeddings", 8192))
         default = getattr(cfg, "cprs_window_tokens", 0) or min(8192, self.max_positions)
