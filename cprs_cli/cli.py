@@ -366,7 +366,7 @@ def compress(
         rich_help_panel="How much to keep")] = None,
     threshold: Annotated[float | None, typer.Option(
         min=0.0, max=1.0, metavar="P",
-        help="Keep tokens whose keep-probability is at least P (instead of the argmax tag).",
+        help="Keep tokens whose keep-probability is at least P (default: the critic's calibrated threshold for the task, else the argmax tag).",
         rich_help_panel="How much to keep")] = None,
     min_span_tokens: Annotated[int | None, typer.Option(
         "--min-span-tokens", min=1, metavar="N",

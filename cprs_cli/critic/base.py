@@ -46,14 +46,13 @@ class Critic(ABC):
     max_positions: int  # longest input the model accepts (prompt included)
     default_window_tokens: int  # context tokens per window by default
     default_batch_size: int
-    # calibrated keep-probability thresholds per task preset (critic.json "thresholds");
-    # empty = argmax tagging, as in the official model
-    thresholds: dict = {}
-
     def __init__(self, model, tokenizer, *, name: str, sha256: str, device: torch.device):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name, self.sha256, self.device = name, sha256, device
+        # calibrated keep-probability thresholds per task preset (critic.json "thresholds");
+        # empty = argmax tagging, as in the official model
+        self.thresholds: dict = {}
 
     def threshold_for(self, task: str | None) -> float | None:
         t = self.thresholds

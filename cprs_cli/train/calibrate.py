@@ -25,7 +25,7 @@ import numpy as np
 
 from ..critic.registry import CRITICS
 from ..instructions import TASKS
-from ..select import select
+from ..select import assemble, select
 from ..tokens import count_tokens
 from . import evaluate as ev
 from .data import load_split
@@ -55,7 +55,7 @@ def run(model: str, n: int, seed: int, device: str, rows: list[str] | None = Non
             scores, tin, tout = [], 0, 0
             for it, probs, offsets, n_in in cached:
                 spans = select(it.document, probs, offsets, granularity=spec.granularity, threshold=t)
-                text = "\n[...]\n".join(s.text for s in spans)
+                text = assemble(spans)
                 scores.append(ev._score(spec, it, text, [(s.start, s.end) for s in spans]))
                 tin += n_in
                 tout += count_tokens(text)

@@ -37,6 +37,7 @@ from ..critic.base import resolve_device
 from ..critic.encoder import EncoderCritic
 from ..critic.hybrid import HybridCritic
 from ..critic.lora import add_lora, lora_state
+from ..select import unit_token_ranges
 from ..tags import bioe_tags
 from ..windows import boundary_tokens, plan_windows, tokenize
 
@@ -137,10 +138,9 @@ _W: dict = {}  # per-worker state (set before forking)
 def evidence_mask(offsets: np.ndarray, evidence) -> np.ndarray:
     """Tokens that overlap a gold span (offsets may include a leading space: BPE)."""
     mask = np.zeros(len(offsets), dtype=bool)
-    for cs, ce in evidence:
-        i0 = np.searchsorted(offsets[:, 1], cs, side="right")
-        i1 = np.searchsorted(offsets[:, 0], ce, side="left")
-        mask[i0:i1] = True
+    if len(evidence):
+        for i0, i1 in unit_token_ranges(np.asarray(evidence, dtype=np.int64).reshape(-1, 2), offsets):
+            mask[i0:i1] = True
     return mask
 
 
