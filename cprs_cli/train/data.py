@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import random
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -179,20 +180,35 @@ def split_of(record: Record, data_dir: str | os.PathLike | None = None) -> str:
     return "val" if h in table else "train"
 
 
+SPLITS = ("train", "val", "calib", "test")
+
+
+def calib_hashes(val: Iterable[str]) -> frozenset[str]:
+    """The calibration half of the validation documents: every other one in sorted hash order,
+    starting with the second (so a source with 2 or 3 val documents keeps more in `test`)."""
+    return frozenset(sorted(set(val))[1::2])
+
+
 def load_split(
     split: str,
     sources: Sequence[str] | None = None,
     data_dir: str | os.PathLike | None = None,
 ) -> list[Record]:
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+    """Records of one split. `val` = documents training never sees; it is cut by document into
+    `calib` (thresholds, fusion weights and dynamic-mode settings are tuned here) and `test`
+    (the quality report), so nothing reported was tuned on."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     d = resolve_data_dir(data_dir)
     out: list[Record] = []
     for name in list(sources) if sources is not None else available_sources(d):
         recs = list(load_records([name], d))
         val = select_val_hashes(doc_hash(r.document) for r in recs)
+        calib = calib_hashes(val)
         for r in recs:
-            if (doc_hash(r.document) in val) == (split == "val"):
+            h = doc_hash(r.document)
+            where = "train" if h not in val else ("calib" if h in calib else "test")
+            if split == where or (split == "val" and where != "train"):
                 out.append(r)
     return out
 
@@ -302,6 +318,7 @@ def to_example(rec: Record, task: str | None = None, evidence: list[Span] | None
         level=level,
         id=rec.id,
         task=task,
+        meta={"answers": list(rec.answers)} if rec.answers else {},
     )
 
 
@@ -429,6 +446,77 @@ def make_long_examples(
     return out
 
 
+# --------------------------------------------------------------------------- hard negatives
+
+# Words a query shares with a distractor paragraph only count when they carry content: at least
+# four characters and not one of the commonest question words (a short hand-picked list, since
+# bm25s' stopword list is about scoring, not about what makes a distractor confusable).
+_CONTENT_WORD = re.compile(r"[^\W\d_][\w'-]{3,}")
+_QUESTION_WORDS = frozenset(
+    "what which when where whom whose that this with from were have does than there their they "
+    "many much into about been also more most other some such only same both each".split())
+
+
+def content_words(text: str) -> set[str]:
+    return {w.lower() for w in _CONTENT_WORD.findall(text)} - _QUESTION_WORDS
+
+
+def make_hard_examples(
+    examples: Sequence[TrainExample],
+    rng: random.Random,
+    pool: Sequence[Record | TrainExample | str],
+    target_chars: tuple[int, int] = (4_000, 16_000),
+    candidates: int = 64,
+) -> list[TrainExample]:
+    """Hard negatives: each example's document among paragraphs of OTHER documents that share the
+    most content words with its query (a retriever would rank them high; the critic must learn
+    that sharing the question's words is not answering it). Paragraphs that contain one of the
+    example's answers are never used, so no distractor holds the answer."""
+    paras: list[str] = []
+    seen: set[str] = set()
+    for p in pool:
+        d = p if isinstance(p, str) else p.document
+        for para in d.split(PARAGRAPH_SEP):
+            para = para.strip()
+            if 80 <= len(para) <= 3_000 and para not in seen:
+                seen.add(para)
+                paras.append(para)
+    index: dict[str, list[int]] = defaultdict(list)
+    for i, para in enumerate(paras):
+        for w in content_words(para):
+            index[w].append(i)
+    too_common = max(50, len(paras) // 50)  # a word in 2% of all paragraphs says nothing
+    out: list[TrainExample] = []
+    for ex in examples:
+        counts: Counter = Counter()
+        for w in content_words(ex.query):
+            ids = index.get(w, ())
+            if len(ids) <= too_common:
+                counts.update(ids)
+        answers = [a.lower() for a in ex.meta.get("answers", [])] + [t.lower() for t in ex.evidence_texts()
+                                                                       if len(t) < 80]
+        ranked = [i for i, _ in counts.most_common(candidates)]
+        rng.shuffle(ranked)
+        target = rng.randint(*target_chars)
+        chosen, total = [], 0
+        for i in ranked:
+            para = paras[i]
+            low = para.lower()
+            if para in ex.document or any(a and a in low for a in answers):
+                continue
+            chosen.append(para)
+            total += len(para) + len(PARAGRAPH_SEP)
+            if total >= target:
+                break
+        if not chosen:
+            continue
+        hard = pack_example(ex, chosen, rng.randint(0, len(chosen)))
+        hard.id = f"{ex.id}@hard"
+        hard.meta = {**ex.meta, "hard": True, "offset": hard.meta["offset"], "n_distractors": len(chosen)}
+        out.append(hard)
+    return out
+
+
 # --------------------------------------------------------------------------- synthetic
 
 
@@ -492,6 +580,7 @@ def _build(
     synthetic_length_range: tuple[int, int],
     max_per_source: int | None,
     shuffle: bool,
+    hard_fraction: float = 0.0,
 ) -> list[TrainExample]:
     rng = random.Random(f"{split}:{seed}")
     records = _cap_per_source(load_split(split, sources, data_dir), max_per_source, rng)
@@ -501,6 +590,10 @@ def _build(
         picked = rng.sample(examples, k)
         # distractors come from the same split only (no val text leaks into train, nor back)
         examples.extend(make_long_examples(picked, rng, long_target_chars, pool=records))
+    if hard_fraction > 0 and examples:
+        plain = [e for e in examples if not e.meta.get("long")]
+        k = min(len(plain), round(hard_fraction * len(plain)))
+        examples.extend(make_hard_examples(rng.sample(plain, k), rng, pool=records))
     if n_synthetic > 0:
         examples.extend(synthetic_examples(n_synthetic, rng, synthetic_length_range))
     if shuffle:
@@ -521,12 +614,15 @@ def build_training_set(
     synthetic_length_range: tuple[int, int] = (4_000, 120_000),
     max_per_source: int | None = None,
     shuffle: bool = True,
+    hard_fraction: float = 0.0,
 ) -> list[TrainExample]:
     """Train-split records as examples (+ ~20% cross-task copies), plus `long_fraction` × that
-    many long packed copies, plus `n_synthetic` synthetic tasks; shuffled with `seed`."""
+    many long packed copies, plus `hard_fraction` × the plain ones packed among lexically similar
+    paragraphs (`make_hard_examples`), plus `n_synthetic` synthetic tasks; shuffled with `seed`."""
     return _build(
         "train", seed, n_synthetic, long_fraction, sources, data_dir, augment,
         augment_fraction, long_target_chars, synthetic_length_range, max_per_source, shuffle,
+        hard_fraction,
     )
 
 

@@ -71,6 +71,9 @@ class TrainConfig:
     window_tokens: int = 0  # 0 = the preset's
     lr: float = 0.0
     batch_tokens: int = 0
+    resume: str = ""  # "shipped" = start from the committed delta of --critic; or a delta.safetensors path
+    augment_fraction: float = 0.2  # share of records that also get their cross-task copy
+    hard_fraction: float = 0.0  # share of examples also packed among lexically similar documents
 
 
 # ----------------------------------------------------------------------------- model
@@ -128,6 +131,28 @@ def _tokenizer(base_dir: Path):
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     tok.model_max_length = 1 << 40
     return tok
+
+
+def load_delta(model, delta: dict[str, torch.Tensor]) -> int:
+    """Start training from an exported delta: `full.*` tensors are copied into the parameters,
+    LoRA pairs into the adapters (the scale folded into B at export is taken out again). The
+    adapters' ranks must match. Returns the number of tensors loaded."""
+    from ..critic.lora import LoRALinear
+
+    params = dict(model.named_parameters())
+    n = 0
+    with torch.no_grad():
+        for key, value in delta.items():
+            if key.startswith("full."):
+                params[key[len("full."):]].copy_(value.to(params[key[len("full."):]].dtype))
+                n += 1
+        for qual, mod in model.named_modules():
+            if isinstance(mod, LoRALinear):
+                a, b = delta[f"lora_A.{qual}.weight"], delta[f"lora_B.{qual}.weight"]
+                mod.lora_A.copy_(a.to(mod.lora_A.dtype))
+                mod.lora_B.copy_((b.float() / mod.scale).to(mod.lora_B.dtype))
+                n += 2
+    return n
 
 
 # ----------------------------------------------------------------------------- data → windows
@@ -271,7 +296,8 @@ def train(cfg: TrainConfig) -> Path:
 
     train_ex = data.build_training_set(seed=cfg.seed, n_synthetic=cfg.n_synthetic, long_fraction=cfg.long_fraction,
                                        long_target_chars=(16_000, 64_000), synthetic_length_range=(2_000, 64_000),
-                                       max_per_source=cfg.max_per_source)
+                                       max_per_source=cfg.max_per_source, augment_fraction=cfg.augment_fraction,
+                                       hard_fraction=cfg.hard_fraction)
     val_ex = data.build_validation_set(seed=cfg.seed, n_synthetic=max(50, cfg.n_synthetic // 20))
     if cfg.limit_examples:
         train_ex, val_ex = train_ex[: cfg.limit_examples], val_ex[: max(8, cfg.limit_examples // 4)]
@@ -280,6 +306,11 @@ def train(cfg: TrainConfig) -> Path:
     # built on the CPU and moved only after the windows are encoded: the encoding workers fork,
     # and a forked child must not inherit an initialised CUDA context
     model, critic, overrides = init_model(cfg.critic, torch.device("cpu"))
+    if cfg.resume:
+        from safetensors.torch import load_file
+
+        path = CRITICS[cfg.critic].delta_path if cfg.resume == "shipped" else Path(cfg.resume)
+        log(event="resume", delta=str(path), tensors=load_delta(model, load_file(str(path))))
     workers = cfg.workers or os.cpu_count() or 1
     train_w = encode_all(train_ex, critic, window_tokens, cfg.neg_keep, workers, cfg.seed)
     val_w = encode_all(val_ex, critic, window_tokens, cfg.neg_keep, workers, cfg.seed + 1)

@@ -1,0 +1,51 @@
+"""Lexical evidence for selection: BM25 scores of a document's units against the query.
+
+The critic reads windows of a few hundred tokens and judges meaning; it can miss a sentence
+whose only claim to relevance is that it repeats the question's rare words, which is exactly
+what a retriever catches. Selection fuses the two (`select.fused_scores`), so cprs keeps what a
+BM25 retriever would keep *and* what only the critic sees. BM25 comes from `bm25s`, a
+maintained library; this module only maps units to its corpus and normalises its scores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def bm25_scores(texts: list[str], query: str) -> np.ndarray:
+    """BM25 score of every text against `query`, with the texts themselves as the corpus
+    (English stopwords removed). All zeros when no query word occurs in any text."""
+    if not texts or not query or not query.strip():
+        return np.zeros(len(texts), dtype=np.float64)
+    import bm25s
+
+    corpus = bm25s.tokenize(texts, stopwords="en", show_progress=False, return_ids=False)
+    words = [w for w in bm25s.tokenize([query], stopwords="en", show_progress=False, return_ids=False)[0] if w]
+    if not words or not any(corpus):
+        return np.zeros(len(texts), dtype=np.float64)
+    retriever = bm25s.BM25()
+    retriever.index(corpus, show_progress=False)
+    words = [w for w in words if w in retriever.vocab_dict]
+    if not words:
+        return np.zeros(len(texts), dtype=np.float64)
+    return np.asarray(retriever.get_scores(words), dtype=np.float64)
+
+
+def unit_bm25(text: str, units: np.ndarray, query: str, scope: np.ndarray | None = None) -> np.ndarray:
+    """BM25 of each character unit of `text`, normalised to [0, 1] by the document's best unit.
+
+    With `scope` (coarser character spans, e.g. sentences for word units), BM25 is computed over
+    the scope spans and every unit gets the score of the scope span it starts in.
+    """
+    if len(units) == 0:
+        return np.zeros(0, dtype=np.float64)
+    spans = units if scope is None else scope
+    raw = bm25_scores([text[s:e] for s, e in spans], query)
+    top = raw.max() if len(raw) else 0.0
+    norm = raw / top if top > 0 else np.zeros_like(raw)
+    if scope is None:
+        return norm
+    if len(scope) == 0:
+        return np.zeros(len(units), dtype=np.float64)
+    owner = np.clip(np.searchsorted(scope[:, 0], units[:, 0], side="right") - 1, 0, len(scope) - 1)
+    return norm[owner]
