@@ -18,7 +18,7 @@ from .critic import Critic, load_critic
 from .errors import UsageError
 from .instructions import resolve_instruction
 from .result import CompressionResult, Stats
-from .select import DEFAULT_SEPARATOR, GRANULARITIES, assemble, select
+from .select import DEFAULT_LEXICAL_WEIGHT, DEFAULT_SEPARATOR, GRANULARITIES, assemble, select
 from .tags import OFFICIAL_MAX_GAP
 from .tokens import count_tokens
 from .windows import boundary_tokens, build_inputs, plan_windows, tokenize
@@ -99,11 +99,35 @@ class Compressor:
         timings["critic"] = time.perf_counter() - t1
         return probs, doc.offsets, len(windows)
 
+    def select_spans(self, text: str, probs: np.ndarray, offsets: np.ndarray, *, query: str, task: str | None,
+                     granularity: str, budget: int | None, threshold: float | None = None,
+                     min_span_tokens: int | None = None, max_gap: int = OFFICIAL_MAX_GAP,
+                     separator: str = DEFAULT_SEPARATOR, lexical_weight: float | None = None,
+                     sentences: np.ndarray | None = None, input_tokens: int | None = None):
+        """The selection stage with this critic's calibrated defaults, on probabilities already
+        computed (`token_probs`); `compress` and the evaluation runner both go through it.
+
+        Dynamic mode follows the critic's calibrated per-document rule when it has one (sentence
+        and paragraph units); at word granularity, or without such a rule, the critic's
+        calibrated per-task threshold tags the tokens. An explicit `threshold` always tags.
+        """
+        if threshold is None and (granularity == "word" or self.critic.dynamic is None):
+            threshold = self.critic.threshold_for(task)
+        if lexical_weight is None:
+            lexical_weight = self.critic.lexical_weight
+        if sentences is None and granularity != "paragraph":
+            sentences = segment.sentence_spans(text)
+        return select(text, probs, offsets, granularity=granularity, budget=budget, threshold=threshold,
+                      min_span_tokens=1 if min_span_tokens is None else int(min_span_tokens), max_gap=max_gap,
+                      separator=separator, units=sentences if granularity == "sentence" else None, query=query,
+                      lexical_weight=lexical_weight, policy=self.critic.dynamic,
+                      input_tokens=input_tokens, sentences=sentences)
+
     def compress(self, text: str, *, query: str, instruction: str | None = None, task: str | None = None,
                  granularity: str = "sentence", rate: float | None = None, max_tokens: int | None = None,
                  threshold: float | None = None, min_span_tokens: int | None = None,
                  max_gap: int = OFFICIAL_MAX_GAP, separator: str | None = None, source: str = "<text>",
-                 progress: Progress | None = None) -> CompressionResult:
+                 progress: Progress | None = None, lexical_weight: float | None = None) -> CompressionResult:
         if granularity not in GRANULARITIES:
             raise UsageError(f"--granularity must be one of {', '.join(GRANULARITIES)}")
         if rate is not None and max_tokens is not None:
@@ -116,11 +140,10 @@ class Compressor:
             raise UsageError("--threshold must be in (0, 1)")
         if not query or not query.strip():
             raise UsageError("--query must not be empty")
+        if lexical_weight is not None and not 0 <= lexical_weight <= 10:
+            raise UsageError("--lexical-weight must be in [0, 10]")
         instruction_text = resolve_instruction(instruction, task)
-        if threshold is None:  # the critic's calibrated threshold for this task, if it has one
-            threshold = self.critic.threshold_for(task if instruction is None else "custom")
         separator = DEFAULT_SEPARATOR if separator is None else separator
-        min_span = 1 if min_span_tokens is None else int(min_span_tokens)
 
         start = time.perf_counter()
         timings: dict[str, float] = {}
@@ -139,9 +162,10 @@ class Compressor:
             budget = max(1, int(round(rate * input_tokens)))
         elif max_tokens is not None:
             budget = int(max_tokens)
-        spans = select(text, probs, offsets, granularity=granularity, budget=budget, threshold=threshold,
-                       min_span_tokens=min_span, max_gap=max_gap, separator=separator,
-                       units=sentences if granularity == "sentence" else None)
+        spans = self.select_spans(text, probs, offsets, query=query, task=task if instruction is None else "custom",
+                                  granularity=granularity, budget=budget, threshold=threshold,
+                                  min_span_tokens=min_span_tokens, max_gap=max_gap, separator=separator,
+                                  lexical_weight=lexical_weight, sentences=sentences, input_tokens=input_tokens)
         compressed = assemble(spans, separator)
         output_tokens = count_tokens(compressed)
         timings["post"] = time.perf_counter() - t2

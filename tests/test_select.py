@@ -250,3 +250,83 @@ def test_assemble_joins_with_the_separator():
     assert assemble(spans) == "a" + DEFAULT_SEPARATOR + "b"
     assert assemble(spans, " | ") == "a | b"
     assert assemble(spans[:1]) == "a"
+
+
+# ---------------------------------------------------------------------------- quality levers
+
+from cprs_cli.select import DynamicPolicy, budget_units, relative_units  # noqa: E402
+
+
+def test_relative_rule_keeps_units_near_the_documents_best():
+    scores = np.array([0.9, 0.5, 0.2, 0.05, 0.8])
+    costs = np.full(5, 10)
+    pol = DynamicPolicy(floor=0.1, relative=0.5, max_share=1.0)
+    assert relative_units(scores, costs, 1000, pol).tolist() == [0, 1, 4]  # >= 0.45
+    # nothing reaches the floor: an irrelevant document keeps nothing
+    assert relative_units(scores * 0.1, costs, 1000, pol).tolist() == []
+    # the cap on the kept share takes the best first, and the best unit always stays
+    assert relative_units(scores, costs, 100, DynamicPolicy(0.1, 0.5, 0.2)).tolist() == [0, 4]
+    assert relative_units(scores, costs, 10, DynamicPolicy(0.1, 0.5, 0.01)).tolist() == [0]
+
+
+def test_relative_rule_adapts_to_the_documents_own_scale():
+    # the same document scored by a critic that is less sure (all scores halved) keeps the same
+    # units: a global threshold of 0.3 would drop all but one of them
+    scores = np.array([0.8, 0.7, 0.1, 0.6, 0.05])
+    pol = DynamicPolicy(floor=0.05, relative=0.5, max_share=1.0)
+    costs = np.full(5, 10)
+    assert relative_units(scores, costs, 1000, pol).tolist() == relative_units(scores / 2, costs, 1000, pol).tolist()
+
+
+def test_budget_at_or_above_the_input_keeps_everything():
+    text = "A short table.\n\nRow one: 12.\n\nRow two: 34."
+    offsets = segment.word_spans(text)
+    probs = np.tile(DROP, (len(offsets), 1))
+    n = count_tokens(text)
+    for granularity in GRANULARITIES:
+        for budget in (n, n + 5):
+            spans = select(text, probs, offsets, granularity=granularity, budget=budget)
+            assert assemble(spans) == text.strip()
+
+
+def test_budget_that_fits_the_best_unit_keeps_it():
+    # the first kept unit is joined to nothing: it must not pay for a separator it never gets
+    text = "Alpha beta gamma delta. Epsilon zeta eta theta iota kappa lambda mu."
+    offsets = segment.word_spans(text)
+    units = segment.sentence_spans(text)
+    probs = np.tile(DROP, (len(offsets), 1))
+    probs[:4] = KEEP  # the first sentence is the best
+    first = count_tokens(text[units[0, 0]:units[0, 1]])
+    spans = select(text, probs, offsets, granularity="sentence", budget=first)
+    assert [s.text for s in spans] == ["Alpha beta gamma delta."]
+
+
+def test_budget_units_order_and_slack():
+    costs = np.array([5, 5, 5])
+    assert budget_units(costs, np.array([0.1, 0.9, 0.5]), 6, separator_tokens=2).tolist() == [1]
+    assert budget_units(costs, np.array([0.1, 0.9, 0.5]), 8, separator_tokens=2).tolist() == [1, 2]
+
+
+def test_lexical_weight_lifts_a_unit_with_the_query_words():
+    text = "Cats sleep a lot. The treaty was signed in Utrecht in 1713. Dogs bark."
+    offsets = segment.word_spans(text)
+    units = segment.sentence_spans(text)
+    probs = np.tile(DROP, (len(offsets), 1))
+    ranges = unit_token_ranges(units, offsets)
+    probs[ranges[0, 0]:ranges[0, 1]] = [0.2, 0.1, 0.6, 0.1]  # the critic slightly prefers sentence 0
+    budget = count_tokens(text[units[1, 0]:units[1, 1]])
+    plain = select(text, probs, offsets, granularity="sentence", budget=budget, query="Where was the treaty signed?")
+    fused = select(text, probs, offsets, granularity="sentence", budget=budget, query="Where was the treaty signed?",
+                   lexical_weight=1.0)
+    assert [s.text for s in plain] == ["Cats sleep a lot."]
+    assert [s.text for s in fused] == ["The treaty was signed in Utrecht in 1713."]
+
+
+@pytest.mark.parametrize("granularity", ["sentence", "paragraph"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=documents(), floor=st.floats(0.0, 0.9), rel=st.floats(0.0, 1.0), share=st.floats(0.01, 1.0))
+def test_dynamic_rule_spans_are_exact_substrings(granularity, doc, floor, rel, share):
+    text, probs, offsets = doc
+    spans = select(text, probs, offsets, granularity=granularity, policy=DynamicPolicy(floor, rel, share),
+                   query="cat world")
+    check_spans(text, spans)

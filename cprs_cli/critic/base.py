@@ -53,6 +53,12 @@ class Critic(ABC):
         # calibrated keep-probability thresholds per task preset (critic.json "thresholds");
         # empty = argmax tagging, as in the official model
         self.thresholds: dict = {}
+        # dynamic mode's per-document rule and the BM25 weight of budgeted ranking (critic.json
+        # "dynamic" / "lexical_weight"); without a calibrated rule, dynamic mode uses the tags
+        self.dynamic = None
+        from ..select import DEFAULT_LEXICAL_WEIGHT
+
+        self.lexical_weight = DEFAULT_LEXICAL_WEIGHT
 
     def threshold_for(self, task: str | None) -> float | None:
         t = self.thresholds

@@ -221,4 +221,15 @@ def _load_shipped(spec: CriticSpec, dev: torch.device, window_tokens: int | None
     sha = hash_files([spec.delta_path])
     critic = _wrap(spec.kind, model, tok, spec.name, sha, dev, window_tokens)
     critic.thresholds = dict(meta.get("thresholds", {}))
+    configure_selection(critic, meta)
     return critic
+
+
+def configure_selection(critic: Critic, meta: dict) -> None:
+    """Dynamic-mode rule and lexical weight calibrated for this critic (critic.json)."""
+    from ..select import DynamicPolicy
+
+    if meta.get("dynamic"):
+        critic.dynamic = DynamicPolicy.from_dict(meta["dynamic"])
+    if "lexical_weight" in meta:
+        critic.lexical_weight = float(meta["lexical_weight"])
