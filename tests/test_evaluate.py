@@ -1,14 +1,16 @@
-"""cprs_cli.train.evaluate: metrics, the budgeted BM25 baseline, the report plumbing."""
+"""cprs_cli.train.evaluate: metrics, intervals, the baselines at the critic's budget, the report plumbing."""
 
 from __future__ import annotations
 
 import gzip
 import json
-import re
+import pickle
 
 import pytest
 
-from cprs_cli.result import CompressionResult, Span, Stats
+import numpy as np
+
+from cprs_cli import segment
 from cprs_cli.train import data as D
 from cprs_cli.train import evaluate as E
 
@@ -39,83 +41,32 @@ def test_answer_kept():
     assert not E.all_answers_kept(out, [])
 
 
-# --------------------------------------------------------------------------- BM25
+# --------------------------------------------------------------------------- intervals, baselines
 
 
-def _words(texts):
-    return [len(t.split()) for t in texts]
+def test_bootstrap_ci_brackets_the_mean_and_is_seeded():
+    xs = [0.0, 1.0] * 50
+    lo, hi = E.bootstrap_ci(xs)
+    assert lo < 0.5 < hi and hi - lo < 0.3
+    assert E.bootstrap_ci(xs) == (lo, hi)  # seeded
+    assert E.bootstrap_ci([1.0]) is None
+    assert E.bootstrap_ci([1.0, float("nan")]) is None
+    lo, hi = E.bootstrap_ci([1.0] * 20)
+    assert lo == hi == 1.0
 
 
-def _bm25():
-    # one "token" per whitespace word keeps the budget arithmetic readable
-    return E.BM25Baseline(count=_words)
+def test_baseline_spans_take_the_best_units_within_the_budget():
+    doc = "Alpha one. Beta two three four. Gamma five."
+    units = segment.sentence_spans(doc)
+    costs = E.unit_costs(doc, units, E._sep_tokens())
+    spans = E.baseline_spans(costs, units, np.array([0.1, 0.2, 0.9]), budget=int(costs[2]))
+    assert [doc[s:e] for s, e in spans] == ["Gamma five."]
+    assert E.baseline_spans(costs, units, np.array([0.1, 0.2, 0.9]), budget=0) == []
+    out = E.spans_text(doc, E.baseline_spans(costs, units, np.array([0.3, 0.2, 0.9]), budget=int(costs.sum())))
+    assert E.count_tokens(out) <= int(costs.sum())
 
 
-DOC = (
-    "Cats are small mammals. "
-    "The Eiffel Tower is in Paris and was built in 1889. "
-    "Dogs bark loudly at night. "
-    "Paris is the capital of France. "
-    "Bananas are yellow."
-)
-
-
-def test_bm25_ranks_and_respects_budget():
-    bm = _bm25()
-    q = "When was the Eiffel Tower in Paris built?"
-    spans, text, used = bm.select(DOC, q, 100)
-    assert used <= 100 and len(spans) == 5  # everything fits
-    spans, text, used = bm.select(DOC, q, 11)
-    assert text == "The Eiffel Tower is in Paris and was built in 1889."
-    assert used == 11
-    # the top sentence (11 words) does not fit in 8: skipped, the next best that fits is taken
-    spans, text, used = bm.select(DOC, q, 8)
-    assert used <= 8 and text == "Paris is the capital of France."
-    for s, e in spans:
-        assert DOC[s:e] in text
-
-
-def test_bm25_document_order_and_zero_budget():
-    bm = _bm25()
-    spans, text, used = bm.select(DOC, "Paris capital France Eiffel Tower", 17)
-    assert spans == sorted(spans) and used <= 17
-    assert text.split("\n") == [DOC[s:e] for s, e in spans]
-    assert bm.select(DOC, "Paris", 0) == ([], "", 0)
-    assert bm.select("", "Paris", 10) == ([], "", 0)
-
-
-def test_bm25_query_without_known_words_still_fills_budget():
-    spans, text, used = _bm25().select(DOC, "zzzz qqqq", 9)
-    assert 0 < used <= 9
-
-
-def test_bm25_real_tokens_budget():
-    bm = E.BM25Baseline()
-    for budget in (5, 20, 40):
-        _, text, used = bm.select(DOC * 3, "Eiffel Tower", budget)
-        assert used <= budget
-        assert E.count_tokens(text) <= budget + text.count("\n") + 1
-
-
-# --------------------------------------------------------------------------- end to end (fake critic)
-
-
-class FakeCompressor:
-    """Keeps every sentence that shares a word of 5+ letters with the query."""
-
-    def compress(self, text, *, query, task=None, granularity="sentence", **kw):
-        from cprs_cli.segment import sentence_spans
-
-        keys = {w.lower() for w in re.findall(r"\w{5,}", query)}
-        spans = [
-            Span(int(s), int(e), text[s:e], 1.0)
-            for s, e in sentence_spans(text)
-            if keys & {w.lower() for w in re.findall(r"\w{5,}", text[s:e])}
-        ]
-        out = "\n".join(s.text for s in spans)
-        it, ot = E.count_tokens(text), E.count_tokens(out) if out else 0
-        return CompressionResult("-", query, "", granularity, "fake", "", spans, out,
-                                 Stats(it, ot, it / max(ot, 1), 1, 0.0, "cpu"))
+# --------------------------------------------------------------------------- end to end
 
 
 @pytest.fixture()
@@ -138,33 +89,6 @@ def tiny_data(tmp_path):
     return tmp_path
 
 
-def test_evaluate_end_to_end_fake(tiny_data, tmp_path):
-    rows = [E.ROW_BY_NAME["squad_answers"]]
-    res = E.evaluate(FakeCompressor(), rows, data_dir=tiny_data, log=lambda m: None)
-    (row,) = res["rows"]
-    assert row["n"] == 3 and row["errors"] == 0  # 3 val documents of 30
-    assert row["critic"] == 1.0  # "Its mayor is PersonN." shares "mayor" with the query
-    assert row["bm25"] is not None and row["ratio"] > 1 and row["ratio_mean"] > 1
-    una = res["unanswerable"]["squad_answers (squad2)"]
-    assert una["n"] == 3 and una["mean_output_tokens"] == 0 and una["empty_share"] == 1.0
-    for ex in res["examples"]["squad_answers"]:
-        if ex["answerable"]:
-            assert ex["bm25_tokens"] <= ex["output_tokens"]
-
-    report = {
-        "model": "fake", "mode": "quick", "command": "python -m cprs_cli.train.evaluate --quick",
-        "date": "2025-01-01T00:00:00+00:00", "machine": E.machine_info("cpu"), "seconds": 1.0,
-        "out": "x.json", **res,
-    }
-    md = tmp_path / "quality.md"
-    E.update_markdown(md, "fake:quick", E.markdown_section(report))
-    E.update_markdown(md, "other:full", "## other\n")
-    E.update_markdown(md, "fake:quick", E.markdown_section(report))  # rewritten, not appended
-    text = md.read_text()
-    assert text.count("<!-- quality:fake:quick -->") == 1 and "## other" in text
-    assert "python -m cprs_cli.train.evaluate --quick" in text and "SQuAD" in text
-
-
 def test_niah_items_small():
     pytest.importorskip("cprs_cli.synthetic")
     items = E.niah_items(8 * 1024, quick=True, seed=0)
@@ -174,30 +98,87 @@ def test_niah_items_small():
         assert 20_000 < len(it.document) < 60_000
 
 
-def test_evaluate_end_to_end_tiny_critic(tiny_encoder_critic_dir, tiny_data, tmp_path):
+def test_evaluate_end_to_end_tiny_critic(tiny_encoder_critic_dir, tiny_data):
     """The real Compressor on a random tiny critic: plumbing only, never quality."""
     comp = E.load_compressor(str(tiny_encoder_critic_dir), "cpu", None, None)
     niah = E.RowSpec("niah_tiny", "NIAH tiny", "niah", "needles", "sentence", "needle", niah_tokens=8 * 1024)
-    res = E.evaluate(comp, [niah, E.ROW_BY_NAME["squad_answers"], E.ROW_BY_NAME["squad_facts"]],
-                     quick=True, limit=2, data_dir=tiny_data, log=lambda m: None)
-    names = [r["name"] for r in res["rows"]]
-    assert names == ["niah_tiny", "squad_answers", "squad_facts"]
+    res = E.evaluate(comp, [niah, E.ROW_BY_NAME["articles"]], quick=True, limit=2, data_dir=tiny_data,
+                     log=lambda m: None)
+    got = [(r["row"], r["mode"]) for r in res["rows"]]
+    assert got == [("niah_tiny", "dynamic"), ("articles", "rate:0.1"), ("articles", "rate:0.05"),
+                   ("articles", "dynamic")]
     for row in res["rows"]:
         assert row["errors"] == 0 and row["n"] == 2
-        assert 0.0 <= row["critic"] <= 1.0 and 0.0 <= row["bm25"] <= 1.0
-    for rows in res["examples"].values():
-        for ex in rows:
+        assert 0.0 <= row["critic"] <= 1.0 and 0.0 <= row["bm25"] <= 1.0 and row["dense"] is None
+    una = next(r for r in res["rows"] if r["row"] == "articles" and r["mode"] == "dynamic")["unanswerable"]
+    assert una["n"] == 2 and 0.0 <= una["mean_output_share"] <= 1.0
+    for ex in res["examples"]["articles"]:
+        assert ex["source"] == "squad2"
+        for mode, m in ex["modes"].items():
             if ex["answerable"]:
-                assert ex["bm25_tokens"] <= ex["output_tokens"]
+                assert m["bm25_tokens"] <= m["output_tokens"]
+            if mode != "dynamic":
+                assert m["output_tokens"] <= float(mode.split(":")[1]) * ex["input_tokens"] * 1.1 + 1
+
+
+class _NoCritic:
+    """A Compressor whose critic must not run: probabilities come from the cache."""
+
+    def __init__(self, comp):
+        self.critic = comp.critic
+        self.select_spans = comp.select_spans
+
+    def token_probs(self, *a, **k):
+        raise AssertionError("the critic ran although the probabilities were cached")
+
+
+def test_cached_probabilities_replace_the_critic(tiny_encoder_critic_dir, tiny_data, tmp_path):
+    from cprs_cli.windows import tokenize
+
+    comp = E.load_compressor(str(tiny_encoder_critic_dir), "cpu", None, None)
+    spec = E.ROW_BY_NAME["articles"]
+    items, una = E.data_items(spec, D.load_split("test", ["squad2"], tiny_data), None, None, 0)
+    rows = []
+    for it in items + una:
+        n = len(tokenize(comp.critic.tokenizer, it.document))
+        keep = np.zeros(n, np.float16)
+        keep[: n // 2] = 0.9  # the first half of each document is "kept"
+        rows.append({"id": it.id, "keep": keep})
+    (tmp_path / "probs").mkdir()
+    (tmp_path / "probs" / "fake_squad2_test.pkl").write_bytes(pickle.dumps(rows))
+    res = E.evaluate(_NoCritic(comp), [spec], data_dir=tiny_data, probs=str(tmp_path / "probs"), probs_tag="fake",
+                     log=lambda m: None)
+    dyn = next(r for r in res["rows"] if r["mode"] == "dynamic")
+    assert dyn["n"] == len(items) and dyn["errors"] == 0
 
 
 def test_main_writes_reports(tiny_encoder_critic_dir, tiny_data, tmp_path):
     out, md = tmp_path / "q" / "tiny.json", tmp_path / "quality.md"
-    rc = E.main(["--model", str(tiny_encoder_critic_dir), "--device", "cpu", "--rows", "squad_answers",
+    rc = E.main(["--model", str(tiny_encoder_critic_dir), "--device", "cpu", "--rows", "articles", "--no-dense",
                  "--limit", "1", "--out", str(out), "--md", str(md), "--data-dir", str(tiny_data)])
     assert rc == 0
     rep = json.loads(out.read_text())
-    assert rep["model"] == "tiny-encoder" and rep["rows"][0]["n"] == 1
-    assert "--rows squad_answers" in rep["command"]
+    assert rep["model"] == "tiny-encoder" and rep["rows"][0]["n"] == 1 and rep["split"] == "test"
+    assert "--rows articles" in rep["command"]
     text = md.read_text()
     assert "<!-- quality:tiny-encoder:limit-1 -->" in text and rep["command"] in text
+    E.update_markdown(md, "other:full", "## other\n")
+    E.update_markdown(md, "tiny-encoder:limit-1", E.markdown_section(rep))  # rewritten, not appended
+    text = md.read_text()
+    assert text.count("<!-- quality:tiny-encoder:limit-1 -->") == 1 and "## other" in text
+
+
+def test_calibrate_picks_a_rule_and_a_weight(tiny_encoder_critic_dir, tiny_data, tmp_path):
+    from cprs_cli.select import DynamicPolicy
+    from cprs_cli.train import calibrate as C
+
+    out = tmp_path / "cal.json"
+    assert C.main(["--model", str(tiny_encoder_critic_dir), "--device", "cpu", "--split", "val",
+                   "--data-dir", str(tiny_data), "--out", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["lexical_weight"] in C.LEXICAL_WEIGHTS and rep["n"] == 6
+    pol = DynamicPolicy.from_dict(rep["dynamic"])
+    assert pol.floor in C.FLOORS and pol.relative in C.RELATIVES and pol.max_share in C.MAX_SHARES
+    best = rep["dynamic_best"]
+    if best["ok"]:  # a feasible rule meets the compression floor it was chosen under
+        assert best["rows"]["articles"]["ratio"] >= C.RATIO_MARGIN

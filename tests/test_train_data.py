@@ -222,3 +222,37 @@ def test_synthetic_examples_convert():
         assert ex.source.startswith("synthetic:") and ex.instruction == TASKS[ex.task]
         assert ex.evidence and all(ex.document[s:e].strip() for s, e in ex.evidence)
         assert ex.evidence == D.merge_spans(ex.evidence)
+
+
+def test_calib_and_test_halve_val_by_document(data_dir):
+    val = D.load_split("val", data_dir=data_dir)
+    calib = D.load_split("calib", data_dir=data_dir)
+    test = D.load_split("test", data_dir=data_dir)
+    assert sorted(r.id for r in calib + test) == sorted(r.id for r in val)
+    assert calib and test
+    assert not {r.document for r in calib} & {r.document for r in test}
+    train_docs = {r.document for r in D.load_split("train", data_dir=data_dir)}
+    assert not train_docs & {r.document for r in calib + test}
+    with pytest.raises(ValueError):
+        D.load_split("dev", data_dir=data_dir)
+
+
+def test_hard_examples_share_query_words_but_never_the_answer(data_dir):
+    recs = D.load_split("train", data_dir=data_dir)
+    exs = D.to_examples([r for r in recs if r.evidence][:10])
+    hard = D.make_hard_examples(exs, random.Random(0), recs, target_chars=(300, 600))
+    assert hard
+    for h in hard:
+        assert h.meta["hard"] and h.id.endswith("@hard")
+        src = next(e for e in exs if h.id == f"{e.id}@hard")
+        # the evidence still points at the same text, inside the original document
+        assert h.evidence_texts() == src.evidence_texts()
+        off = h.meta["offset"]
+        assert h.document[off:off + len(src.document)] == src.document
+        rest = h.document[:off] + h.document[off + len(src.document):]
+        assert rest.strip()  # distractors were added
+        words = D.content_words(src.query)
+        paras = [p for p in rest.split(D.PARAGRAPH_SEP) if p.strip()]
+        assert all(words & D.content_words(p) for p in paras)  # each distractor shares a query word
+        for ans in src.meta.get("answers", []):
+            assert ans.lower() not in rest.lower()  # no distractor holds the answer

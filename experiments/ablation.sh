@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Levers of the quality issue, alone and together, on the test split's multi-hop, whole-article and
+# biomedical rows. Critic probabilities come from the H200 (experiments/cache_probs.py --light, bf16):
+# miniold = the delta shipped before this change, mininew = the retrained one, small = retrained small.
+# The selection, baselines and scoring run on the CPU through the evaluation runner.
+set -euo pipefail
+P=${PROBS:-/tmp/new}
+OUT=${OUT:-docs/quality/ablation}
+ROWS=multihop,articles,papers
+mkdir -p "$OUT"
+ev() { python -m cprs_cli.train.evaluate --device cpu --rows $ROWS --no-dense --md '' "$@"; }
+ev --model mini  --probs $P/miniold --probs-tag miniold --lexical-weight 0   --dynamic tags       --out $OUT/A0_before.json
+ev --model mini  --probs $P/miniold --probs-tag miniold --lexical-weight 0.3 --dynamic tags       --out $OUT/A1_fusion.json
+ev --model mini  --probs $P/miniold --probs-tag miniold --lexical-weight 0   --dynamic calibrated --out $OUT/A2_dynamic_rule.json
+ev --model mini  --probs $P/mininew --probs-tag mininew --lexical-weight 0   --dynamic tags       --out $OUT/A3_training.json
+ev --model mini  --probs $P/mininew --probs-tag mininew                      --dynamic calibrated --out $OUT/A4_mini_all.json
+ev --model small --probs $P/small                        --lexical-weight 0   --dynamic calibrated --out $OUT/A5_small_no_fusion.json
+ev --model small --probs $P/small                                             --dynamic calibrated --out $OUT/A6_small_all.json
