@@ -329,12 +329,23 @@ def _load_compressor(model: str | None, device: str, batch_size: int | None,
                       window_tokens=window_tokens)
 
 
-def _load_document(item: InputItem, password: str | None) -> Any:
+def _load_document(item: InputItem, password: str | None,
+                   stdin_data: bytes | None = None) -> Any:
     from . import ingest
 
     if item.is_stdin:
-        return ingest.load_stdin(password=password)
+        return ingest.load_stdin(data=stdin_data, password=password)
     return ingest.load_path(item.path, password=password)
+
+
+def _prefetch_stdin(items: list[InputItem]) -> bytes | None:
+    """Read the stdin document before anything else can: the critic is loaded afterwards, so
+    no library prompt (transformers' "run custom code? [y/N]") could ever consume it."""
+    from . import ingest
+
+    if not any(item.is_stdin for item in items):
+        return None
+    return ingest.read_stdin_bytes()
 
 
 @app.command(epilog=COMPRESS_EPILOG, no_args_is_help=False)
@@ -503,11 +514,22 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
     if not items:
         raise typer.Exit(EXIT_INPUT if failed else EXIT_OK)
 
-    # ---- a single input is read before the (slow) critic load, so a bad file fails fast
+    # ---- stdin, and a single input, are read before the (slow) critic load: a bad file fails
+    # fast, and nothing but the document can ever be read from stdin
     preloaded: dict[InputItem, Any] = {}
+    try:
+        stdin_data = _prefetch_stdin(items)
+    except (UsageError, ModelError):
+        raise
+    except CprsError as err:  # unreadable stdin: the other inputs still go on
+        stdin_data, failed = None, True
+        _print_error(str(err))
+        items = [i for i in items if not i.is_stdin]
+        if not items:
+            raise typer.Exit(EXIT_INPUT) from None
     if len(items) == 1:
         try:
-            preloaded[items[0]] = _load_document(items[0], password)
+            preloaded[items[0]] = _load_document(items[0], password, stdin_data)
         except (UsageError, ModelError):
             raise
         except CprsError as err:
@@ -541,7 +563,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
         for item in items:
             ui.begin(item.display)
             try:
-                doc = preloaded.pop(item, None) or _load_document(item, password)
+                doc = preloaded.pop(item, None) or _load_document(item, password, stdin_data)
                 result = compressor.compress_document(doc, progress=ui.callback(), **options)
             except (UsageError, ModelError):
                 raise  # bad options or a broken critic: the same for every document

@@ -30,6 +30,7 @@ __all__ = [
     "converter_for",
     "load_path",
     "load_stdin",
+    "read_stdin_bytes",
     "decode_text",
 ]
 
@@ -328,12 +329,25 @@ def load_path(path: str | os.PathLike, password: str | None = None) -> Document:
     return _finish(fn(data, source, password), source)
 
 
+def read_stdin_bytes() -> bytes:
+    """All of standard input, as bytes (a closed or unreadable stdin is an InputError)."""
+    source = "<stdin>"
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        raise InputError("standard input is closed", source)
+    try:
+        return stream.read()
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read ({_one_line(getattr(e, 'strerror', None) or e)})",
+                         source) from None
+
+
 def load_stdin(data: bytes | None = None, password: str | None = None) -> Document:
     """Read standard input (or ``data``) as text; PDF and DOCX bytes are recognised by content
     (and keep their own ``kind``), everything else is text with kind ``'stdin'``."""
     source = "<stdin>"
     if data is None:
-        data = sys.stdin.buffer.read()
+        data = read_stdin_bytes()
     if not data.strip():
         raise InputError("empty document", source)
     fn = _sniff(data)
