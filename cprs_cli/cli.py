@@ -452,7 +452,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                   output: str | None, output_dir: Path | None, fmt: str, quiet: bool,
                   no_progress: bool) -> None:
     from .output import output_path_for, render_json, render_jsonl, render_text, stats_table
-    from .output import write_atomic
+    from .output import write_output
 
     # ---- options that contradict each other: fail before any work
     if not query or not query.strip():
@@ -484,10 +484,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
     out_file: Path | None = None
     if output is not None and output != "-":
         out_file = Path(output)
-        if out_file.is_dir():
-            raise UsageError(f"--output {output}: is a directory (did you mean --output-dir?)")
-        if is_input(out_file):
-            raise UsageError(f"--output {output}: refusing to overwrite an input file")
+        _check_output_file(out_file, is_input)
     out_paths: dict[InputItem, Path] = {}
     if output_dir is not None:
         if output_dir.exists() and not output_dir.is_dir():
@@ -586,7 +583,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                 text = render_text(result) if fmt == "text" else (
                     render_json(result) if fmt == "json" else render_jsonl([result]))
                 try:
-                    write_atomic(dest, text, make_parents=True)
+                    write_output(dest, text, make_parents=True)
                 except OSError as err:
                     raise CprsError(f"{dest}: cannot write: {err.strerror or err}") from err
                 written += 1
@@ -609,7 +606,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
 
     if out_file is not None and results:
         try:
-            write_atomic(out_file, "".join(chunks))
+            write_output(out_file, "".join(chunks))
         except OSError as err:
             raise CprsError(f"{out_file}: cannot write: {err.strerror or err}") from err
 
@@ -621,6 +618,25 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
             _print_note(f"wrote {out_file}")
     if failed:
         raise typer.Exit(EXIT_INPUT)
+
+
+def _check_output_file(out_file: Path, is_input: InputSet) -> None:
+    """Refuse an --output path that could never be written, before any work is done."""
+    from .output import output_kind
+
+    kind = output_kind(out_file)
+    if kind == "directory":
+        raise UsageError(f"--output {out_file}: is a directory (did you mean --output-dir?)")
+    if kind not in ("atomic", "through"):
+        raise UsageError(f"--output {out_file}: is a {kind}; cprs writes only to regular files, "
+                         "FIFOs and character devices")
+    if is_input(out_file):
+        raise UsageError(f"--output {out_file}: refusing to overwrite an input file")
+    if kind == "atomic":
+        target = Path(os.path.realpath(out_file)) if out_file.is_symlink() else out_file
+        parent = target.parent if str(target.parent) else Path(".")
+        if not parent.is_dir():
+            raise UsageError(f"--output {out_file}: folder {parent} does not exist")
 
 
 def _isatty(stream: Any) -> bool:

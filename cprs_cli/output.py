@@ -2,12 +2,21 @@
 
 Everything here is pure (no model, no CLI state) so it can be used from the library as well:
 
-    >>> from cprs_cli.output import render_json, write_atomic
-    >>> write_atomic("out.json", render_json(result))
+    >>> from cprs_cli.output import render_json, write_output
+    >>> write_output("out.json", render_json(result))
+
+Where results go (`write_output`, the rule the README states): a path that does not exist or
+a regular file is replaced atomically (temporary file + rename), so a reader never sees half a
+result; a symbolic link is followed and the rule applies to what it points at (the link stays);
+a FIFO, a character device (`/dev/null`, a terminal) or an alias of an open descriptor
+(`/dev/stdout`, `/dev/fd/N`) is written through in place, as a shell redirection would, because
+renaming over it would replace the device node or the pipe; anything else (a directory, a block
+device, a socket) is refused.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -115,8 +124,10 @@ def write_atomic(path: str | os.PathLike, text: str | bytes, *, make_parents: bo
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
 
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        old = os.stat(path)
+        mode = stat.S_IMODE(old.st_mode)
     except FileNotFoundError:
+        old = None
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
@@ -128,6 +139,11 @@ def write_atomic(path: str | os.PathLike, text: str | bytes, *, make_parents: bo
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
+        if old is not None and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+            try:  # root replacing another user's file: keep its owner (best effort)
+                os.chown(tmp, old.st_uid, old.st_gid)
+            except OSError:
+                pass
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -137,6 +153,90 @@ def write_atomic(path: str | os.PathLike, text: str | bytes, *, make_parents: bo
         raise
     _fsync_dir(parent)
     return path
+
+
+def write_output(path: str | os.PathLike, text: str | bytes, *,
+                 make_parents: bool = False) -> Path:
+    """Write a result to `path` by the rule in the module docstring: atomic replace for a new
+    path or a regular file (through symbolic links), written through in place for a FIFO, a
+    character device or a descriptor alias; OSError for anything else."""
+    path = Path(path)
+    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    kind = output_kind(path)
+    if kind == "through":
+        _write_through(path, data)
+        return path
+    if kind == "atomic":
+        target = path
+        if path.is_symlink():  # replace what the link points at, never the link itself
+            target = Path(os.path.realpath(path))
+        return write_atomic(target, data, make_parents=make_parents)
+    raise OSError(errno.EINVAL, f"is a {kind}; cprs writes only to regular files, FIFOs and "
+                  "character devices", str(path))
+
+
+def output_kind(path: str | os.PathLike) -> str:
+    """How `write_output` would treat `path`: "atomic", "through", or the name of a file type
+    it refuses ("directory", "block device", "socket")."""
+    path = Path(path)
+    try:
+        st = os.stat(path)  # follows symbolic links
+    except FileNotFoundError:
+        return "atomic"  # a new file (or a dangling link: the file it names is created)
+    if stat.S_ISDIR(st.st_mode):
+        return "directory"
+    if stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode):
+        return "through"
+    if stat.S_ISREG(st.st_mode):
+        if path.is_symlink() and not _same_inode(os.path.realpath(path), st):
+            # a "magic" link such as /dev/stdout -> /proc/self/fd/1 whose name does not resolve
+            # to the open file (a deleted file, another mount namespace): write to the descriptor
+            return "through"
+        if _is_descriptor_alias(path):
+            return "through"
+        return "atomic"
+    if stat.S_ISBLK(st.st_mode):
+        return "block device"
+    if stat.S_ISSOCK(st.st_mode):
+        return "socket"
+    return "special file"
+
+
+def _is_descriptor_alias(path: Path) -> bool:
+    """/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N: the name stands for an open
+    descriptor (`cprs -o /dev/stdout >> log` must append to log, not replace it)."""
+    try:
+        chain = [os.path.abspath(path)]
+        p = chain[0]
+        for _ in range(40):  # follow the link chain by hand: realpath would skip the /proc hop
+            if not os.path.islink(p):
+                break
+            p = os.path.join(os.path.dirname(p), os.readlink(p))
+            chain.append(os.path.normpath(p))
+    except OSError:
+        return False
+    return any(c in ("/dev/stdout", "/dev/stderr", "/dev/stdin") or c.startswith("/dev/fd/")
+               or (c.startswith("/proc/") and "/fd/" in c) for c in chain)
+
+
+def _same_inode(a: str, st: os.stat_result) -> bool:
+    try:
+        other = os.stat(a)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _write_through(path: Path, data: bytes) -> None:
+    """Open an existing FIFO / character device / descriptor alias and write `data` to it.
+
+    O_APPEND: for a descriptor alias of a regular file (`-o /dev/stdout >> log`) the data goes
+    after what is there; for pipes and devices it changes nothing. Never O_CREAT or O_TRUNC.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
 
 
 def _fsync_dir(directory: Path) -> None:
