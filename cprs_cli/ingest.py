@@ -194,6 +194,16 @@ def _quiet_pypdf():
         logger.setLevel(old)
 
 
+def _password_arg(password: str) -> str | bytes:
+    """A password from a non-UTF-8 command line carries its raw bytes as surrogate escapes
+    (PEP 383); give pypdf those bytes, which is what the PDF's author typed."""
+    try:
+        password.encode("utf-8")
+        return password
+    except UnicodeEncodeError:
+        return password.encode("utf-8", "surrogateescape")
+
+
 def convert_pdf(data: bytes, source: str, password: str | None = None) -> Document:
     """Text of every page in order, joined with a blank line; ``pages`` = each page's offset."""
     import warnings
@@ -209,7 +219,7 @@ def convert_pdf(data: bytes, source: str, password: str | None = None) -> Docume
                 if not reader.decrypt(""):
                     if password is None:
                         raise InputError("encrypted PDF; pass --password", source)
-                    if not reader.decrypt(password):
+                    if not reader.decrypt(_password_arg(password)):
                         raise InputError("wrong password for encrypted PDF", source)
             page_texts = []
             for page in reader.pages:
@@ -217,8 +227,9 @@ def convert_pdf(data: bytes, source: str, password: str | None = None) -> Docume
                 page_texts.append(t.strip("\n").rstrip())
         except InputError:
             raise
-        except DependencyError as e:  # AES needs the optional `cryptography` package
-            raise InputError(f"cannot decrypt PDF ({_one_line(e)})", source) from None
+        except DependencyError as e:  # AES needs `cryptography` (a dependency of cprs)
+            raise InputError(f"cannot decrypt PDF ({_one_line(e)}; pip install cryptography)",
+                             source) from None
         except Exception as e:  # pypdf raises many kinds of errors on damaged files
             raise InputError(f"corrupt or unreadable PDF ({_reason(e)})", source) from None
 

@@ -193,11 +193,12 @@ def make_pdf(pages: list[str]) -> bytes:
     return bytes(pdf.output())
 
 
-def encrypt_pdf(data: bytes, user_password: str, owner_password: str = "owner") -> bytes:
+def encrypt_pdf(data: bytes, user_password: str, owner_password: str = "owner",
+                algorithm: str = "RC4-128") -> bytes:
     from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
-    writer.encrypt(user_password=user_password, owner_password=owner_password)  # RC4, no extra deps
+    writer.encrypt(user_password=user_password, owner_password=owner_password, algorithm=algorithm)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -240,6 +241,33 @@ def test_pdf_encrypted_with_password(tmp_path, unchanged):
         load_path(p, password="nope")
     doc = load_path(p, password="s3cret")
     assert "apples" in doc.text and "pears" in doc.text
+
+
+@pytest.mark.parametrize("algorithm", ["AES-128", "AES-256", "AES-256-R5"])
+@pytest.mark.parametrize("password", ["s3cret", "пароль-Ключ", "Ünïcødé ✓"])
+def test_pdf_encrypted_aes(tmp_path, unchanged, algorithm, password):
+    """AES needs the `cryptography` package (a dependency): the right password opens the file,
+    a wrong one is one line, and the file is never touched."""
+    data = encrypt_pdf(make_pdf([PAGE1, PAGE2]), password, algorithm=algorithm)
+    p = unchanged(write(tmp_path, "aes.pdf", data))
+    with pytest.raises(InputError, match="encrypted PDF; pass --password"):
+        load_path(p)
+    with pytest.raises(InputError, match="wrong password"):
+        load_path(p, password=password[:-1])
+    doc = load_path(p, password=password)
+    assert "apples" in doc.text and "pears" in doc.text and len(doc.pages) == 2
+
+
+def test_pdf_password_from_a_non_utf8_command_line(tmp_path):
+    """A password that reached argv as bytes that are not UTF-8 (surrogate escapes) is passed to
+    the decryption as those bytes (RC4 passwords are Latin-1 bytes), never a crash."""
+    raw = "caf\xe9".encode("latin-1")  # a Latin-1 terminal typing 'café'
+    data = encrypt_pdf(make_pdf([PAGE1]), "café", algorithm="RC4-128")
+    p = write(tmp_path, "l1.pdf", data)
+    argv_form = raw.decode("utf-8", "surrogateescape")  # what sys.argv holds
+    assert "apples" in load_path(p, password=argv_form).text
+    with pytest.raises(InputError, match="wrong password"):
+        load_path(p, password=b"caf\xe8".decode("utf-8", "surrogateescape"))
 
 
 def test_pdf_corrupt(tmp_path, unchanged):
