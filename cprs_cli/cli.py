@@ -14,11 +14,14 @@ Heavy modules (torch, the critic) are imported only by the commands that need th
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import os
 import re
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,7 +31,8 @@ import click
 import typer
 from rich.console import Console
 
-from .errors import EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE, CprsError, ModelError, UsageError
+from .errors import (EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE, CprsError, ModelError, OutputError,
+                     UsageError)
 from .inputs import InputItem, InputSet, expand_inputs
 from .instructions import TASKS
 
@@ -37,8 +41,15 @@ if TYPE_CHECKING:
 
 PROG = "cprs"
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, quietly, as `head` users expect
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt for SIGINT, so that the same
+    clean-up runs (temporary files removed, no partial result under a final name)."""
 
 # --debug given to the top-level callback (`cprs --debug compress ...`)
 _STATE: dict[str, bool] = {"debug": False}
@@ -95,8 +106,7 @@ def _print_error(message: str, console: Console | None = None) -> None:
     if console is not None and console.is_terminal:
         console.print(line, markup=False, highlight=False, soft_wrap=True, style="red")
     else:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+        _write_stderr(line + "\n")
 
 
 def _print_note(message: str, console: Console | None = None) -> None:
@@ -104,12 +114,22 @@ def _print_note(message: str, console: Console | None = None) -> None:
     if console is not None and console.is_terminal:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     else:
-        sys.stderr.write(line + "\n")
+        _write_stderr(line + "\n")
+
+
+def _write_stderr(text: str) -> None:
+    """Messages never fail the run: a closed or full stderr loses them, the exit code stays."""
+    try:
+        sys.stderr.write(text)
         sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _one_line(message: str) -> str:
-    return " ".join(str(message).split()) or "unknown error"
+    # names from a non-UTF-8 file system carry surrogate escapes; show them as \udcXX
+    text = " ".join(str(message).split()) or "unknown error"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _debug_enabled(kwargs: dict[str, Any]) -> bool:
@@ -136,9 +156,15 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             _print_error("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Terminated:
+            _print_error("terminated")
+            raise typer.Exit(EXIT_TERMINATED) from None
         except BrokenPipeError:
             _silence_stdout()
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
+        except MemoryError:
+            _print_error("out of memory (lower --max-input-mb or --batch-size)")
+            raise typer.Exit(EXIT_INTERNAL) from None
         except Exception as err:  # noqa: BLE001 - the one place that catches everything
             if debug:
                 traceback.print_exc()
@@ -146,9 +172,63 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             else:
                 _print_error(f"unexpected {type(err).__name__}: {err} "
                              f"(rerun with --debug for the traceback)")
-            raise typer.Exit(1) from None
+            raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """While a command runs, SIGTERM raises `Terminated` in the main thread (the default action
+    would kill the process before temporary files are removed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    old = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _write_stdout(chunk: str) -> None:
+    """Results to stdout, as UTF-8. EPIPE propagates (a quiet exit); a closed or full stdout
+    (`>&-`, `/dev/full`) is an OutputError."""
+    try:
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is not None:
+            sys.stdout.flush()
+            buffer.write(chunk.encode("utf-8"))
+            buffer.flush()
+        else:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError, AttributeError) as err:
+        _silence_stdout()  # else the interpreter's exit flush fails again, with a traceback
+        reason = getattr(err, "strerror", None) or ("standard output is closed"
+                                                    if not isinstance(err, OSError) else err)
+        raise OutputError(f"<stdout>: cannot write: {reason}") from None
+
+
+def _require_utf8(option: str, value: str | None) -> None:
+    """Text options must be text: a non-UTF-8 byte in argv arrives as a surrogate escape, which
+    no tokenizer accepts and no JSON output can carry."""
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        try:
+            bad = f"byte 0x{value[err.start].encode('utf-8', 'surrogateescape').hex().upper()}"
+        except UnicodeEncodeError:
+            bad = "a lone surrogate"
+        raise UsageError(f"{option}: not valid UTF-8 ({bad} at character {err.start + 1})") from None
 
 
 def _silence_stdout() -> None:
@@ -329,23 +409,29 @@ def _load_compressor(model: str | None, device: str, batch_size: int | None,
                       window_tokens=window_tokens)
 
 
-def _load_document(item: InputItem, password: str | None,
-                   stdin_data: bytes | None = None) -> Any:
+def _load_document(item: InputItem, password: str | None, stdin_data: bytes | None = None,
+                   max_bytes: int | None = None) -> Any:
     from . import ingest
 
     if item.is_stdin:
-        return ingest.load_stdin(data=stdin_data, password=password)
-    return ingest.load_path(item.path, password=password)
+        return ingest.load_stdin(data=stdin_data, password=password, max_bytes=max_bytes)
+    return ingest.load_path(item.path, password=password, max_bytes=max_bytes)
 
 
-def _prefetch_stdin(items: list[InputItem]) -> bytes | None:
+def _prefetch_stdin(items: list[InputItem], max_bytes: int | None) -> bytes | None:
     """Read the stdin document before anything else can: the critic is loaded afterwards, so
     no library prompt (transformers' "run custom code? [y/N]") could ever consume it."""
     from . import ingest
 
     if not any(item.is_stdin for item in items):
         return None
-    return ingest.read_stdin_bytes()
+    return ingest.read_stdin_bytes(max_bytes)
+
+
+def _check_max_input_mb(value: float) -> float:
+    if not value > 0:
+        raise typer.BadParameter(f"{value} is not a positive number of megabytes")
+    return value
 
 
 @app.command(epilog=COMPRESS_EPILOG, no_args_is_help=False)
@@ -402,6 +488,10 @@ def compress(
         rich_help_panel="Critic")] = None,
     password: Annotated[str | None, typer.Option(
         metavar="TEXT", help="Password for encrypted PDFs.", rich_help_panel="Input")] = None,
+    max_input_mb: Annotated[float, typer.Option(
+        "--max-input-mb", metavar="MB", callback=_check_max_input_mb,
+        help="Refuse an input larger than MB megabytes (2^20 bytes); reading stops there.",
+        rich_help_panel="Input")] = 512,
     recursive: Annotated[bool, typer.Option(
         "--recursive", "-r", help="Descend into subdirectories of directory arguments.",
         rich_help_panel="Input")] = False,
@@ -434,14 +524,16 @@ def compress(
 
     Reads files, directories or stdin; writes the compressed text (or JSON) to stdout, -o FILE or --output-dir DIR. A stats table (tokens in/out, ratio, windows, seconds, device) and progress go to stderr unless --quiet.
     """
-    _run_compress(
-        paths=list(paths or []), query=query, instruction=instruction,
-        task=task.value if task is not None else None, granularity=granularity.value,
-        rate=rate, max_tokens=max_tokens, threshold=threshold, min_span_tokens=min_span_tokens,
-        separator=separator, model=model, device=device, batch_size=batch_size,
-        window_tokens=window_tokens, password=password, recursive=recursive, glob=glob,
-        output=output, output_dir=output_dir, fmt=fmt.value, quiet=quiet,
-        no_progress=no_progress)
+    with _sigterm_raises():
+        _run_compress(
+            paths=list(paths or []), query=query, instruction=instruction,
+            task=task.value if task is not None else None, granularity=granularity.value,
+            rate=rate, max_tokens=max_tokens, threshold=threshold,
+            min_span_tokens=min_span_tokens, separator=separator, model=model, device=device,
+            batch_size=batch_size, window_tokens=window_tokens, password=password,
+            recursive=recursive, glob=glob, output=output, output_dir=output_dir,
+            fmt=fmt.value, quiet=quiet, no_progress=no_progress,
+            max_input_bytes=int(max_input_mb * (1 << 20)))
 
 
 def _run_compress(*, paths: list[str], query: str, instruction: str | None, task: str | None,
@@ -450,7 +542,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                   model: str | None, device: str, batch_size: int | None,
                   window_tokens: int | None, password: str | None, recursive: bool, glob: str,
                   output: str | None, output_dir: Path | None, fmt: str, quiet: bool,
-                  no_progress: bool) -> None:
+                  no_progress: bool, max_input_bytes: int | None = None) -> None:
     from .output import output_path_for, render_json, render_jsonl, render_text, stats_table
     from .output import write_output
 
@@ -467,7 +559,12 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
         raise UsageError("give either --output or --output-dir, not both")
     if not glob:
         raise UsageError("--glob must not be empty")
+    for option, value in (("--query", query), ("--instruction", instruction),
+                          ("--separator", separator)):
+        _require_utf8(option, value)
     to_stdout = output_dir is None and (output is None or output == "-")
+    if to_stdout and sys.stdout is None:
+        raise UsageError("standard output is closed; give -o FILE or --output-dir DIR")
     if not paths and sys.stdin is not None and _isatty(sys.stdin):
         raise UsageError("no input: give PATHS, or pipe text on stdin (see 'cprs compress --help')")
 
@@ -515,7 +612,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
     # fast, and nothing but the document can ever be read from stdin
     preloaded: dict[InputItem, Any] = {}
     try:
-        stdin_data = _prefetch_stdin(items)
+        stdin_data = _prefetch_stdin(items, max_input_bytes)
     except (UsageError, ModelError):
         raise
     except CprsError as err:  # unreadable stdin: the other inputs still go on
@@ -526,7 +623,8 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
             raise typer.Exit(EXIT_INPUT) from None
     if len(items) == 1:
         try:
-            preloaded[items[0]] = _load_document(items[0], password, stdin_data)
+            preloaded[items[0]] = _load_document(items[0], password, stdin_data,
+                                                 max_input_bytes)
         except (UsageError, ModelError):
             raise
         except CprsError as err:
@@ -556,11 +654,13 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
     multi = len(items) > 1
     written = 0
     emitted = 0
+    internal = False  # a document hit a bug: reported, the others go on, exit 1 at the end
     with _ProgressUI(console, not (quiet or no_progress), len(items)) as ui:
         for item in items:
             ui.begin(item.display)
             try:
-                doc = preloaded.pop(item, None) or _load_document(item, password, stdin_data)
+                doc = preloaded.pop(item, None) or _load_document(item, password, stdin_data,
+                                                                  max_input_bytes)
                 result = compressor.compress_document(doc, progress=ui.callback(), **options)
             except (UsageError, ModelError):
                 raise  # bad options or a broken critic: the same for every document
@@ -571,11 +671,19 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                 continue
             except (KeyboardInterrupt, BrokenPipeError):
                 raise
+            except MemoryError:
+                failed = True
+                ui.print_error(f"{item.display}: out of memory (lower --max-input-mb)")
+                ui.done_file()
+                continue
             except Exception as err:
                 if _debug_enabled({}):
                     raise
-                raise CprsError(f"{item.display}: unexpected {type(err).__name__}: {err} "
-                                f"(rerun with --debug for the traceback)") from err
+                internal = True
+                ui.print_error(f"{item.display}: unexpected {type(err).__name__}: {err} "
+                               f"(rerun with --debug for the traceback)")
+                ui.done_file()
+                continue
             results.append(result)
 
             if output_dir is not None:
@@ -585,7 +693,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                 try:
                     write_output(dest, text, make_parents=True)
                 except OSError as err:
-                    raise CprsError(f"{dest}: cannot write: {err.strerror or err}") from err
+                    raise OutputError(f"{dest}: cannot write: {err.strerror or err}") from None
                 written += 1
             else:
                 if fmt == "text":
@@ -597,8 +705,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                 else:
                     chunk = render_jsonl([result])
                 if to_stdout:
-                    sys.stdout.write(chunk)
-                    sys.stdout.flush()
+                    _write_stdout(chunk)
                 else:
                     chunks.append(chunk)
                 emitted += 1
@@ -608,7 +715,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
         try:
             write_output(out_file, "".join(chunks))
         except OSError as err:
-            raise CprsError(f"{out_file}: cannot write: {err.strerror or err}") from err
+            raise OutputError(f"{out_file}: cannot write: {err.strerror or err}") from None
 
     if not quiet and results:
         console.print(stats_table(results))
@@ -616,6 +723,8 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
             _print_note(f"wrote {written} file{'s' if written != 1 else ''} under {output_dir}")
         elif out_file is not None:
             _print_note(f"wrote {out_file}")
+    if internal:
+        raise typer.Exit(EXIT_INTERNAL)
     if failed:
         raise typer.Exit(EXIT_INPUT)
 
@@ -732,8 +841,31 @@ def bench(
 # --------------------------------------------------------------------------- entry point
 
 
+def _reserve_standard_fds() -> None:
+    """Fill descriptors 0-2 with /dev/null where the shell closed them (`<&-`, `>&-`).
+
+    Python then sets sys.stdin / sys.stdout to None (cprs reports that as a closed stream), but
+    the next file opened would reuse the free descriptor: a temporary output file on fd 1 would
+    receive whatever a library prints. With stderr closed, messages are dropped; exit codes
+    still tell."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                new = os.open(os.devnull, os.O_RDWR)
+                if new != fd:
+                    os.dup2(new, fd)
+                    os.close(new)
+            except OSError:
+                pass
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - for the process
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point (`cprs = cprs_cli.cli:main`)."""
+    _reserve_standard_fds()
     try:
         app(args=list(argv) if argv is not None else None, prog_name=PROG)
     except SystemExit as exc:

@@ -5,7 +5,13 @@ converter turns the raw bytes of a file into a :class:`Document`. ``load_path`` 
 converter by suffix; an unknown suffix is read as text (and rejected if it is binary).
 
 Inputs are only ever opened read-only (``open(path, "rb")``) and read once into memory; converters
-work on those bytes, so nothing can write back to the file.
+work on those bytes, so nothing can write back to the file. Reading stops at a size limit
+(``max_bytes``, the CLI's ``--max-input-mb``), so an endless input such as ``/dev/zero`` cannot
+exhaust memory.
+
+Every document's text is normalised before it leaves this module (:func:`normalise_text`):
+code points that tokenizers reject or that are not characters (lone surrogates, NUL, the
+noncharacters U+FFFE / U+FFFF ...) become U+FFFD, one for one, so offsets are unchanged.
 
 Every failure is an :class:`~cprs_cli.errors.InputError` with a one-line message naming the file.
 """
@@ -16,6 +22,8 @@ import contextlib
 import io
 import logging
 import os
+import re
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +40,13 @@ __all__ = [
     "load_stdin",
     "read_stdin_bytes",
     "decode_text",
+    "normalise_text",
+    "DEFAULT_MAX_INPUT_MB",
 ]
+
+# Inputs larger than this are refused (the CLI's --max-input-mb; MB = 2**20 bytes).
+DEFAULT_MAX_INPUT_MB = 512
+MB = 1 << 20
 
 
 @dataclass
@@ -82,6 +96,24 @@ def _one_line(msg: object, limit: int = 120) -> str:
 def _reason(exc: BaseException) -> str:
     detail = _one_line(exc)
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+# Code points that are not text: lone surrogates (from a PDF's ToUnicode map or a surrogate-
+# escaped name), NUL, and the Unicode noncharacters (U+FDD0..U+FDEF and the last two code points of
+# every plane). Tokenizers raise on surrogates and treat the others as garbage. Hand-written: no
+# library offers "make this str safe to encode"; str.encode(errors="replace") would change lengths.
+_NOT_TEXT = re.compile(
+    "[\x00\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17))
+    + "]")
+REPLACEMENT = "\ufffd"
+
+
+def normalise_text(text: str) -> str:
+    """Replace code points that are not text (lone surrogates, NUL, noncharacters) with U+FFFD.
+
+    One character for one, so every offset into the text stays valid."""
+    return _NOT_TEXT.sub(REPLACEMENT, text)
 
 
 def _normalise_newlines(text: str) -> str:
@@ -305,22 +337,53 @@ def _sniff(data: bytes) -> Converter | None:
 
 
 def _finish(doc: Document, source: str) -> Document:
+    doc.text = normalise_text(doc.text)
     if not doc.text.strip():
         raise InputError("empty document", source)
+    if not doc.text.replace(REPLACEMENT, "").strip():
+        raise InputError("no readable text (only invalid characters)", source)
     return doc
 
 
-def load_path(path: str | os.PathLike, password: str | None = None) -> Document:
-    """Read ``path`` (read-only) and convert it by suffix; unknown suffixes are read as text."""
+def _limit(max_bytes: int | None) -> int | None:
+    if max_bytes is not None and max_bytes < 1:
+        raise ValueError("max_bytes must be at least 1")
+    return max_bytes
+
+
+def _too_large(max_bytes: int) -> str:
+    return f"larger than the input size limit of {max_bytes / MB:g} MB (--max-input-mb)"
+
+
+def _read_limited(stream, max_bytes: int | None, source: str) -> bytes:
+    """All of ``stream``, or an InputError once more than ``max_bytes`` have come: reading
+    stops one byte past the limit, so an endless stream costs at most the limit in memory."""
+    if max_bytes is None:
+        return stream.read()
+    data = stream.read(max_bytes + 1)  # a buffered read(n) loops until n bytes or end of file
+    if len(data) > max_bytes:
+        raise InputError(_too_large(max_bytes), source)
+    return data
+
+
+def load_path(path: str | os.PathLike, password: str | None = None,
+              max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB) -> Document:
+    """Read ``path`` (read-only) and convert it by suffix; unknown suffixes are read as text.
+
+    ``max_bytes`` (None: no limit) refuses larger inputs before they are read into memory."""
     source = os.fspath(path)
     p = Path(source)
+    max_bytes = _limit(max_bytes)
     try:
         if not p.exists():
             raise InputError("no such file", source)
         if p.is_dir():
             raise InputError("is a directory", source)
         with open(p, "rb") as f:
-            data = f.read()
+            st = os.fstat(f.fileno())
+            if max_bytes is not None and stat.S_ISREG(st.st_mode) and st.st_size > max_bytes:
+                raise InputError(_too_large(max_bytes), source)
+            data = _read_limited(f, max_bytes, source)
     except InputError:
         raise
     except PermissionError:
@@ -340,25 +403,30 @@ def load_path(path: str | os.PathLike, password: str | None = None) -> Document:
     return _finish(fn(data, source, password), source)
 
 
-def read_stdin_bytes() -> bytes:
-    """All of standard input, as bytes (a closed or unreadable stdin is an InputError)."""
+def read_stdin_bytes(max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB) -> bytes:
+    """All of standard input, as bytes, up to ``max_bytes`` (None: no limit). A closed or
+    unreadable stdin, or one longer than the limit, is an InputError."""
     source = "<stdin>"
+    max_bytes = _limit(max_bytes)
     stream = getattr(sys.stdin, "buffer", None)
     if stream is None:
         raise InputError("standard input is closed", source)
     try:
-        return stream.read()
+        return _read_limited(stream, max_bytes, source)
     except (OSError, ValueError) as e:
-        raise InputError(f"cannot read ({_one_line(getattr(e, 'strerror', None) or e)})",
-                         source) from None
+        detail = getattr(e, "strerror", None) or e
+        if isinstance(e, ValueError) or getattr(e, "errno", None) == 9:  # EBADF
+            detail = "standard input is closed"
+        raise InputError(f"cannot read ({_one_line(detail)})", source) from None
 
 
-def load_stdin(data: bytes | None = None, password: str | None = None) -> Document:
+def load_stdin(data: bytes | None = None, password: str | None = None,
+               max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB) -> Document:
     """Read standard input (or ``data``) as text; PDF and DOCX bytes are recognised by content
     (and keep their own ``kind``), everything else is text with kind ``'stdin'``."""
     source = "<stdin>"
     if data is None:
-        data = read_stdin_bytes()
+        data = read_stdin_bytes(max_bytes)
     if not data.strip():
         raise InputError("empty document", source)
     fn = _sniff(data)

@@ -16,11 +16,14 @@ device, a socket) is refused.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -132,6 +135,49 @@ def write_atomic(path: str | os.PathLike, text: str | bytes, *, make_parents: bo
         os.umask(umask)
         mode = 0o666 & ~umask
 
+    with _signals_deferred():
+        _replace_via_temp(path, parent, data, mode, old)
+    _fsync_dir(parent)
+    return path
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM back while a temporary file exists, then deliver them.
+
+    Python runs signal handlers between bytecodes, so without this a Ctrl-C could land after
+    the temporary file is created and before the clean-up is armed, leaving it behind. Written
+    by hand: neither the standard library nor a maintained package offers this. Only the main
+    thread can set handlers; elsewhere the write runs unprotected (and signals go to the main
+    thread anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    saved = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            saved[signum] = signal.signal(signum, lambda n, f: pending.append(n))
+        except (ValueError, OSError):  # not settable here (embedded interpreter)
+            pass
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        if pending:
+            _redeliver(pending[0], saved.get(pending[0]))
+
+
+def _redeliver(signum: int, handler) -> None:
+    if callable(handler):
+        handler(signum, None)  # e.g. KeyboardInterrupt for SIGINT, raised now
+    elif handler != signal.SIG_IGN:
+        os.kill(os.getpid(), signum)  # the default action
+
+
+def _replace_via_temp(path: Path, parent: Path, data: bytes, mode: int,
+                      old: os.stat_result | None) -> None:
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -151,8 +197,6 @@ def write_atomic(path: str | os.PathLike, text: str | bytes, *, make_parents: bo
         except OSError:
             pass
         raise
-    _fsync_dir(parent)
-    return path
 
 
 def write_output(path: str | os.PathLike, text: str | bytes, *,

@@ -552,6 +552,28 @@ def test_unexpected_error_is_one_line_with_debug_hint(tmp_path, monkeypatch):
     assert "Traceback" in r.stderr and "kaboom" in r.stderr
 
 
+def test_unexpected_error_in_one_document_does_not_stop_the_batch(model, docs, tmp_path,
+                                                                   monkeypatch):
+    """A bug hit by one document is one line naming it; the other documents are written, and
+    the exit code is 1 (internal error) rather than 0."""
+    from cprs_cli.compressor import Compressor
+
+    real = Compressor.compress_document
+
+    def flaky(self, doc, **kwargs):
+        if doc.source.endswith("b.md"):
+            raise TypeError("TextEncodeInput must be Union[...]")
+        return real(self, doc, **kwargs)
+
+    monkeypatch.setattr(Compressor, "compress_document", flaky)
+    out = tmp_path / "out"
+    r = invoke("compress", docs, "-r", "-q", "q", "--model", model, "--output-dir", out, "--quiet")
+    assert r.exit_code == 1
+    assert_one_line_error(r.stderr, "b.md", "TypeError", "--debug")
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a.txt.cprs.txt", "sub/c.txt.cprs.txt", "sub/deeper/d.rst.cprs.txt"]
+
+
 def test_critic_load_oserror_is_model_error(tmp_path, monkeypatch):
     def broken(*a, **k):
         raise OSError("weights truncated")

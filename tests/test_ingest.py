@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from badinput.pdfbuild import odd_pdf
+
 from cprs_cli.errors import InputError
-from cprs_cli.ingest import Document, load_path, load_stdin, register_converter
+from cprs_cli.ingest import (Document, load_path, load_stdin, normalise_text, read_stdin_bytes,
+                             register_converter)
 
 FRENCH = "Le café est très bon. Les élèves étudient à l'école. Naïve façade, garçon.\nDeuxième ligne.\n"
 
@@ -371,3 +374,71 @@ def test_register_converter(tmp_path, monkeypatch):
     assert load_path(p).text == "QUIET"
     p2 = write(tmp_path, "y.shout", b"calm")
     assert load_path(p2).text == "CALM"
+
+
+# -- code points that are not text, size limits, closed stdin ------------------------------------
+
+
+def test_normalise_text_replaces_one_for_one():
+    raw = "a\ud800b\x00c\uffffd\U0010fffe\ufdd0e\udcff"
+    out = normalise_text(raw)
+    assert out == "a\ufffdb\ufffdc\ufffdd\ufffd\ufffde\ufffd"
+    assert len(out) == len(raw)
+    out.encode("utf-8")  # no surrogates left
+    keep = "RTL \u200f mark, combining e\u0301, tab\t, bell \x07, emoji \U0001f600"
+    assert normalise_text(keep) == keep
+
+
+@pytest.mark.parametrize("kind", ["surrogate", "nul", "ffff"])
+def test_pdf_with_odd_code_points_is_normalised(tmp_path, unchanged, kind):
+    p = unchanged(write(tmp_path, f"{kind}.pdf", odd_pdf(kind)))
+    doc = load_path(p)
+    doc.text.encode("utf-8")
+    assert "\x00" not in doc.text and "\uffff" not in doc.text
+    assert "\ufffd" in doc.text
+    assert doc.text.startswith("The first sentence") and doc.text.endswith("also here.")
+
+
+def test_stdin_text_is_normalised():
+    doc = load_stdin("plain \uffff text".encode("utf-8"))
+    assert doc.text == "plain \ufffd text"
+
+
+def test_only_invalid_characters_is_no_readable_text():
+    with pytest.raises(InputError, match="no readable text"):
+        load_stdin("\uffff\uffff".encode("utf-8"))
+
+
+def test_size_limit_on_a_regular_file(tmp_path, unchanged):
+    p = unchanged(write(tmp_path, "big.txt", b"word " * 1000))
+    with pytest.raises(InputError, match="larger than the input size limit") as ei:
+        load_path(p, max_bytes=4999)
+    assert str(p) in str(ei.value)
+    assert load_path(p, max_bytes=5000).text.startswith("word")
+    assert load_path(p, max_bytes=None).text.startswith("word")
+
+
+def test_size_limit_stops_reading_an_endless_device():
+    """/dev/zero never ends: reading stops one byte past the limit."""
+    with pytest.raises(InputError, match="larger than the input size limit of 0.25 MB"):
+        load_path("/dev/zero", max_bytes=1 << 18)
+
+
+def test_size_limit_on_stdin(monkeypatch):
+    class FakeStdin:
+        buffer = io.BytesIO(b"x" * 100)
+
+    monkeypatch.setattr(sys, "stdin", FakeStdin)
+    with pytest.raises(InputError, match="<stdin>: larger than"):
+        read_stdin_bytes(max_bytes=99)
+    FakeStdin.buffer = io.BytesIO(b"x" * 99)
+    assert read_stdin_bytes(max_bytes=99) == b"x" * 99
+    FakeStdin.buffer = io.BytesIO(b"x" * 11)
+    with pytest.raises(InputError, match="larger than"):
+        load_stdin(data=None, max_bytes=10)
+
+
+def test_closed_stdin_is_an_input_error(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", None)
+    with pytest.raises(InputError, match="<stdin>: standard input is closed"):
+        load_stdin()
