@@ -201,8 +201,10 @@ def _write_stdout(chunk: str) -> None:
     try:
         buffer = getattr(sys.stdout, "buffer", None)
         if buffer is not None:
+            from .output import encode_output
+
             sys.stdout.flush()
-            buffer.write(chunk.encode("utf-8"))
+            buffer.write(encode_output(chunk))
             buffer.flush()
         else:
             sys.stdout.write(chunk)

@@ -139,15 +139,41 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 # which shows up in logs with colour codes).
 _BAD_CONTROLS = frozenset(chr(c) for c in range(0x20) if chr(c) not in "\t\n\v\f\r\x1b") | {"\x7f"}
 
-# charset_normalizer often ties Western European single-byte code pages (cp1250, cp1252,
-# iso8859-10, ...) on short inputs and then picks whichever came first. When cp1252 (the
-# superset of latin-1 that Windows writes) is among the tied best guesses, prefer it: it is by
-# far the most common legacy encoding of the ones that tie.
-_PREFERRED_TIES = ("cp1252", "latin_1", "iso8859_15")
+# Decoding rule for text that is not valid UTF-8 (documented in docs/reliability.md):
+#
+# 1. Mostly UTF-8: if the undecodable sequences are at most BAD_UTF8_SHARE of the bytes and
+#    there are at least as many correctly encoded non-ASCII characters as undecodable sequences,
+#    the file is UTF-8 with a few damaged bytes: each undecodable sequence becomes U+FFFD.
+# 2. Otherwise it is a legacy encoding, guessed by charset_normalizer. Its guesses among the
+#    Latin-script single-byte code pages are unreliable (Latin-1 French comes back as cp1257 or
+#    cp1250, "déjà" as "déją"), so when a Western code page (cp1252 / Latin-1 / Latin-9) is
+#    among its candidates with a chaos score within WESTERN_CHAOS_MARGIN points of the best,
+#    the text is read as cp1252 (or Latin-1 where cp1252 leaves a byte undefined): it is by far
+#    the most common legacy encoding. Central European text (cp1250), Cyrillic, Greek and CJK
+#    encodings do not list a Western code page as a close candidate and keep the guess.
+#    A guess of a non-Latin script (East Asian, Arabic, Hebrew, ...) is also overruled by
+#    cp1252 when, read as cp1252, every run of non-ASCII characters is one or two long and
+#    either touches an ASCII letter or is punctuation / a symbol (accents inside Latin words and
+#    signs such as ° © ±: Latin-1 "Ångström" otherwise comes back as Big5 "囊gstr闣"). Text in a
+#    non-Latin script has longer runs; Latin-script guesses (cp1250 ...) are kept.
+# 3. No guess at all: binary, unless rule 1's share holds without any non-ASCII characters
+#    (plain ASCII with a stray byte), which is read as UTF-8 with U+FFFD.
+BAD_UTF8_SHARE = 0.01
+WESTERN_CHAOS_MARGIN = 10.0
+_WESTERN = ("cp1252", "latin_1", "iso8859_15")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+_NON_ASCII_RUN = re.compile("[^\x00-\x7f]+")
+# Latin-script single-byte code pages whose guess is trusted (Central European, Baltic, Turkish,
+# Nordic, DOS and Mac Latin): Czech or Polish text read as cp1252 would look Western, too.
+_LATIN_SCRIPT = frozenset({"cp1250", "cp1257", "cp1254", "cp1258", "iso8859_2", "iso8859_3",
+                           "iso8859_4", "iso8859_9", "iso8859_10", "iso8859_13", "iso8859_16",
+                           "mac_latin2", "mac_roman", "mac_iceland", "mac_turkish", "cp437", "cp850",
+                           "cp852", "cp857", "cp858", "cp775", "cp865", "cp861", "hp_roman8"})
 
 
 def decode_text(data: bytes, source: str) -> str:
-    """Decode bytes of a text file: BOM-aware, UTF-8 first, then charset_normalizer's guess.
+    """Decode bytes of a text file: BOM-aware, UTF-8 first (tolerating a small share of bad
+    bytes), then a legacy encoding (the rule above).
 
     Strips the BOM, normalises newlines to "\\n", and rejects binary input.
     """
@@ -164,28 +190,68 @@ def decode_text(data: bytes, source: str) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        text = _guess_decode(data, source)
+        text = _decode_damaged_or_legacy(data, source)
     return _check_text(_normalise_newlines(text), source)
 
 
-def _guess_decode(data: bytes, source: str) -> str:
+def _decode_damaged_or_legacy(data: bytes, source: str) -> str:
+    """Rules 1-3 above, for bytes that are not valid UTF-8."""
+    replaced = data.decode("utf-8", errors="replace")
+    bad = replaced.count("\ufffd") - data.count("\ufffd".encode())  # undecodable sequences
+    good = sum(1 for _ in _NON_ASCII.finditer(replaced)) - bad  # valid non-ASCII characters
+    small = bad <= BAD_UTF8_SHARE * len(data)
+    if small and good >= bad:
+        return replaced
+    legacy = _guess_legacy(data)
+    if legacy is not None:
+        return legacy
+    if small:
+        return replaced
+    raise InputError("binary file, not text", source)
+
+
+def _guess_legacy(data: bytes) -> str | None:
     import charset_normalizer
 
     matches = charset_normalizer.from_bytes(data)
     best = matches.best()
     if best is None:
-        raise InputError("binary file, not text", source)
-    tied: list[str] = []
-    for m in matches:
-        if m.percent_chaos == best.percent_chaos and m.percent_coherence == best.percent_coherence:
-            tied.extend(m.could_be_from_charset)
-    for enc in _PREFERRED_TIES:
-        if enc in tied:
-            try:
-                return data.decode(enc)
-            except UnicodeDecodeError:
-                continue
+        return None
+    western = _decode_western(data)
+    if western is not None:
+        for m in matches:
+            if (m.percent_chaos <= best.percent_chaos + WESTERN_CHAOS_MARGIN
+                    and any(enc in _WESTERN for enc in m.could_be_from_charset)):
+                return western
+        if best.encoding not in _LATIN_SCRIPT and _looks_western(western):
+            return western
     return str(best)
+
+
+def _decode_western(data: bytes) -> str | None:
+    for enc in ("cp1252", "latin_1"):
+        try:
+            return data.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
+def _looks_western(text: str) -> bool:
+    """Every run of non-ASCII characters is one or two long and touches an ASCII letter or is
+    punctuation / a symbol."""
+    import unicodedata
+
+    for m in _NON_ASCII_RUN.finditer(text):
+        if m.end() - m.start() > 2:
+            return False
+        before = text[m.start() - 1] if m.start() else ""
+        after = text[m.end()] if m.end() < len(text) else ""
+        touches = (before.isascii() and before.isalpha()) or (after.isascii() and after.isalpha())
+        signs = all(unicodedata.category(ch)[0] in "PSN" or ch == "\xa0" for ch in m.group())
+        if not (touches or signs):
+            return False
+    return True
 
 
 def _check_text(text: str, source: str) -> str:

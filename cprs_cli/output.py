@@ -20,6 +20,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import signal
 import stat
 import tempfile
@@ -57,14 +58,37 @@ def render_text_many(results: Sequence[CompressionResult]) -> str:
     return "\n".join(parts)
 
 
+# A file name that is not valid UTF-8 reaches Python with each undecodable byte as a lone
+# surrogate (U+DC80..U+DCFF, PEP 383 "surrogateescape"); such a str cannot be written as UTF-8.
+# In JSON every lone surrogate is written as a \\uXXXX escape, which keeps the output valid
+# UTF-8 and valid JSON, and loses nothing: os.fsencode(json.loads(line)["source"]) gives the
+# name's original bytes back. (json.dumps has no option for "escape only surrogates".)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json_text(obj: object, **kwargs) -> str:
+    text = json.dumps(obj, ensure_ascii=False, **kwargs)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def encode_output(text: str) -> bytes:
+    """Text results as bytes: UTF-8, with surrogate-escaped name bytes written back as the bytes
+    they stand for (the `==> name <==` headers of several text results name files as `head`
+    does); any other lone surrogate becomes '?'."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
 def render_json(result: CompressionResult) -> str:
     """One document as a pretty-printed JSON object (`CompressionResult.to_dict()`)."""
-    return json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n"
+    return _json_text(result.to_dict(), indent=2) + "\n"
 
 
 def render_jsonl(results: Iterable[CompressionResult]) -> str:
     """One compact JSON object per line, one line per document."""
-    return "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in results)
+    return "".join(_json_text(r.to_dict()) + "\n" for r in results)
 
 
 def render(results: Sequence[CompressionResult], fmt: str) -> str:
@@ -124,7 +148,7 @@ def write_atomic(path: str | os.PathLike, text: str | bytes, *, make_parents: bo
     parent = path.parent if str(path.parent) else Path(".")
     if make_parents:
         parent.mkdir(parents=True, exist_ok=True)
-    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    data = encode_output(text) if isinstance(text, str) else bytes(text)
 
     try:
         old = os.stat(path)
@@ -205,7 +229,7 @@ def write_output(path: str | os.PathLike, text: str | bytes, *,
     path or a regular file (through symbolic links), written through in place for a FIFO, a
     character device or a descriptor alias; OSError for anything else."""
     path = Path(path)
-    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    data = encode_output(text) if isinstance(text, str) else bytes(text)
     kind = output_kind(path)
     if kind == "through":
         _write_through(path, data)
@@ -326,14 +350,16 @@ def stats_table(results: Sequence[CompressionResult], title: str | None = None) 
 
 
 def _display_source(source: str) -> str:
-    """A path below the working directory is shown relative to it (shorter table rows)."""
-    if source.startswith("<") or not os.path.isabs(source):
-        return source
-    try:
-        rel = os.path.relpath(source)
-    except ValueError:
-        return source
-    return source if rel.startswith(os.pardir) else rel
+    """A path below the working directory is shown relative to it (shorter table rows); bytes
+    of a non-UTF-8 name are shown as \\udcXX, so the table measures what it prints."""
+    shown = source
+    if not (source.startswith("<") or not os.path.isabs(source)):
+        try:
+            rel = os.path.relpath(source)
+        except ValueError:
+            rel = os.pardir
+        shown = source if rel.startswith(os.pardir) else rel
+    return shown.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _ratio(input_tokens: int, output_tokens: int) -> str:

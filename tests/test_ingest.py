@@ -442,3 +442,90 @@ def test_closed_stdin_is_an_input_error(monkeypatch):
     monkeypatch.setattr(sys, "stdin", None)
     with pytest.raises(InputError, match="<stdin>: standard input is closed"):
         load_stdin()
+
+
+# -- decoding rule: damaged UTF-8, legacy encodings -----------------------------------------------
+
+GERMAN = "Die Größe des Gebäudes ist beeindruckend. Überall gibt es schöne Möbel.\n"
+
+
+def test_one_bad_byte_in_utf8_is_replaced_not_rejected(tmp_path, unchanged):
+    good = (GERMAN * 200).encode("utf-8")  # about 15 KB
+    data = good[:7001] + b"\xff" + good[7001:]
+    p = unchanged(write(tmp_path, "damaged.txt", data))
+    text = load_path(p).text
+    assert text.count("\ufffd") == 1
+    assert text.replace("\ufffd", "") == GERMAN * 200
+
+
+def _damaged(n_bad: int) -> bytes:
+    good = (GERMAN * 40).encode("utf-8")
+    step = len(good) // (n_bad + 1)
+    parts = [good[i * step:(i + 1) * step] for i in range(n_bad)] + [good[n_bad * step:]]
+    return b"\x81".join(parts)  # 0x81 never starts or continues a valid sequence here
+
+
+@pytest.mark.parametrize("over", [False, True])
+def test_damaged_utf8_share_threshold(over):
+    """Rule 1: at most BAD_UTF8_SHARE of the bytes undecodable -> UTF-8 with U+FFFD; above it,
+    the file is not read as damaged UTF-8 (a legacy guess, or rejected as binary)."""
+    from cprs_cli import ingest
+
+    n = 1
+    while (n + 1) <= ingest.BAD_UTF8_SHARE * (len(_damaged(n + 1))):
+        n += 1  # the largest count within the share
+    data = _damaged(n + 8 if over else n)
+    as_damaged_utf8 = data.decode("utf-8", "replace")
+    if not over:
+        assert decode(data) == as_damaged_utf8
+        return
+    try:
+        assert decode(data) != as_damaged_utf8
+    except InputError as err:
+        assert "binary" in str(err)
+
+
+def decode(data: bytes) -> str:
+    from cprs_cli.ingest import decode_text
+
+    return decode_text(data, "mem")
+
+
+def test_ascii_with_one_stray_byte_is_text():
+    data = b"The quick brown fox jumps over the lazy dog. " * 300
+    data = data[:7000] + b"\xff" + data[7000:]
+    text = decode(data)
+    assert len(text) == len(data) and text.startswith("The quick")
+
+
+LATIN1_SAMPLES = [
+    "had Æther on but one there and it is had has über it all déjà is has on there the",
+    "one it of one crème a can one to with the all on as at at from after there had.",
+    "Der Großvater aß Äpfel über dem Fluß. Schöne Grüße aus München.",
+    "its was it déjà in was not and her which her one to be has at all all as for señor",
+    "her his not not Ångström.",
+    "a is an with brûlée.",
+    "one or °.",
+    "from © be.",
+    "Smörgåsbord är gött. Þetta er íslenska.",
+]
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252"])
+@pytest.mark.parametrize("text", LATIN1_SAMPLES)
+def test_latin1_and_cp1252_keep_their_accents(text, encoding):
+    """Each of these was decoded wrongly before (as cp1257, cp1250, Big5 ...)."""
+    assert decode(text.encode(encoding)) == text
+
+
+@pytest.mark.parametrize("text,encoding", [
+    ("Price: 5 € — “quoted” ‘text’ … naïve. Œuvre complète.", "cp1252"),
+    ("Příliš žluťoučký kůň úpěl ďábelské ódy. " * 5, "cp1250"),
+    ("Zażółć gęślą jaźń. Pchnąć w tę łódź jeża lub ośm skrzyń fig. " * 5, "cp1250"),
+    ("Съешь же ещё этих мягких французских булок, да выпей чаю. " * 5, "cp1251"),
+    ("いろはにほへと ちりぬるを わかよたれそ つねならむ。日本語のテキストです。" * 5, "shift_jis"),
+    ("我能吞下玻璃而不伤身体。这是中文文本。" * 5, "gbk"),
+    ("Ξεσκεπάζω την ψυχοφθόρα βδελυγμία. " * 5, "cp1253"),
+])
+def test_other_legacy_encodings_still_detected(text, encoding):
+    assert decode(text.encode(encoding)) == text

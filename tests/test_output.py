@@ -95,6 +95,32 @@ def test_render_dispatch():
         render([a], "yaml")
 
 
+@pytest.mark.parametrize("renderer", ["json", "jsonl"])
+def test_non_utf8_names_give_valid_json_with_escapes(renderer):
+    """A name with an undecodable byte (surrogate-escaped by Python) is written as a \\udcXX
+    JSON escape: the output is valid UTF-8 and valid JSON, and the bytes can be recovered."""
+    raw = b"docs/caf\xe9.txt"
+    name = os.fsdecode(raw)
+    result = make_result(source=name)
+    text = render_json(result) if renderer == "json" else render_jsonl([result, make_result()])
+    encoded = text.encode("utf-8")  # would raise on a raw surrogate
+    assert "\\udce9" in text
+    first = json.loads(encoded.decode("utf-8").splitlines()[0] if renderer == "jsonl" else text)
+    assert os.fsencode(first["source"]) == raw
+
+
+def test_text_headers_keep_the_name_bytes(tmp_path):
+    name = os.fsdecode(b"caf\xe9.txt")
+    out = tmp_path / "o.txt"
+    write_output(out, render_text_many([make_result(source=name), make_result()]))
+    assert out.read_bytes().startswith(b"==> caf\xe9.txt <==\n")
+
+
+def test_stats_table_shows_non_utf8_names_escaped():
+    text = _render(stats_table([make_result(source=os.fsdecode(b"caf\xe9.txt"))]))
+    assert "caf\\udce9.txt" in text
+
+
 # --------------------------------------------------------------------------- paths
 
 
