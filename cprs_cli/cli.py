@@ -393,6 +393,13 @@ def _check_rate(value: float | None) -> float | None:
     return value
 
 
+def _check_threshold(value: float | None) -> float | None:
+    # the library's rule (Compressor.compress): an open interval, so 0 and 1 are refused here too
+    if value is not None and not 0.0 < value < 1.0:
+        raise typer.BadParameter(f"{value} is not in the range 0 < P < 1")
+    return value
+
+
 def _check_device(value: str | None) -> str:
     if value is None:
         return "auto"
@@ -464,8 +471,8 @@ def compress(
         help="Keep at most N tokens (cl100k_base).",
         rich_help_panel="How much to keep")] = None,
     threshold: Annotated[float | None, typer.Option(
-        min=0.0, max=1.0, metavar="P",
-        help="Keep tokens whose keep-probability is at least P (default: the critic's calibrated threshold for the task, else the argmax tag).",
+        metavar="P", callback=_check_threshold,
+        help="Keep tokens whose keep-probability is at least P (0 < P < 1; default: the critic's calibrated threshold for the task, else the argmax tag).",
         rich_help_panel="How much to keep")] = None,
     min_span_tokens: Annotated[int | None, typer.Option(
         "--min-span-tokens", min=1, metavar="N",

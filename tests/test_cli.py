@@ -481,6 +481,11 @@ def test_unknown_flag_subprocess():
     ["--format", "yaml"],
     ["--device", "tpu"],
     ["--task", "poems"],
+    ["--threshold", "0"],
+    ["--threshold", "1"],
+    ["--threshold", "1.5"],
+    ["--threshold", "-0.1"],
+    ["--max-input-mb", "0"],
 ])
 def test_bad_option_values_are_usage_errors(args, tmp_path):
     src = tmp_path / "a.txt"
@@ -488,6 +493,22 @@ def test_bad_option_values_are_usage_errors(args, tmp_path):
     r = invoke("compress", src, "-q", "q", "--model", str(tmp_path / "unused"), *args)
     assert r.exit_code == 2, (args, r.stderr)
     assert "Traceback" not in r.stderr
+
+
+def test_threshold_help_states_the_open_interval():
+    """The help states the library's rule (0 < P < 1), not click's closed [0.0<=x<=1.0]."""
+    r = invoke("compress", "--help")
+    text = " ".join(r.stdout.split())
+    assert "0 < P < 1" in text
+    assert "0.0<=x<=1.0" not in text
+
+
+def test_threshold_inside_the_open_interval_is_accepted(model, tmp_path):
+    src = tmp_path / "a.txt"
+    src.write_text(TEXT_A)
+    for value in ("0.001", "0.999"):
+        r = invoke("compress", src, "-q", "q", "--model", model, "--threshold", value, "--quiet")
+        assert r.exit_code == 0, r.stderr
 
 
 def test_missing_query_is_usage_error(tmp_path):
