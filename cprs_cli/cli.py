@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
+import typer.core
 from rich.console import Console
 
 from .errors import (EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE, CprsError, ModelError, OutputError,
@@ -201,11 +202,10 @@ def _write_stdout(chunk: str) -> None:
     try:
         buffer = getattr(sys.stdout, "buffer", None)
         if buffer is not None:
-            from .output import encode_output
+            from .output import encode_output, write_all
 
             sys.stdout.flush()
-            buffer.write(encode_output(chunk))
-            buffer.flush()
+            write_all(buffer, encode_output(chunk))
         else:
             sys.stdout.write(chunk)
             sys.stdout.flush()
@@ -245,8 +245,41 @@ def _silence_stdout() -> None:
 # --------------------------------------------------------------------------- app
 
 
+# Typer >= 0.20 raises the exceptions of its own copy of Click (typer._click); catch both kinds
+_CLICK_ERRORS = tuple({click.exceptions.ClickException} | {
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"})
+_ABORTS = (click.exceptions.Abort, typer.Abort)
+
+
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """Argument-parsing errors (unknown option, value out of range) as one `cprs: error:` line
+    with exit 2, like every other error; Click and Typer would draw a multi-line box."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _CLICK_ERRORS as err:
+            if type(err).__name__ != "NoArgsIsHelpError":  # the help text was printed already
+                _print_error(_usage_message(err))
+            sys.exit(err.exit_code)
+        except _ABORTS:
+            _print_error("aborted")
+            sys.exit(EXIT_INTERNAL)
+        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+def _usage_message(err: Any) -> str:
+    ctx = getattr(err, "ctx", None)
+    hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+    return err.format_message() + hint
+
+
 app = typer.Typer(
     name=PROG,
+    cls=_OneLineUsageErrors,
     help="Compress long documents for LLMs: a token critic keeps only the spans a query needs.",
     epilog="Run [bold]cprs COMMAND --help[/bold] for the options of a command.",
     no_args_is_help=True,

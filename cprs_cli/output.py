@@ -205,8 +205,7 @@ def _replace_via_temp(path: Path, parent: Path, data: bytes, mode: int,
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+            write_all(fh, data)
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         if old is not None and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
@@ -303,8 +302,24 @@ def _write_through(path: Path, data: bytes) -> None:
     """
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOCTTY", 0))
     with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
+        write_all(fh, data)
+
+
+def write_all(stream, data: bytes) -> None:
+    """Write every byte of `data` to a binary stream and flush, or raise.
+
+    A buffered write may return a short count instead of raising when the raw write fails part
+    of the way (seen on a pipe whose reader went away: 64 KiB written, no error, the rest lost),
+    so the rest is written again until it is all out or the error surfaces."""
+    view = memoryview(data)
+    while view:
+        n = stream.write(view)
+        if n is None:  # a non-blocking stream that took nothing
+            raise BlockingIOError(errno.EAGAIN, "output would block")
+        if n <= 0:
+            raise OSError(errno.EIO, "write made no progress")
+        view = view[n:]
+    stream.flush()
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -463,6 +463,17 @@ def test_unknown_flag_is_usage_error():
     r = invoke("compress", "-q", "q", "--no-such-flag", input="x")
     assert r.exit_code == 2
     assert "Traceback" not in r.stderr
+    # one line, like every other error (not Click's multi-line box)
+    assert r.stderr.splitlines() == [
+        "cprs: error: No such option: --no-such-flag (see 'cprs compress -h')"]
+
+
+def test_parse_errors_are_one_line():
+    for args in (["compress", "-q", "q", "--threshold", "2"], ["compress", "x.txt"], ["nosuchcommand"]):
+        r = invoke(*args)
+        assert r.exit_code == 2, args
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("cprs: error: "), (args, r.stderr)
 
 
 def test_unknown_flag_subprocess():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -307,6 +308,36 @@ def test_write_output_refuses_block_devices_and_sockets(tmp_path):
             assert stat.S_ISSOCK(os.lstat(sock_path).st_mode)
         finally:
             sock.close()
+
+
+class ShortWrites(io.RawIOBase):
+    """A stream whose writes take at most `step` bytes, and that fails after `fail_after`."""
+
+    def __init__(self, step: int, fail_after: int | None = None):
+        self.data, self.step, self.fail_after = bytearray(), step, fail_after
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        if self.fail_after is not None and len(self.data) >= self.fail_after:
+            raise BrokenPipeError(32, "Broken pipe")
+        n = min(self.step, len(b))
+        self.data += bytes(b[:n])
+        return n
+
+
+def test_write_all_finishes_short_writes():
+    stream = ShortWrites(step=7)
+    output.write_all(stream, b"0123456789" * 10)
+    assert bytes(stream.data) == b"0123456789" * 10
+
+
+def test_write_all_raises_instead_of_losing_the_rest():
+    """A short count followed by a failure surfaces the failure (a pipe whose reader left)."""
+    stream = ShortWrites(step=64, fail_after=64)
+    with pytest.raises(BrokenPipeError):
+        output.write_all(stream, b"x" * 1000)
 
 
 def test_write_output_directory_is_refused(tmp_path):
