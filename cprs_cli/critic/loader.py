@@ -118,10 +118,17 @@ def _read_config(path: Path):
         raise ModelError(f"unreadable config.json ({exc})", str(path)) from None
 
 
+# files a tokenizer is built from; without any, transformers 5 quietly builds an empty one
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
+                    "sentencepiece.bpe.model")
+
+
 def _load_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
     refuse_custom_code(path)
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        raise ModelError("no tokenizer files (tokenizer.json or a vocabulary)", str(path))
     try:
         tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except Exception as exc:
