@@ -418,7 +418,7 @@ def _limit(max_bytes: int | None) -> int | None:
 
 
 def _too_large(max_bytes: int) -> str:
-    return f"larger than the input size limit of {max_bytes / MB:g} MB (--max-input-mb)"
+    return f"larger than the input size limit of {max_bytes / MB:.3g} MB (--max-input-mb)"
 
 
 def _read_limited(stream, max_bytes: int | None, source: str) -> bytes:
