@@ -4,8 +4,10 @@ Conventions (see `cprs compress --help`):
 
 * results go to stdout (or `-o FILE` / `--output-dir DIR`); the stats table, the progress bar
   and all messages go to stderr, so `cprs compress ... | llm` is always clean;
-* expected failures are one line, `cprs: error: ...`, and an exit code: 0 all ok, 2 usage,
-  3 some input failed (the others are still processed), 4 the critic could not be loaded;
+* expected failures are one line, `cprs: error: ...`, and an exit code: 0 all ok, 1 internal
+  error, 2 usage, 3 some input failed (the others are still processed) or a result could not be
+  written, 4 the critic could not be loaded, 130 SIGINT, 141 stdout closed by its reader (quiet),
+  143 SIGTERM (README "Failure behaviour");
 * outputs are written atomically and never onto an input; inputs are only ever read.
 
 Heavy modules (torch, the critic) are imported only by the commands that need them, so
@@ -306,7 +308,7 @@ def _root(
 ) -> None:
     """Compress long documents for LLMs: a token critic keeps only the spans a query needs.
 
-    Results go to stdout, everything else (stats, progress, errors) to stderr. Exit codes: 0 ok, 2 usage error, 3 some input failed, 4 the critic could not be loaded.
+    Results go to stdout, everything else (stats, progress, errors) to stderr. Exit codes: 0 ok, 1 internal error, 2 usage error, 3 some input failed or a result could not be written, 4 the critic could not be loaded, 130/143 interrupted/terminated.
     """
     _STATE["debug"] = debug
 
@@ -415,8 +417,9 @@ one text stream are separated by '==> SOURCE <==' headers. --output-dir writes \
 NAME.cprs.txt / NAME.cprs.json / NAME.cprs.jsonl, mirroring the input tree. Results are \
 written atomically and never onto an input.
 
-[bold]Exit codes[/bold]: 0 ok, 2 usage error, 3 some input failed (the others are still \
-written), 4 the critic could not be loaded.
+[bold]Exit codes[/bold]: 0 ok, 1 internal error, 2 usage error, 3 some input failed (the others \
+are still written) or a result could not be written, 4 the critic could not be loaded, 130 \
+interrupted, 141 stdout closed by its reader, 143 terminated.
 """
 
 
