@@ -8,7 +8,8 @@ Conventions (see `cprs compress --help`):
   error, 2 usage, 3 some input failed (the others are still processed) or a result could not be
   written, 4 the critic could not be loaded, 130 SIGINT, 141 stdout closed by its reader (quiet),
   143 SIGTERM (README "Failure behaviour");
-* outputs are written atomically and never onto an input; inputs are only ever read.
+* outputs are written atomically (regular files; FIFOs and devices are written through) and
+  never onto an input; inputs are only ever read.
 
 Heavy modules (torch, the critic) are imported only by the commands that need them, so
 `cprs --help` and `cprs --version` stay instant.
@@ -148,8 +149,7 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         _STATE["debug"] = debug
         try:
             return fn(*args, **kwargs)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort,
-                typer.Exit, typer.Abort):
+        except (*_CLICK_ERRORS, *_ABORTS, click.exceptions.Exit, typer.Exit):
             raise
         except CprsError as err:
             if debug:
