@@ -4,9 +4,12 @@ Conventions (see `cprs compress --help`):
 
 * results go to stdout (or `-o FILE` / `--output-dir DIR`); the stats table, the progress bar
   and all messages go to stderr, so `cprs compress ... | llm` is always clean;
-* expected failures are one line, `cprs: error: ...`, and an exit code: 0 all ok, 2 usage,
-  3 some input failed (the others are still processed), 4 the critic could not be loaded;
-* outputs are written atomically and never onto an input; inputs are only ever read.
+* expected failures are one line, `cprs: error: ...`, and an exit code: 0 all ok, 1 internal
+  error, 2 usage, 3 some input failed (the others are still processed) or a result could not be
+  written, 4 the critic could not be loaded, 130 SIGINT, 141 stdout closed by its reader (quiet),
+  143 SIGTERM (README "Failure behaviour");
+* outputs are written atomically (regular files; FIFOs and devices are written through) and
+  never onto an input; inputs are only ever read.
 
 Heavy modules (torch, the critic) are imported only by the commands that need them, so
 `cprs --help` and `cprs --version` stay instant.
@@ -14,11 +17,14 @@ Heavy modules (torch, the critic) are imported only by the commands that need th
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import os
 import re
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,9 +32,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
+import typer.core
 from rich.console import Console
 
-from .errors import EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE, CprsError, ModelError, UsageError
+from .errors import (EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE, CprsError, ModelError, OutputError,
+                     UsageError)
 from .inputs import InputItem, InputSet, expand_inputs
 from .instructions import TASKS
 
@@ -37,8 +45,15 @@ if TYPE_CHECKING:
 
 PROG = "cprs"
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, quietly, as `head` users expect
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt for SIGINT, so that the same
+    clean-up runs (temporary files removed, no partial result under a final name)."""
 
 # --debug given to the top-level callback (`cprs --debug compress ...`)
 _STATE: dict[str, bool] = {"debug": False}
@@ -95,8 +110,7 @@ def _print_error(message: str, console: Console | None = None) -> None:
     if console is not None and console.is_terminal:
         console.print(line, markup=False, highlight=False, soft_wrap=True, style="red")
     else:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+        _write_stderr(line + "\n")
 
 
 def _print_note(message: str, console: Console | None = None) -> None:
@@ -104,12 +118,22 @@ def _print_note(message: str, console: Console | None = None) -> None:
     if console is not None and console.is_terminal:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     else:
-        sys.stderr.write(line + "\n")
+        _write_stderr(line + "\n")
+
+
+def _write_stderr(text: str) -> None:
+    """Messages never fail the run: a closed or full stderr loses them, the exit code stays."""
+    try:
+        sys.stderr.write(text)
         sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _one_line(message: str) -> str:
-    return " ".join(str(message).split()) or "unknown error"
+    # names from a non-UTF-8 file system carry surrogate escapes; show them as \udcXX
+    text = " ".join(str(message).split()) or "unknown error"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _debug_enabled(kwargs: dict[str, Any]) -> bool:
@@ -125,8 +149,7 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         _STATE["debug"] = debug
         try:
             return fn(*args, **kwargs)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort,
-                typer.Exit, typer.Abort):
+        except (*_CLICK_ERRORS, *_ABORTS, click.exceptions.Exit, typer.Exit):
             raise
         except CprsError as err:
             if debug:
@@ -136,9 +159,15 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             _print_error("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Terminated:
+            _print_error("terminated")
+            raise typer.Exit(EXIT_TERMINATED) from None
         except BrokenPipeError:
             _silence_stdout()
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
+        except MemoryError:
+            _print_error("out of memory (lower --max-input-mb or --batch-size)")
+            raise typer.Exit(EXIT_INTERNAL) from None
         except Exception as err:  # noqa: BLE001 - the one place that catches everything
             if debug:
                 traceback.print_exc()
@@ -146,9 +175,64 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             else:
                 _print_error(f"unexpected {type(err).__name__}: {err} "
                              f"(rerun with --debug for the traceback)")
-            raise typer.Exit(1) from None
+            raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """While a command runs, SIGTERM raises `Terminated` in the main thread (the default action
+    would kill the process before temporary files are removed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    old = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _write_stdout(chunk: str) -> None:
+    """Results to stdout, as UTF-8. EPIPE propagates (a quiet exit); a closed or full stdout
+    (`>&-`, `/dev/full`) is an OutputError."""
+    try:
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is not None:
+            from .output import encode_output, write_all
+
+            sys.stdout.flush()
+            write_all(buffer, encode_output(chunk))
+        else:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError, AttributeError) as err:
+        _silence_stdout()  # else the interpreter's exit flush fails again, with a traceback
+        reason = getattr(err, "strerror", None) or ("standard output is closed"
+                                                    if not isinstance(err, OSError) else err)
+        raise OutputError(f"<stdout>: cannot write: {reason}") from None
+
+
+def _require_utf8(option: str, value: str | None) -> None:
+    """Text options must be text: a non-UTF-8 byte in argv arrives as a surrogate escape, which
+    no tokenizer accepts and no JSON output can carry."""
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        try:
+            bad = f"byte 0x{value[err.start].encode('utf-8', 'surrogateescape').hex().upper()}"
+        except UnicodeEncodeError:
+            bad = "a lone surrogate"
+        raise UsageError(f"{option}: not valid UTF-8 ({bad} at character {err.start + 1})") from None
 
 
 def _silence_stdout() -> None:
@@ -163,8 +247,41 @@ def _silence_stdout() -> None:
 # --------------------------------------------------------------------------- app
 
 
+# Typer >= 0.20 raises the exceptions of its own copy of Click (typer._click); catch both kinds
+_CLICK_ERRORS = tuple({click.exceptions.ClickException} | {
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"})
+_ABORTS = (click.exceptions.Abort, typer.Abort)
+
+
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """Argument-parsing errors (unknown option, value out of range) as one `cprs: error:` line
+    with exit 2, like every other error; Click and Typer would draw a multi-line box."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _CLICK_ERRORS as err:
+            if type(err).__name__ != "NoArgsIsHelpError":  # the help text was printed already
+                _print_error(_usage_message(err))
+            sys.exit(err.exit_code)
+        except _ABORTS:
+            _print_error("aborted")
+            sys.exit(EXIT_INTERNAL)
+        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+def _usage_message(err: Any) -> str:
+    ctx = getattr(err, "ctx", None)
+    hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+    return err.format_message() + hint
+
+
 app = typer.Typer(
     name=PROG,
+    cls=_OneLineUsageErrors,
     help="Compress long documents for LLMs: a token critic keeps only the spans a query needs.",
     epilog="Run [bold]cprs COMMAND --help[/bold] for the options of a command.",
     no_args_is_help=True,
@@ -191,7 +308,7 @@ def _root(
 ) -> None:
     """Compress long documents for LLMs: a token critic keeps only the spans a query needs.
 
-    Results go to stdout, everything else (stats, progress, errors) to stderr. Exit codes: 0 ok, 2 usage error, 3 some input failed, 4 the critic could not be loaded.
+    Results go to stdout, everything else (stats, progress, errors) to stderr. Exit codes: 0 ok, 1 internal error, 2 usage error, 3 some input failed or a result could not be written, 4 the critic could not be loaded, 130/143 interrupted/terminated.
     """
     _STATE["debug"] = debug
 
@@ -300,14 +417,22 @@ one text stream are separated by '==> SOURCE <==' headers. --output-dir writes \
 NAME.cprs.txt / NAME.cprs.json / NAME.cprs.jsonl, mirroring the input tree. Results are \
 written atomically and never onto an input.
 
-[bold]Exit codes[/bold]: 0 ok, 2 usage error, 3 some input failed (the others are still \
-written), 4 the critic could not be loaded.
+[bold]Exit codes[/bold]: 0 ok, 1 internal error, 2 usage error, 3 some input failed (the others \
+are still written) or a result could not be written, 4 the critic could not be loaded, 130 \
+interrupted, 141 stdout closed by its reader, 143 terminated.
 """
 
 
 def _check_rate(value: float | None) -> float | None:
     if value is not None and not 0.0 < value <= 1.0:
         raise typer.BadParameter(f"{value} is not in the range 0 < R <= 1")
+    return value
+
+
+def _check_threshold(value: float | None) -> float | None:
+    # the library's rule (Compressor.compress): an open interval, so 0 and 1 are refused here too
+    if value is not None and not 0.0 < value < 1.0:
+        raise typer.BadParameter(f"{value} is not in the range 0 < P < 1")
     return value
 
 
@@ -329,12 +454,29 @@ def _load_compressor(model: str | None, device: str, batch_size: int | None,
                       window_tokens=window_tokens)
 
 
-def _load_document(item: InputItem, password: str | None) -> Any:
+def _load_document(item: InputItem, password: str | None, stdin_data: bytes | None = None,
+                   max_bytes: int | None = None) -> Any:
     from . import ingest
 
     if item.is_stdin:
-        return ingest.load_stdin(password=password)
-    return ingest.load_path(item.path, password=password)
+        return ingest.load_stdin(data=stdin_data, password=password, max_bytes=max_bytes)
+    return ingest.load_path(item.path, password=password, max_bytes=max_bytes)
+
+
+def _prefetch_stdin(items: list[InputItem], max_bytes: int | None) -> bytes | None:
+    """Read the stdin document before anything else can: the critic is loaded afterwards, so
+    no library prompt (transformers' "run custom code? [y/N]") could ever consume it."""
+    from . import ingest
+
+    if not any(item.is_stdin for item in items):
+        return None
+    return ingest.read_stdin_bytes(max_bytes)
+
+
+def _check_max_input_mb(value: float) -> float:
+    if not value > 0:
+        raise typer.BadParameter(f"{value} is not a positive number of megabytes")
+    return value
 
 
 @app.command(epilog=COMPRESS_EPILOG, no_args_is_help=False)
@@ -365,8 +507,8 @@ def compress(
         help="Keep at most N tokens (cl100k_base).",
         rich_help_panel="How much to keep")] = None,
     threshold: Annotated[float | None, typer.Option(
-        min=0.0, max=1.0, metavar="P",
-        help="Keep tokens whose keep-probability is at least P (default: the critic's calibrated threshold for the task, else the argmax tag).",
+        metavar="P", callback=_check_threshold,
+        help="Keep tokens whose keep-probability is at least P (0 < P < 1; default: the critic's calibrated threshold for the task, else the argmax tag).",
         rich_help_panel="How much to keep")] = None,
     min_span_tokens: Annotated[int | None, typer.Option(
         "--min-span-tokens", min=1, metavar="N",
@@ -391,6 +533,10 @@ def compress(
         rich_help_panel="Critic")] = None,
     password: Annotated[str | None, typer.Option(
         metavar="TEXT", help="Password for encrypted PDFs.", rich_help_panel="Input")] = None,
+    max_input_mb: Annotated[float, typer.Option(
+        "--max-input-mb", metavar="MB", callback=_check_max_input_mb,
+        help="Refuse an input larger than MB megabytes (2^20 bytes); reading stops there.",
+        rich_help_panel="Input")] = 512,
     recursive: Annotated[bool, typer.Option(
         "--recursive", "-r", help="Descend into subdirectories of directory arguments.",
         rich_help_panel="Input")] = False,
@@ -423,14 +569,16 @@ def compress(
 
     Reads files, directories or stdin; writes the compressed text (or JSON) to stdout, -o FILE or --output-dir DIR. A stats table (tokens in/out, ratio, windows, seconds, device) and progress go to stderr unless --quiet.
     """
-    _run_compress(
-        paths=list(paths or []), query=query, instruction=instruction,
-        task=task.value if task is not None else None, granularity=granularity.value,
-        rate=rate, max_tokens=max_tokens, threshold=threshold, min_span_tokens=min_span_tokens,
-        separator=separator, model=model, device=device, batch_size=batch_size,
-        window_tokens=window_tokens, password=password, recursive=recursive, glob=glob,
-        output=output, output_dir=output_dir, fmt=fmt.value, quiet=quiet,
-        no_progress=no_progress)
+    with _sigterm_raises():
+        _run_compress(
+            paths=list(paths or []), query=query, instruction=instruction,
+            task=task.value if task is not None else None, granularity=granularity.value,
+            rate=rate, max_tokens=max_tokens, threshold=threshold,
+            min_span_tokens=min_span_tokens, separator=separator, model=model, device=device,
+            batch_size=batch_size, window_tokens=window_tokens, password=password,
+            recursive=recursive, glob=glob, output=output, output_dir=output_dir,
+            fmt=fmt.value, quiet=quiet, no_progress=no_progress,
+            max_input_bytes=int(max_input_mb * (1 << 20)))
 
 
 def _run_compress(*, paths: list[str], query: str, instruction: str | None, task: str | None,
@@ -439,9 +587,9 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                   model: str | None, device: str, batch_size: int | None,
                   window_tokens: int | None, password: str | None, recursive: bool, glob: str,
                   output: str | None, output_dir: Path | None, fmt: str, quiet: bool,
-                  no_progress: bool) -> None:
+                  no_progress: bool, max_input_bytes: int | None = None) -> None:
     from .output import output_path_for, render_json, render_jsonl, render_text, stats_table
-    from .output import write_atomic
+    from .output import write_output
 
     # ---- options that contradict each other: fail before any work
     if not query or not query.strip():
@@ -456,7 +604,12 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
         raise UsageError("give either --output or --output-dir, not both")
     if not glob:
         raise UsageError("--glob must not be empty")
+    for option, value in (("--query", query), ("--instruction", instruction),
+                          ("--separator", separator)):
+        _require_utf8(option, value)
     to_stdout = output_dir is None and (output is None or output == "-")
+    if to_stdout and sys.stdout is None:
+        raise UsageError("standard output is closed; give -o FILE or --output-dir DIR")
     if not paths and sys.stdin is not None and _isatty(sys.stdin):
         raise UsageError("no input: give PATHS, or pipe text on stdin (see 'cprs compress --help')")
 
@@ -473,10 +626,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
     out_file: Path | None = None
     if output is not None and output != "-":
         out_file = Path(output)
-        if out_file.is_dir():
-            raise UsageError(f"--output {output}: is a directory (did you mean --output-dir?)")
-        if is_input(out_file):
-            raise UsageError(f"--output {output}: refusing to overwrite an input file")
+        _check_output_file(out_file, is_input)
     out_paths: dict[InputItem, Path] = {}
     if output_dir is not None:
         if output_dir.exists() and not output_dir.is_dir():
@@ -503,11 +653,23 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
     if not items:
         raise typer.Exit(EXIT_INPUT if failed else EXIT_OK)
 
-    # ---- a single input is read before the (slow) critic load, so a bad file fails fast
+    # ---- stdin, and a single input, are read before the (slow) critic load: a bad file fails
+    # fast, and nothing but the document can ever be read from stdin
     preloaded: dict[InputItem, Any] = {}
+    try:
+        stdin_data = _prefetch_stdin(items, max_input_bytes)
+    except (UsageError, ModelError):
+        raise
+    except CprsError as err:  # unreadable stdin: the other inputs still go on
+        stdin_data, failed = None, True
+        _print_error(str(err))
+        items = [i for i in items if not i.is_stdin]
+        if not items:
+            raise typer.Exit(EXIT_INPUT) from None
     if len(items) == 1:
         try:
-            preloaded[items[0]] = _load_document(items[0], password)
+            preloaded[items[0]] = _load_document(items[0], password, stdin_data,
+                                                 max_input_bytes)
         except (UsageError, ModelError):
             raise
         except CprsError as err:
@@ -537,11 +699,13 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
     multi = len(items) > 1
     written = 0
     emitted = 0
+    internal = False  # a document hit a bug: reported, the others go on, exit 1 at the end
     with _ProgressUI(console, not (quiet or no_progress), len(items)) as ui:
         for item in items:
             ui.begin(item.display)
             try:
-                doc = preloaded.pop(item, None) or _load_document(item, password)
+                doc = preloaded.pop(item, None) or _load_document(item, password, stdin_data,
+                                                                  max_input_bytes)
                 result = compressor.compress_document(doc, progress=ui.callback(), **options)
             except (UsageError, ModelError):
                 raise  # bad options or a broken critic: the same for every document
@@ -552,11 +716,19 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                 continue
             except (KeyboardInterrupt, BrokenPipeError):
                 raise
+            except MemoryError:
+                failed = True
+                ui.print_error(f"{item.display}: out of memory (lower --max-input-mb)")
+                ui.done_file()
+                continue
             except Exception as err:
                 if _debug_enabled({}):
                     raise
-                raise CprsError(f"{item.display}: unexpected {type(err).__name__}: {err} "
-                                f"(rerun with --debug for the traceback)") from err
+                internal = True
+                ui.print_error(f"{item.display}: unexpected {type(err).__name__}: {err} "
+                               f"(rerun with --debug for the traceback)")
+                ui.done_file()
+                continue
             results.append(result)
 
             if output_dir is not None:
@@ -564,9 +736,9 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                 text = render_text(result) if fmt == "text" else (
                     render_json(result) if fmt == "json" else render_jsonl([result]))
                 try:
-                    write_atomic(dest, text, make_parents=True)
+                    write_output(dest, text, make_parents=True)
                 except OSError as err:
-                    raise CprsError(f"{dest}: cannot write: {err.strerror or err}") from err
+                    raise OutputError(f"{dest}: cannot write: {err.strerror or err}") from None
                 written += 1
             else:
                 if fmt == "text":
@@ -578,8 +750,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                 else:
                     chunk = render_jsonl([result])
                 if to_stdout:
-                    sys.stdout.write(chunk)
-                    sys.stdout.flush()
+                    _write_stdout(chunk)
                 else:
                     chunks.append(chunk)
                 emitted += 1
@@ -587,9 +758,9 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
 
     if out_file is not None and results:
         try:
-            write_atomic(out_file, "".join(chunks))
+            write_output(out_file, "".join(chunks))
         except OSError as err:
-            raise CprsError(f"{out_file}: cannot write: {err.strerror or err}") from err
+            raise OutputError(f"{out_file}: cannot write: {err.strerror or err}") from None
 
     if not quiet and results:
         console.print(stats_table(results))
@@ -597,8 +768,29 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
             _print_note(f"wrote {written} file{'s' if written != 1 else ''} under {output_dir}")
         elif out_file is not None:
             _print_note(f"wrote {out_file}")
+    if internal:
+        raise typer.Exit(EXIT_INTERNAL)
     if failed:
         raise typer.Exit(EXIT_INPUT)
+
+
+def _check_output_file(out_file: Path, is_input: InputSet) -> None:
+    """Refuse an --output path that could never be written, before any work is done."""
+    from .output import output_kind
+
+    kind = output_kind(out_file)
+    if kind == "directory":
+        raise UsageError(f"--output {out_file}: is a directory (did you mean --output-dir?)")
+    if kind not in ("atomic", "through"):
+        raise UsageError(f"--output {out_file}: is a {kind}; cprs writes only to regular files, "
+                         "FIFOs and character devices")
+    if is_input(out_file):
+        raise UsageError(f"--output {out_file}: refusing to overwrite an input file")
+    if kind == "atomic":
+        target = Path(os.path.realpath(out_file)) if out_file.is_symlink() else out_file
+        parent = target.parent if str(target.parent) else Path(".")
+        if not parent.is_dir():
+            raise UsageError(f"--output {out_file}: folder {parent} does not exist")
 
 
 def _isatty(stream: Any) -> bool:
@@ -694,8 +886,31 @@ def bench(
 # --------------------------------------------------------------------------- entry point
 
 
+def _reserve_standard_fds() -> None:
+    """Fill descriptors 0-2 with /dev/null where the shell closed them (`<&-`, `>&-`).
+
+    Python then sets sys.stdin / sys.stdout to None (cprs reports that as a closed stream), but
+    the next file opened would reuse the free descriptor: a temporary output file on fd 1 would
+    receive whatever a library prints. With stderr closed, messages are dropped; exit codes
+    still tell."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                new = os.open(os.devnull, os.O_RDWR)
+                if new != fd:
+                    os.dup2(new, fd)
+                    os.close(new)
+            except OSError:
+                pass
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - for the process
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point (`cprs = cprs_cli.cli:main`)."""
+    _reserve_standard_fds()
     try:
         app(args=list(argv) if argv is not None else None, prog_name=PROG)
     except SystemExit as exc:

@@ -30,6 +30,14 @@ class ModelError(CprsError):
     exit_code = EXIT_MODEL
 
 
+class OutputError(CprsError):
+    """A result could not be written (disk full, read-only folder, stdout closed or full).
+
+    Exit 3, like an input that failed: the run did not deliver every result."""
+
+    exit_code = EXIT_INPUT
+
+
 class UsageError(CprsError):
     """Options that contradict each other or are out of range."""
 

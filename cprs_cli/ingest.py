@@ -5,7 +5,13 @@ converter turns the raw bytes of a file into a :class:`Document`. ``load_path`` 
 converter by suffix; an unknown suffix is read as text (and rejected if it is binary).
 
 Inputs are only ever opened read-only (``open(path, "rb")``) and read once into memory; converters
-work on those bytes, so nothing can write back to the file.
+work on those bytes, so nothing can write back to the file. Reading stops at a size limit
+(``max_bytes``, the CLI's ``--max-input-mb``), so an endless input such as ``/dev/zero`` cannot
+exhaust memory.
+
+Every document's text is normalised before it leaves this module (:func:`normalise_text`):
+code points that tokenizers reject or that are not characters (lone surrogates, NUL, the
+noncharacters U+FFFE / U+FFFF ...) become U+FFFD, one for one, so offsets are unchanged.
 
 Every failure is an :class:`~cprs_cli.errors.InputError` with a one-line message naming the file.
 """
@@ -16,6 +22,8 @@ import contextlib
 import io
 import logging
 import os
+import re
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +38,15 @@ __all__ = [
     "converter_for",
     "load_path",
     "load_stdin",
+    "read_stdin_bytes",
     "decode_text",
+    "normalise_text",
+    "DEFAULT_MAX_INPUT_MB",
 ]
+
+# Inputs larger than this are refused (the CLI's --max-input-mb; MB = 2**20 bytes).
+DEFAULT_MAX_INPUT_MB = 512
+MB = 1 << 20
 
 
 @dataclass
@@ -83,6 +98,24 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
+# Code points that are not text: lone surrogates (from a PDF's ToUnicode map or a surrogate-
+# escaped name), NUL, and the Unicode noncharacters (U+FDD0..U+FDEF and the last two code points of
+# every plane). Tokenizers raise on surrogates and treat the others as garbage. Hand-written: no
+# library offers "make this str safe to encode"; str.encode(errors="replace") would change lengths.
+_NOT_TEXT = re.compile(
+    "[\x00\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17))
+    + "]")
+REPLACEMENT = "\ufffd"
+
+
+def normalise_text(text: str) -> str:
+    """Replace code points that are not text (lone surrogates, NUL, noncharacters) with U+FFFD.
+
+    One character for one, so every offset into the text stays valid."""
+    return _NOT_TEXT.sub(REPLACEMENT, text)
+
+
 def _normalise_newlines(text: str) -> str:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -106,15 +139,41 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 # which shows up in logs with colour codes).
 _BAD_CONTROLS = frozenset(chr(c) for c in range(0x20) if chr(c) not in "\t\n\v\f\r\x1b") | {"\x7f"}
 
-# charset_normalizer often ties Western European single-byte code pages (cp1250, cp1252,
-# iso8859-10, ...) on short inputs and then picks whichever came first. When cp1252 (the
-# superset of latin-1 that Windows writes) is among the tied best guesses, prefer it: it is by
-# far the most common legacy encoding of the ones that tie.
-_PREFERRED_TIES = ("cp1252", "latin_1", "iso8859_15")
+# Decoding rule for text that is not valid UTF-8 (documented in docs/reliability.md):
+#
+# 1. Mostly UTF-8: if the undecodable sequences are at most BAD_UTF8_SHARE of the bytes and
+#    there are at least as many correctly encoded non-ASCII characters as undecodable sequences,
+#    the file is UTF-8 with a few damaged bytes: each undecodable sequence becomes U+FFFD.
+# 2. Otherwise it is a legacy encoding, guessed by charset_normalizer. Its guesses among the
+#    Latin-script single-byte code pages are unreliable (Latin-1 French comes back as cp1257 or
+#    cp1250, "déjà" as "déją"), so when a Western code page (cp1252 / Latin-1 / Latin-9) is
+#    among its candidates with a chaos score within WESTERN_CHAOS_MARGIN points of the best,
+#    the text is read as cp1252 (or Latin-1 where cp1252 leaves a byte undefined): it is by far
+#    the most common legacy encoding. Central European text (cp1250), Cyrillic, Greek and CJK
+#    encodings do not list a Western code page as a close candidate and keep the guess.
+#    A guess of a non-Latin script (East Asian, Arabic, Hebrew, ...) is also overruled by
+#    cp1252 when, read as cp1252, every run of non-ASCII characters is one or two long and
+#    either touches an ASCII letter or is punctuation / a symbol (accents inside Latin words and
+#    signs such as ° © ±: Latin-1 "Ångström" otherwise comes back as Big5 "囊gstr闣"). Text in a
+#    non-Latin script has longer runs; Latin-script guesses (cp1250 ...) are kept.
+# 3. No guess at all: binary, unless rule 1's share holds without any non-ASCII characters
+#    (plain ASCII with a stray byte), which is read as UTF-8 with U+FFFD.
+BAD_UTF8_SHARE = 0.01
+WESTERN_CHAOS_MARGIN = 10.0
+_WESTERN = ("cp1252", "latin_1", "iso8859_15")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+_NON_ASCII_RUN = re.compile("[^\x00-\x7f]+")
+# Latin-script single-byte code pages whose guess is trusted (Central European, Baltic, Turkish,
+# Nordic, DOS and Mac Latin): Czech or Polish text read as cp1252 would look Western, too.
+_LATIN_SCRIPT = frozenset({"cp1250", "cp1257", "cp1254", "cp1258", "iso8859_2", "iso8859_3",
+                           "iso8859_4", "iso8859_9", "iso8859_10", "iso8859_13", "iso8859_16",
+                           "mac_latin2", "mac_roman", "mac_iceland", "mac_turkish", "cp437", "cp850",
+                           "cp852", "cp857", "cp858", "cp775", "cp865", "cp861", "hp_roman8"})
 
 
 def decode_text(data: bytes, source: str) -> str:
-    """Decode bytes of a text file: BOM-aware, UTF-8 first, then charset_normalizer's guess.
+    """Decode bytes of a text file: BOM-aware, UTF-8 first (tolerating a small share of bad
+    bytes), then a legacy encoding (the rule above).
 
     Strips the BOM, normalises newlines to "\\n", and rejects binary input.
     """
@@ -131,28 +190,68 @@ def decode_text(data: bytes, source: str) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        text = _guess_decode(data, source)
+        text = _decode_damaged_or_legacy(data, source)
     return _check_text(_normalise_newlines(text), source)
 
 
-def _guess_decode(data: bytes, source: str) -> str:
+def _decode_damaged_or_legacy(data: bytes, source: str) -> str:
+    """Rules 1-3 above, for bytes that are not valid UTF-8."""
+    replaced = data.decode("utf-8", errors="replace")
+    bad = replaced.count("\ufffd") - data.count("\ufffd".encode())  # undecodable sequences
+    good = sum(1 for _ in _NON_ASCII.finditer(replaced)) - bad  # valid non-ASCII characters
+    small = bad <= BAD_UTF8_SHARE * len(data)
+    if small and good >= bad:
+        return replaced
+    legacy = _guess_legacy(data)
+    if legacy is not None:
+        return legacy
+    if small:
+        return replaced
+    raise InputError("binary file, not text", source)
+
+
+def _guess_legacy(data: bytes) -> str | None:
     import charset_normalizer
 
     matches = charset_normalizer.from_bytes(data)
     best = matches.best()
     if best is None:
-        raise InputError("binary file, not text", source)
-    tied: list[str] = []
-    for m in matches:
-        if m.percent_chaos == best.percent_chaos and m.percent_coherence == best.percent_coherence:
-            tied.extend(m.could_be_from_charset)
-    for enc in _PREFERRED_TIES:
-        if enc in tied:
-            try:
-                return data.decode(enc)
-            except UnicodeDecodeError:
-                continue
+        return None
+    western = _decode_western(data)
+    if western is not None:
+        for m in matches:
+            if (m.percent_chaos <= best.percent_chaos + WESTERN_CHAOS_MARGIN
+                    and any(enc in _WESTERN for enc in m.could_be_from_charset)):
+                return western
+        if best.encoding not in _LATIN_SCRIPT and _looks_western(western):
+            return western
     return str(best)
+
+
+def _decode_western(data: bytes) -> str | None:
+    for enc in ("cp1252", "latin_1"):
+        try:
+            return data.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
+def _looks_western(text: str) -> bool:
+    """Every run of non-ASCII characters is one or two long and touches an ASCII letter or is
+    punctuation / a symbol."""
+    import unicodedata
+
+    for m in _NON_ASCII_RUN.finditer(text):
+        if m.end() - m.start() > 2:
+            return False
+        before = text[m.start() - 1] if m.start() else ""
+        after = text[m.end()] if m.end() < len(text) else ""
+        touches = (before.isascii() and before.isalpha()) or (after.isascii() and after.isalpha())
+        signs = all(unicodedata.category(ch)[0] in "PSN" or ch == "\xa0" for ch in m.group())
+        if not (touches or signs):
+            return False
+    return True
 
 
 def _check_text(text: str, source: str) -> str:
@@ -193,6 +292,16 @@ def _quiet_pypdf():
         logger.setLevel(old)
 
 
+def _password_arg(password: str) -> str | bytes:
+    """A password from a non-UTF-8 command line carries its raw bytes as surrogate escapes
+    (PEP 383); give pypdf those bytes, which is what the PDF's author typed."""
+    try:
+        password.encode("utf-8")
+        return password
+    except UnicodeEncodeError:
+        return password.encode("utf-8", "surrogateescape")
+
+
 def convert_pdf(data: bytes, source: str, password: str | None = None) -> Document:
     """Text of every page in order, joined with a blank line; ``pages`` = each page's offset."""
     import warnings
@@ -208,7 +317,7 @@ def convert_pdf(data: bytes, source: str, password: str | None = None) -> Docume
                 if not reader.decrypt(""):
                     if password is None:
                         raise InputError("encrypted PDF; pass --password", source)
-                    if not reader.decrypt(password):
+                    if not reader.decrypt(_password_arg(password)):
                         raise InputError("wrong password for encrypted PDF", source)
             page_texts = []
             for page in reader.pages:
@@ -216,8 +325,9 @@ def convert_pdf(data: bytes, source: str, password: str | None = None) -> Docume
                 page_texts.append(t.strip("\n").rstrip())
         except InputError:
             raise
-        except DependencyError as e:  # AES needs the optional `cryptography` package
-            raise InputError(f"cannot decrypt PDF ({_one_line(e)})", source) from None
+        except DependencyError as e:  # AES needs `cryptography` (a dependency of cprs)
+            raise InputError(f"cannot decrypt PDF ({_one_line(e)}; pip install cryptography)",
+                             source) from None
         except Exception as e:  # pypdf raises many kinds of errors on damaged files
             raise InputError(f"corrupt or unreadable PDF ({_reason(e)})", source) from None
 
@@ -293,22 +403,53 @@ def _sniff(data: bytes) -> Converter | None:
 
 
 def _finish(doc: Document, source: str) -> Document:
+    doc.text = normalise_text(doc.text)
     if not doc.text.strip():
         raise InputError("empty document", source)
+    if not doc.text.replace(REPLACEMENT, "").strip():
+        raise InputError("no readable text (only invalid characters)", source)
     return doc
 
 
-def load_path(path: str | os.PathLike, password: str | None = None) -> Document:
-    """Read ``path`` (read-only) and convert it by suffix; unknown suffixes are read as text."""
+def _limit(max_bytes: int | None) -> int | None:
+    if max_bytes is not None and max_bytes < 1:
+        raise ValueError("max_bytes must be at least 1")
+    return max_bytes
+
+
+def _too_large(max_bytes: int) -> str:
+    return f"larger than the input size limit of {max_bytes / MB:.3g} MB (--max-input-mb)"
+
+
+def _read_limited(stream, max_bytes: int | None, source: str) -> bytes:
+    """All of ``stream``, or an InputError once more than ``max_bytes`` have come: reading
+    stops one byte past the limit, so an endless stream costs at most the limit in memory."""
+    if max_bytes is None:
+        return stream.read()
+    data = stream.read(max_bytes + 1)  # a buffered read(n) loops until n bytes or end of file
+    if len(data) > max_bytes:
+        raise InputError(_too_large(max_bytes), source)
+    return data
+
+
+def load_path(path: str | os.PathLike, password: str | None = None,
+              max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB) -> Document:
+    """Read ``path`` (read-only) and convert it by suffix; unknown suffixes are read as text.
+
+    ``max_bytes`` (None: no limit) refuses larger inputs before they are read into memory."""
     source = os.fspath(path)
     p = Path(source)
+    max_bytes = _limit(max_bytes)
     try:
         if not p.exists():
             raise InputError("no such file", source)
         if p.is_dir():
             raise InputError("is a directory", source)
         with open(p, "rb") as f:
-            data = f.read()
+            st = os.fstat(f.fileno())
+            if max_bytes is not None and stat.S_ISREG(st.st_mode) and st.st_size > max_bytes:
+                raise InputError(_too_large(max_bytes), source)
+            data = _read_limited(f, max_bytes, source)
     except InputError:
         raise
     except PermissionError:
@@ -328,12 +469,30 @@ def load_path(path: str | os.PathLike, password: str | None = None) -> Document:
     return _finish(fn(data, source, password), source)
 
 
-def load_stdin(data: bytes | None = None, password: str | None = None) -> Document:
+def read_stdin_bytes(max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB) -> bytes:
+    """All of standard input, as bytes, up to ``max_bytes`` (None: no limit). A closed or
+    unreadable stdin, or one longer than the limit, is an InputError."""
+    source = "<stdin>"
+    max_bytes = _limit(max_bytes)
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        raise InputError("standard input is closed", source)
+    try:
+        return _read_limited(stream, max_bytes, source)
+    except (OSError, ValueError) as e:
+        detail = getattr(e, "strerror", None) or e
+        if isinstance(e, ValueError) or getattr(e, "errno", None) == 9:  # EBADF
+            detail = "standard input is closed"
+        raise InputError(f"cannot read ({_one_line(detail)})", source) from None
+
+
+def load_stdin(data: bytes | None = None, password: str | None = None,
+               max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB) -> Document:
     """Read standard input (or ``data``) as text; PDF and DOCX bytes are recognised by content
     (and keep their own ``kind``), everything else is text with kind ``'stdin'``."""
     source = "<stdin>"
     if data is None:
-        data = sys.stdin.buffer.read()
+        data = read_stdin_bytes(max_bytes)
     if not data.strip():
         raise InputError("empty document", source)
     fn = _sniff(data)

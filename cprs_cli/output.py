@@ -2,16 +2,29 @@
 
 Everything here is pure (no model, no CLI state) so it can be used from the library as well:
 
-    >>> from cprs_cli.output import render_json, write_atomic
-    >>> write_atomic("out.json", render_json(result))
+    >>> from cprs_cli.output import render_json, write_output
+    >>> write_output("out.json", render_json(result))
+
+Where results go (`write_output`, the rule the README states): a path that does not exist or
+a regular file is replaced atomically (temporary file + rename), so a reader never sees half a
+result; a symbolic link is followed and the rule applies to what it points at (the link stays);
+a FIFO, a character device (`/dev/null`, a terminal) or an alias of an open descriptor
+(`/dev/stdout`, `/dev/fd/N`) is written through in place, as a shell redirection would, because
+renaming over it would replace the device node or the pipe; anything else (a directory, a block
+device, a socket) is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import re
+import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -45,14 +58,37 @@ def render_text_many(results: Sequence[CompressionResult]) -> str:
     return "\n".join(parts)
 
 
+# A file name that is not valid UTF-8 reaches Python with each undecodable byte as a lone
+# surrogate (U+DC80..U+DCFF, PEP 383 "surrogateescape"); such a str cannot be written as UTF-8.
+# In JSON every lone surrogate is written as a \\uXXXX escape, which keeps the output valid
+# UTF-8 and valid JSON, and loses nothing: os.fsencode(json.loads(line)["source"]) gives the
+# name's original bytes back. (json.dumps has no option for "escape only surrogates".)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json_text(obj: object, **kwargs) -> str:
+    text = json.dumps(obj, ensure_ascii=False, **kwargs)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def encode_output(text: str) -> bytes:
+    """Text results as bytes: UTF-8, with surrogate-escaped name bytes written back as the bytes
+    they stand for (the `==> name <==` headers of several text results name files as `head`
+    does); any other lone surrogate becomes '?'."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
 def render_json(result: CompressionResult) -> str:
     """One document as a pretty-printed JSON object (`CompressionResult.to_dict()`)."""
-    return json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n"
+    return _json_text(result.to_dict(), indent=2) + "\n"
 
 
 def render_jsonl(results: Iterable[CompressionResult]) -> str:
     """One compact JSON object per line, one line per document."""
-    return "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in results)
+    return "".join(_json_text(r.to_dict()) + "\n" for r in results)
 
 
 def render(results: Sequence[CompressionResult], fmt: str) -> str:
@@ -112,22 +148,71 @@ def write_atomic(path: str | os.PathLike, text: str | bytes, *, make_parents: bo
     parent = path.parent if str(path.parent) else Path(".")
     if make_parents:
         parent.mkdir(parents=True, exist_ok=True)
-    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    data = encode_output(text) if isinstance(text, str) else bytes(text)
 
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        old = os.stat(path)
+        mode = stat.S_IMODE(old.st_mode)
     except FileNotFoundError:
+        old = None
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
 
+    with _signals_deferred():
+        _replace_via_temp(path, parent, data, mode, old)
+    _fsync_dir(parent)
+    return path
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM back while a temporary file exists, then deliver them.
+
+    Python runs signal handlers between bytecodes, so without this a Ctrl-C could land after
+    the temporary file is created and before the clean-up is armed, leaving it behind. Written
+    by hand: neither the standard library nor a maintained package offers this. Only the main
+    thread can set handlers; elsewhere the write runs unprotected (and signals go to the main
+    thread anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    saved = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            saved[signum] = signal.signal(signum, lambda n, f: pending.append(n))
+        except (ValueError, OSError):  # not settable here (embedded interpreter)
+            pass
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        if pending:
+            _redeliver(pending[0], saved.get(pending[0]))
+
+
+def _redeliver(signum: int, handler) -> None:
+    if callable(handler):
+        handler(signum, None)  # e.g. KeyboardInterrupt for SIGINT, raised now
+    elif handler != signal.SIG_IGN:
+        os.kill(os.getpid(), signum)  # the default action
+
+
+def _replace_via_temp(path: Path, parent: Path, data: bytes, mode: int,
+                      old: os.stat_result | None) -> None:
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+            write_all(fh, data)
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
+        if old is not None and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+            try:  # root replacing another user's file: keep its owner (best effort)
+                os.chown(tmp, old.st_uid, old.st_gid)
+            except OSError:
+                pass
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -135,8 +220,106 @@ def write_atomic(path: str | os.PathLike, text: str | bytes, *, make_parents: bo
         except OSError:
             pass
         raise
-    _fsync_dir(parent)
-    return path
+
+
+def write_output(path: str | os.PathLike, text: str | bytes, *,
+                 make_parents: bool = False) -> Path:
+    """Write a result to `path` by the rule in the module docstring: atomic replace for a new
+    path or a regular file (through symbolic links), written through in place for a FIFO, a
+    character device or a descriptor alias; OSError for anything else."""
+    path = Path(path)
+    data = encode_output(text) if isinstance(text, str) else bytes(text)
+    kind = output_kind(path)
+    if kind == "through":
+        _write_through(path, data)
+        return path
+    if kind == "atomic":
+        target = path
+        if path.is_symlink():  # replace what the link points at, never the link itself
+            target = Path(os.path.realpath(path))
+        return write_atomic(target, data, make_parents=make_parents)
+    raise OSError(errno.EINVAL, f"is a {kind}; cprs writes only to regular files, FIFOs and "
+                  "character devices", str(path))
+
+
+def output_kind(path: str | os.PathLike) -> str:
+    """How `write_output` would treat `path`: "atomic", "through", or the name of a file type
+    it refuses ("directory", "block device", "socket")."""
+    path = Path(path)
+    try:
+        st = os.stat(path)  # follows symbolic links
+    except FileNotFoundError:
+        return "atomic"  # a new file (or a dangling link: the file it names is created)
+    if stat.S_ISDIR(st.st_mode):
+        return "directory"
+    if stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode):
+        return "through"
+    if stat.S_ISREG(st.st_mode):
+        if path.is_symlink() and not _same_inode(os.path.realpath(path), st):
+            # a "magic" link such as /dev/stdout -> /proc/self/fd/1 whose name does not resolve
+            # to the open file (a deleted file, another mount namespace): write to the descriptor
+            return "through"
+        if _is_descriptor_alias(path):
+            return "through"
+        return "atomic"
+    if stat.S_ISBLK(st.st_mode):
+        return "block device"
+    if stat.S_ISSOCK(st.st_mode):
+        return "socket"
+    return "special file"
+
+
+def _is_descriptor_alias(path: Path) -> bool:
+    """/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N: the name stands for an open
+    descriptor (`cprs -o /dev/stdout >> log` must append to log, not replace it)."""
+    try:
+        chain = [os.path.abspath(path)]
+        p = chain[0]
+        for _ in range(40):  # follow the link chain by hand: realpath would skip the /proc hop
+            if not os.path.islink(p):
+                break
+            p = os.path.join(os.path.dirname(p), os.readlink(p))
+            chain.append(os.path.normpath(p))
+    except OSError:
+        return False
+    return any(c in ("/dev/stdout", "/dev/stderr", "/dev/stdin") or c.startswith("/dev/fd/")
+               or (c.startswith("/proc/") and "/fd/" in c) for c in chain)
+
+
+def _same_inode(a: str, st: os.stat_result) -> bool:
+    try:
+        other = os.stat(a)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _write_through(path: Path, data: bytes) -> None:
+    """Open an existing FIFO / character device / descriptor alias and write `data` to it.
+
+    O_APPEND: for a descriptor alias of a regular file (`-o /dev/stdout >> log`) the data goes
+    after what is there; for pipes and devices it changes nothing. Never O_CREAT or O_TRUNC.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "wb") as fh:
+        write_all(fh, data)
+
+
+def write_all(stream, data: bytes) -> None:
+    """Write every byte of `data` to a binary stream and flush, or raise.
+
+    A buffered write may return a short count instead of raising when the raw write fails part
+    of the way (seen on a pipe whose reader went away: 64 KiB written, no error, the rest lost),
+    so the rest is written again until it is all out or the error surfaces."""
+    view = memoryview(data)
+    while view:
+        n = stream.write(view)
+        if n is None:  # a non-blocking stream that took nothing
+            raise BlockingIOError(errno.EAGAIN, "output would block")
+        if n <= 0:
+            raise OSError(errno.EIO, "write made no progress")
+        view = view[n:]
+    stream.flush()
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -182,14 +365,16 @@ def stats_table(results: Sequence[CompressionResult], title: str | None = None) 
 
 
 def _display_source(source: str) -> str:
-    """A path below the working directory is shown relative to it (shorter table rows)."""
-    if source.startswith("<") or not os.path.isabs(source):
-        return source
-    try:
-        rel = os.path.relpath(source)
-    except ValueError:
-        return source
-    return source if rel.startswith(os.pardir) else rel
+    """A path below the working directory is shown relative to it (shorter table rows); bytes
+    of a non-UTF-8 name are shown as \\udcXX, so the table measures what it prints."""
+    shown = source
+    if not (source.startswith("<") or not os.path.isabs(source)):
+        try:
+            rel = os.path.relpath(source)
+        except ValueError:
+            rel = os.pardir
+        shown = source if rel.startswith(os.pardir) else rel
+    return shown.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _ratio(input_tokens: int, output_tokens: int) -> str:

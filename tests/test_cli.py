@@ -463,6 +463,17 @@ def test_unknown_flag_is_usage_error():
     r = invoke("compress", "-q", "q", "--no-such-flag", input="x")
     assert r.exit_code == 2
     assert "Traceback" not in r.stderr
+    # one line, like every other error (not Click's multi-line box)
+    assert r.stderr.splitlines() == [
+        "cprs: error: No such option: --no-such-flag (see 'cprs compress -h')"]
+
+
+def test_parse_errors_are_one_line():
+    for args in (["compress", "-q", "q", "--threshold", "2"], ["compress", "x.txt"], ["nosuchcommand"]):
+        r = invoke(*args)
+        assert r.exit_code == 2, args
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("cprs: error: "), (args, r.stderr)
 
 
 def test_unknown_flag_subprocess():
@@ -481,6 +492,11 @@ def test_unknown_flag_subprocess():
     ["--format", "yaml"],
     ["--device", "tpu"],
     ["--task", "poems"],
+    ["--threshold", "0"],
+    ["--threshold", "1"],
+    ["--threshold", "1.5"],
+    ["--threshold", "-0.1"],
+    ["--max-input-mb", "0"],
 ])
 def test_bad_option_values_are_usage_errors(args, tmp_path):
     src = tmp_path / "a.txt"
@@ -488,6 +504,22 @@ def test_bad_option_values_are_usage_errors(args, tmp_path):
     r = invoke("compress", src, "-q", "q", "--model", str(tmp_path / "unused"), *args)
     assert r.exit_code == 2, (args, r.stderr)
     assert "Traceback" not in r.stderr
+
+
+def test_threshold_help_states_the_open_interval():
+    """The help states the library's rule (0 < P < 1), not click's closed [0.0<=x<=1.0]."""
+    r = invoke("compress", "--help")
+    text = " ".join(r.stdout.split())
+    assert "0 < P < 1" in text
+    assert "0.0<=x<=1.0" not in text
+
+
+def test_threshold_inside_the_open_interval_is_accepted(model, tmp_path):
+    src = tmp_path / "a.txt"
+    src.write_text(TEXT_A)
+    for value in ("0.001", "0.999"):
+        r = invoke("compress", src, "-q", "q", "--model", model, "--threshold", value, "--quiet")
+        assert r.exit_code == 0, r.stderr
 
 
 def test_missing_query_is_usage_error(tmp_path):
@@ -550,6 +582,28 @@ def test_unexpected_error_is_one_line_with_debug_hint(tmp_path, monkeypatch):
     r = invoke("compress", src, "-q", "q", "--debug")
     assert r.exit_code == 1
     assert "Traceback" in r.stderr and "kaboom" in r.stderr
+
+
+def test_unexpected_error_in_one_document_does_not_stop_the_batch(model, docs, tmp_path,
+                                                                   monkeypatch):
+    """A bug hit by one document is one line naming it; the other documents are written, and
+    the exit code is 1 (internal error) rather than 0."""
+    from cprs_cli.compressor import Compressor
+
+    real = Compressor.compress_document
+
+    def flaky(self, doc, **kwargs):
+        if doc.source.endswith("b.md"):
+            raise TypeError("TextEncodeInput must be Union[...]")
+        return real(self, doc, **kwargs)
+
+    monkeypatch.setattr(Compressor, "compress_document", flaky)
+    out = tmp_path / "out"
+    r = invoke("compress", docs, "-r", "-q", "q", "--model", model, "--output-dir", out, "--quiet")
+    assert r.exit_code == 1
+    assert_one_line_error(r.stderr, "b.md", "TypeError", "--debug")
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a.txt.cprs.txt", "sub/c.txt.cprs.txt", "sub/deeper/d.rst.cprs.txt"]
 
 
 def test_critic_load_oserror_is_model_error(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from cprs_cli import critic as critic_pkg
 from cprs_cli.critic import CRITICS, critic_status, list_critics, load_critic, registry
+from cprs_cli.critic import base as base_mod
 from cprs_cli.critic.base import LABELS, Critic, hash_files, resolve_device
 from cprs_cli.critic.encoder import MAX_QUERY_TOKENS as ENC_MAX_QUERY
 from cprs_cli.critic.hybrid import MAX_QUERY_TOKENS as HYB_MAX_QUERY
@@ -503,8 +505,9 @@ def test_cache_dir(monkeypatch, tmp_path):
     assert critic_pkg.cache_dir() == tmp_path / "xdg" / "cprs"
 
 
-def test_hash_files_caches_by_path_size_and_mtime(tmp_path, monkeypatch):
+def test_hash_files_caches_by_file_identity(tmp_path, monkeypatch):
     monkeypatch.setenv("CPRS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(base_mod, "RACY_NS", 0)  # cache even files written a moment ago
     f1, f2 = tmp_path / "a.bin", tmp_path / "b.bin"
     f1.write_bytes(b"hello " * 1000)
     f2.write_bytes(b"world")
@@ -531,6 +534,80 @@ def test_hash_files_caches_by_path_size_and_mtime(tmp_path, monkeypatch):
     # an unreadable cache only costs a re-hash
     cache_file.write_text("{broken")
     assert hash_files([f1, f2]) == hashlib.sha256(b"changed" + b"WORLD").hexdigest()
+
+
+def _tamper_keeping_size_and_times(path: Path, offset: int = 0) -> None:
+    """Change one byte in place, then restore atime and mtime (what `touch -r` does)."""
+    time.sleep(0.05)  # past the file system's timestamp tick (at most 10 ms), not a timing test
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    with open(path, "r+b") as fh:  # in place: same inode, same size
+        fh.write(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _cached_digests(tmp_path: Path) -> list[str]:
+    return list(json.loads((tmp_path / "cache" / "hashes.json").read_text()).values())
+
+
+def test_hash_files_catches_in_place_tampering_with_size_and_mtime_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("CPRS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(base_mod, "RACY_NS", 0)
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"weights " * 500)
+    first = hash_files([f])
+    assert _cached_digests(tmp_path) == [first]  # the cache is in play
+    _tamper_keeping_size_and_times(f)
+    assert hash_files([f]) == hashlib.sha256(f.read_bytes()).hexdigest() != first
+
+
+def test_hash_files_catches_a_swapped_file(tmp_path, monkeypatch):
+    """Another file renamed into place, with the original's size and times copied over."""
+    monkeypatch.setenv("CPRS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(base_mod, "RACY_NS", 0)
+    f, other = tmp_path / "w.bin", tmp_path / "other.bin"
+    f.write_bytes(b"A" * 4096)
+    first = hash_files([f])
+    assert _cached_digests(tmp_path) == [first]
+    time.sleep(0.05)  # past the timestamp tick, so the swap is not within the same tick
+    other.write_bytes(b"B" * 4096)
+    st = f.stat()
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(other, f)
+    assert hash_files([f]) == hashlib.sha256(b"B" * 4096).hexdigest() != first
+
+
+def test_tampered_base_weights_are_caught(tmp_path, monkeypatch):
+    """The sha256 check of a shipped critic's base cannot be bypassed through the hash cache."""
+    from cprs_cli.critic import loader, registry
+
+    monkeypatch.setenv("CPRS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(base_mod, "RACY_NS", 0)
+    base = tmp_path / "base.safetensors"
+    base.write_bytes(b"pretend these are base weights " * 100)
+    monkeypatch.setenv("CPRS_TEST_BASE", str(base))
+    weights = registry.BaseWeights(package="x==1", module="x_not_installed", file="f",
+                                   sha256=hashlib.sha256(base.read_bytes()).hexdigest(),
+                                   env="CPRS_TEST_BASE", licence="MIT")
+    spec = registry.CriticSpec("t", "encoder", "test", weights)
+    assert loader._verified_base(spec) == base  # verified, and now cached
+    assert _cached_digests(tmp_path) == [weights.sha256]
+    _tamper_keeping_size_and_times(base, offset=7)
+    with pytest.raises(ModelError, match="sha256"):
+        loader._verified_base(spec)
+
+
+def test_hash_files_does_not_cache_a_file_changed_a_moment_ago(tmp_path, monkeypatch):
+    """The racy-file rule: a file whose ctime is within RACY_NS of the hashing is not cached."""
+    monkeypatch.setenv("CPRS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(base_mod, "RACY_NS", 3600 * 10**9)
+    f = tmp_path / "fresh.bin"
+    f.write_bytes(b"fresh")
+    assert hash_files([f]) == hashlib.sha256(b"fresh").hexdigest()
+    assert not (tmp_path / "cache" / "hashes.json").exists()
 
 
 def test_registry_imports_without_torch():

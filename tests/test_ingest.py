@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from badinput.pdfbuild import odd_pdf
+
 from cprs_cli.errors import InputError
-from cprs_cli.ingest import Document, load_path, load_stdin, register_converter
+from cprs_cli.ingest import (Document, load_path, load_stdin, normalise_text, read_stdin_bytes,
+                             register_converter)
 
 FRENCH = "Le café est très bon. Les élèves étudient à l'école. Naïve façade, garçon.\nDeuxième ligne.\n"
 
@@ -193,11 +196,12 @@ def make_pdf(pages: list[str]) -> bytes:
     return bytes(pdf.output())
 
 
-def encrypt_pdf(data: bytes, user_password: str, owner_password: str = "owner") -> bytes:
+def encrypt_pdf(data: bytes, user_password: str, owner_password: str = "owner",
+                algorithm: str = "RC4-128") -> bytes:
     from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
-    writer.encrypt(user_password=user_password, owner_password=owner_password)  # RC4, no extra deps
+    writer.encrypt(user_password=user_password, owner_password=owner_password, algorithm=algorithm)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -240,6 +244,33 @@ def test_pdf_encrypted_with_password(tmp_path, unchanged):
         load_path(p, password="nope")
     doc = load_path(p, password="s3cret")
     assert "apples" in doc.text and "pears" in doc.text
+
+
+@pytest.mark.parametrize("algorithm", ["AES-128", "AES-256", "AES-256-R5"])
+@pytest.mark.parametrize("password", ["s3cret", "пароль-Ключ", "Ünïcødé ✓"])
+def test_pdf_encrypted_aes(tmp_path, unchanged, algorithm, password):
+    """AES needs the `cryptography` package (a dependency): the right password opens the file,
+    a wrong one is one line, and the file is never touched."""
+    data = encrypt_pdf(make_pdf([PAGE1, PAGE2]), password, algorithm=algorithm)
+    p = unchanged(write(tmp_path, "aes.pdf", data))
+    with pytest.raises(InputError, match="encrypted PDF; pass --password"):
+        load_path(p)
+    with pytest.raises(InputError, match="wrong password"):
+        load_path(p, password=password[:-1])
+    doc = load_path(p, password=password)
+    assert "apples" in doc.text and "pears" in doc.text and len(doc.pages) == 2
+
+
+def test_pdf_password_from_a_non_utf8_command_line(tmp_path):
+    """A password that reached argv as bytes that are not UTF-8 (surrogate escapes) is passed to
+    the decryption as those bytes (RC4 passwords are Latin-1 bytes), never a crash."""
+    raw = "caf\xe9".encode("latin-1")  # a Latin-1 terminal typing 'café'
+    data = encrypt_pdf(make_pdf([PAGE1]), "café", algorithm="RC4-128")
+    p = write(tmp_path, "l1.pdf", data)
+    argv_form = raw.decode("utf-8", "surrogateescape")  # what sys.argv holds
+    assert "apples" in load_path(p, password=argv_form).text
+    with pytest.raises(InputError, match="wrong password"):
+        load_path(p, password=b"caf\xe8".decode("utf-8", "surrogateescape"))
 
 
 def test_pdf_corrupt(tmp_path, unchanged):
@@ -343,3 +374,158 @@ def test_register_converter(tmp_path, monkeypatch):
     assert load_path(p).text == "QUIET"
     p2 = write(tmp_path, "y.shout", b"calm")
     assert load_path(p2).text == "CALM"
+
+
+# -- code points that are not text, size limits, closed stdin ------------------------------------
+
+
+def test_normalise_text_replaces_one_for_one():
+    raw = "a\ud800b\x00c\uffffd\U0010fffe\ufdd0e\udcff"
+    out = normalise_text(raw)
+    assert out == "a\ufffdb\ufffdc\ufffdd\ufffd\ufffde\ufffd"
+    assert len(out) == len(raw)
+    out.encode("utf-8")  # no surrogates left
+    keep = "RTL \u200f mark, combining e\u0301, tab\t, bell \x07, emoji \U0001f600"
+    assert normalise_text(keep) == keep
+
+
+@pytest.mark.parametrize("kind", ["surrogate", "nul", "ffff"])
+def test_pdf_with_odd_code_points_is_normalised(tmp_path, unchanged, kind):
+    p = unchanged(write(tmp_path, f"{kind}.pdf", odd_pdf(kind)))
+    doc = load_path(p)
+    doc.text.encode("utf-8")
+    assert "\x00" not in doc.text and "\uffff" not in doc.text
+    assert "\ufffd" in doc.text
+    assert doc.text.startswith("The first sentence") and doc.text.endswith("also here.")
+
+
+def test_stdin_text_is_normalised():
+    doc = load_stdin("plain \uffff text".encode("utf-8"))
+    assert doc.text == "plain \ufffd text"
+
+
+def test_only_invalid_characters_is_no_readable_text():
+    with pytest.raises(InputError, match="no readable text"):
+        load_stdin("\uffff\uffff".encode("utf-8"))
+
+
+def test_size_limit_on_a_regular_file(tmp_path, unchanged):
+    p = unchanged(write(tmp_path, "big.txt", b"word " * 1000))
+    with pytest.raises(InputError, match="larger than the input size limit") as ei:
+        load_path(p, max_bytes=4999)
+    assert str(p) in str(ei.value)
+    assert load_path(p, max_bytes=5000).text.startswith("word")
+    assert load_path(p, max_bytes=None).text.startswith("word")
+
+
+def test_size_limit_stops_reading_an_endless_device():
+    """/dev/zero never ends: reading stops one byte past the limit."""
+    with pytest.raises(InputError, match="larger than the input size limit of 0.25 MB"):
+        load_path("/dev/zero", max_bytes=1 << 18)
+
+
+def test_size_limit_on_stdin(monkeypatch):
+    class FakeStdin:
+        buffer = io.BytesIO(b"x" * 100)
+
+    monkeypatch.setattr(sys, "stdin", FakeStdin)
+    with pytest.raises(InputError, match="<stdin>: larger than"):
+        read_stdin_bytes(max_bytes=99)
+    FakeStdin.buffer = io.BytesIO(b"x" * 99)
+    assert read_stdin_bytes(max_bytes=99) == b"x" * 99
+    FakeStdin.buffer = io.BytesIO(b"x" * 11)
+    with pytest.raises(InputError, match="larger than"):
+        load_stdin(data=None, max_bytes=10)
+
+
+def test_closed_stdin_is_an_input_error(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", None)
+    with pytest.raises(InputError, match="<stdin>: standard input is closed"):
+        load_stdin()
+
+
+# -- decoding rule: damaged UTF-8, legacy encodings -----------------------------------------------
+
+GERMAN = "Die Größe des Gebäudes ist beeindruckend. Überall gibt es schöne Möbel.\n"
+
+
+def test_one_bad_byte_in_utf8_is_replaced_not_rejected(tmp_path, unchanged):
+    good = (GERMAN * 200).encode("utf-8")  # about 15 KB
+    data = good[:7001] + b"\xff" + good[7001:]
+    p = unchanged(write(tmp_path, "damaged.txt", data))
+    text = load_path(p).text
+    assert text.count("\ufffd") == 1
+    assert text.replace("\ufffd", "") == GERMAN * 200
+
+
+def _damaged(n_bad: int) -> bytes:
+    good = (GERMAN * 40).encode("utf-8")
+    step = len(good) // (n_bad + 1)
+    parts = [good[i * step:(i + 1) * step] for i in range(n_bad)] + [good[n_bad * step:]]
+    return b"\x81".join(parts)  # 0x81 never starts or continues a valid sequence here
+
+
+@pytest.mark.parametrize("over", [False, True])
+def test_damaged_utf8_share_threshold(over):
+    """Rule 1: at most BAD_UTF8_SHARE of the bytes undecodable -> UTF-8 with U+FFFD; above it,
+    the file is not read as damaged UTF-8 (a legacy guess, or rejected as binary)."""
+    from cprs_cli import ingest
+
+    n = 1
+    while (n + 1) <= ingest.BAD_UTF8_SHARE * (len(_damaged(n + 1))):
+        n += 1  # the largest count within the share
+    data = _damaged(n + 8 if over else n)
+    as_damaged_utf8 = data.decode("utf-8", "replace")
+    if not over:
+        assert decode(data) == as_damaged_utf8
+        return
+    try:
+        assert decode(data) != as_damaged_utf8
+    except InputError as err:
+        assert "binary" in str(err)
+
+
+def decode(data: bytes) -> str:
+    from cprs_cli.ingest import decode_text
+
+    return decode_text(data, "mem")
+
+
+def test_ascii_with_one_stray_byte_is_text():
+    data = b"The quick brown fox jumps over the lazy dog. " * 300
+    data = data[:7000] + b"\xff" + data[7000:]
+    text = decode(data)
+    assert len(text) == len(data) and text.startswith("The quick")
+
+
+LATIN1_SAMPLES = [
+    "had Æther on but one there and it is had has über it all déjà is has on there the",
+    "one it of one crème a can one to with the all on as at at from after there had.",
+    "Der Großvater aß Äpfel über dem Fluß. Schöne Grüße aus München.",
+    "its was it déjà in was not and her which her one to be has at all all as for señor",
+    "her his not not Ångström.",
+    "a is an with brûlée.",
+    "one or °.",
+    "from © be.",
+    "Smörgåsbord är gött. Þetta er íslenska.",
+]
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252"])
+@pytest.mark.parametrize("text", LATIN1_SAMPLES)
+def test_latin1_and_cp1252_keep_their_accents(text, encoding):
+    """Each of these was decoded wrongly before (as cp1257, cp1250, Big5 ...)."""
+    assert decode(text.encode(encoding)) == text
+
+
+@pytest.mark.parametrize("text,encoding", [
+    ("Price: 5 € — “quoted” ‘text’ … naïve. Œuvre complète.", "cp1252"),
+    ("Příliš žluťoučký kůň úpěl ďábelské ódy. " * 5, "cp1250"),
+    ("Zażółć gęślą jaźń. Pchnąć w tę łódź jeża lub ośm skrzyń fig. " * 5, "cp1250"),
+    ("Съешь же ещё этих мягких французских булок, да выпей чаю. " * 5, "cp1251"),
+    ("いろはにほへと ちりぬるを わかよたれそ つねならむ。日本語のテキストです。" * 5, "shift_jis"),
+    ("我能吞下玻璃而不伤身体。这是中文文本。" * 5, "gbk"),
+    ("Ξεσκεπάζω την ψυχοφθόρα βδελυγμία. " * 5, "cp1253"),
+])
+def test_other_legacy_encodings_still_detected(text, encoding):
+    assert decode(text.encode(encoding)) == text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -97,18 +98,39 @@ class Critic(ABC):
         return [probs[i, s:e] for i, (s, e) in enumerate(spans)]
 
 
+# a digest is cached only for files whose last change is at least this old (see hash_files)
+RACY_NS = 2_000_000_000
+
+
+def file_identity(path: Path) -> str:
+    """What the hash cache keys a file by: its real path, device, inode, size, mtime and ctime.
+
+    mtime alone can be forged (`touch -r`), but the kernel sets ctime to the current time on
+    every write, rename or `utime` and offers no call to set it back, so a file changed in place
+    (even with its size and mtime restored) or swapped for another gets a new key and is hashed
+    again. Only someone who can reset the system clock, or write the cache itself (which lives
+    with the user's own files, as trusted as the installed package), could get past this.
+    """
+    st = path.stat()
+    return (f"{path.resolve()}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|"
+            f"{st.st_ctime_ns}")
+
+
 def hash_files(paths: list[Path]) -> str:
     """sha256 over the given files' bytes, in order (streamed: weights can be many GB).
 
-    The digest is cached beside the user's other cprs files, keyed by path, size and mtime,
-    so a 15 GB checkpoint is hashed once, not on every run.
+    The digest is cached beside the user's other cprs files, keyed by each file's identity
+    (`file_identity`: path, inode, size, mtime and ctime), so a 15 GB checkpoint is hashed once,
+    not on every run, and a file tampered with in place is hashed again.
     """
     from .registry import cache_dir
 
-    key = hashlib.sha256()
+    started = time.time_ns()
+    key = hashlib.sha256(b"cprs-hash-cache-v2")
+    newest_change = 0
     for p in paths:
-        st = p.stat()
-        key.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+        key.update(file_identity(p).encode() + b"\n")
+        newest_change = max(newest_change, p.stat().st_ctime_ns)
     cache_file = cache_dir() / "hashes.json"
     try:
         cache = json.loads(cache_file.read_text())
@@ -123,6 +145,10 @@ def hash_files(paths: list[Path]) -> str:
             for block in iter(lambda: fh.read(1 << 22), b""):
                 digest.update(block)
     cache[k] = digest.hexdigest()
+    # "Racy" files (git's term) are not cached: timestamps have a coarse clock tick, so a file
+    # changed within the same tick as the hashing could keep its ctime; hash it again next time.
+    if started - newest_change < RACY_NS:
+        return cache[k]
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")

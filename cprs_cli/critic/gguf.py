@@ -37,7 +37,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(config)
+        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
     tensors = load_gguf_checkpoint(str(gguf_path), return_tensors=True, model_to_load=skeleton)["tensors"]
     state = {k: torch.as_tensor(v).contiguous().float() for k, v in tensors.items()}
 
@@ -46,7 +46,8 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     try:
         save_file(state, str(tmp / "model.safetensors"))
         config.save_pretrained(str(tmp))
-        tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
+                                            trust_remote_code=False)
         tok.save_pretrained(str(tmp))
         if out_dir.exists():
             shutil.rmtree(out_dir)

@@ -34,7 +34,8 @@ class HybridTagger(nn.Module):
         super().__init__()
         self.config = config
         impl = getattr(config, "_attn_implementation", None) or "sdpa"
-        self.model = AutoModel.from_config(config, attn_implementation=impl)
+        self.model = AutoModel.from_config(config, attn_implementation=impl,
+                                            trust_remote_code=False)
         self.cls_head = nn.Linear(config.hidden_size, 4)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False) if with_lm_head else None
         n = config.num_hidden_layers

@@ -2,11 +2,18 @@
 
 A critic directory holds a Hugging Face `config.json`, `*.safetensors` weights and tokenizer
 files. Only safetensors are ever loaded; pickle checkpoints are refused.
+
+Nothing in a critic directory is ever executed: a directory that carries Python files or an
+`auto_map` (transformers' hook for custom modelling code) is refused before transformers
+sees it, and every transformers call passes `trust_remote_code=False`, so transformers can
+neither run such code nor ask on stdin whether it may (where the answer would be read from
+the user's document).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from pathlib import Path
 
@@ -72,22 +79,58 @@ def _weight_files(path: Path) -> list[Path]:
     return files
 
 
+# the JSON files in which transformers looks for an `auto_map` (custom code to import)
+_AUTO_MAP_FILES = ("config.json", "tokenizer_config.json", "processor_config.json",
+                   "preprocessor_config.json", "feature_extractor_config.json")
+
+
+def refuse_custom_code(path: Path) -> None:
+    """Raise ModelError if the directory could make transformers import code from it.
+
+    cprs loads weights only (safetensors); a critic never needs modelling code of its own.
+    """
+    py = sorted(p.name for p in path.glob("*.py"))
+    if py:
+        raise ModelError(f"contains Python code ({', '.join(py[:3])}); cprs never runs code "
+                         "from a model directory", str(path))
+    for name in _AUTO_MAP_FILES:
+        f = path / name
+        if not f.is_file():
+            continue
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"unreadable {name} ({type(exc).__name__})", str(path)) from None
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise ModelError(f"{name} has an auto_map (custom model code); cprs never runs code "
+                             "from a model directory", str(path))
+
+
 def _read_config(path: Path):
     from transformers import AutoConfig
 
     if not (path / "config.json").exists():
         raise ModelError("no config.json: not a critic directory", str(path))
+    refuse_custom_code(path)
     try:
-        return AutoConfig.from_pretrained(str(path))
+        return AutoConfig.from_pretrained(str(path), trust_remote_code=False)
     except Exception as exc:  # transformers raises many types for bad configs
         raise ModelError(f"unreadable config.json ({exc})", str(path)) from None
+
+
+# files a tokenizer is built from; without any, transformers 5 quietly builds an empty one
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
+                    "sentencepiece.bpe.model")
 
 
 def _load_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
+    refuse_custom_code(path)
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        raise ModelError("no tokenizer files (tokenizer.json or a vocabulary)", str(path))
     try:
-        tok = AutoTokenizer.from_pretrained(str(path))
+        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except Exception as exc:
         raise ModelError(f"cannot load the tokenizer ({exc})", str(path)) from None
     if not getattr(tok, "is_fast", False):
@@ -128,7 +171,7 @@ def build_model(config, kind: str, state: dict, device: torch.device, dtype: tor
         raise ModelError(f"encoder critic needs 4 labels (B/I/O/E), config has {config.num_labels}")
     with _default_dtype(dtype), torch.device(device):
         if kind == "encoder":
-            model = AutoModelForTokenClassification.from_config(config)
+            model = AutoModelForTokenClassification.from_config(config, trust_remote_code=False)
         else:
             with_lm = any(k.startswith("lm_head.") for k in state)
             model = HybridTagger(config, with_lm_head=with_lm)

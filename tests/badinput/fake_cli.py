@@ -1,0 +1,52 @@
+"""The real `cprs` command line with a stand-in critic, for process-level bad-input cases.
+
+Closed descriptors, /dev/full, signals, two processes at once and full or read-only file systems
+are properties of the process, not of the critic, and each such case needs a process of its own.
+Loading torch takes seconds per process; this stand-in needs no torch, so those cases stay
+fast. Everything else (argument parsing, ingestion, output paths, writing, errors, exit codes)
+is the real code. The stand-in keeps the whole document, so a result's expected bytes are known:
+`expected_text(path)`.
+
+Environment: CPRS_FAKE_DELAY (seconds to spend per document, default 0).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from cprs_cli import cli  # noqa: E402
+from cprs_cli.result import CompressionResult, Span, Stats  # noqa: E402
+
+
+class KeepEverything:
+    """Compressor stand-in: every document is kept whole."""
+
+    def compress_document(self, doc, progress=None, **options) -> CompressionResult:
+        delay = float(os.environ.get("CPRS_FAKE_DELAY", "0"))
+        end = time.monotonic() + delay
+        while time.monotonic() < end:  # short sleeps: signals are handled between them
+            time.sleep(0.01)
+        text = doc.text
+        n = max(1, len(text.split()))
+        return CompressionResult(
+            source=doc.source, query=options.get("query", ""), instruction="keep everything",
+            granularity=options.get("granularity", "sentence"), model_name="fake",
+            model_sha256="0" * 64, spans=[Span(0, len(text), text, 1.0)], compressed_text=text,
+            stats=Stats(input_tokens=n, output_tokens=n, ratio=1.0, windows=1, seconds=delay,
+                        device="cpu"))
+
+
+def expected_text(path: Path) -> bytes:
+    """What `--format text` writes for a plain UTF-8 input under this stand-in."""
+    text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
+    return (text.rstrip("\n") + "\n").encode("utf-8") if text else b""
+
+
+if __name__ == "__main__":
+    cli._load_compressor = lambda *args, **kwargs: KeepEverything()
+    sys.exit(cli.main())
