@@ -17,7 +17,8 @@ from . import segment
 from .critic import Critic, load_critic
 from .errors import UsageError
 from .instructions import resolve_instruction
-from .result import CompressionResult, Stats
+from .ingest import normalise_text
+from .result import CompressionResult, Span, Stats
 from .select import DEFAULT_LEXICAL_WEIGHT, DEFAULT_SEPARATOR, GRANULARITIES, assemble, select
 from .tags import OFFICIAL_MAX_GAP
 from .tokens import count_tokens
@@ -144,6 +145,10 @@ class Compressor:
             raise UsageError("--lexical-weight must be in [0, 10]")
         instruction_text = resolve_instruction(instruction, task)
         separator = DEFAULT_SEPARATOR if separator is None else separator
+        # tokenizers raise on lone surrogates and mangle NUL: the stages see a cleaned copy (one
+        # character for one, so offsets agree) and the spans are cut from the caller's text
+        original, asked = text, query
+        text, query = normalise_text(text), normalise_text(query)
 
         start = time.perf_counter()
         timings: dict[str, float] = {}
@@ -166,15 +171,17 @@ class Compressor:
                                   granularity=granularity, budget=budget, threshold=threshold,
                                   min_span_tokens=min_span_tokens, max_gap=max_gap, separator=separator,
                                   lexical_weight=lexical_weight, sentences=sentences, input_tokens=input_tokens)
+        if text != original:
+            spans = [Span(sp.start, sp.end, original[sp.start:sp.end], sp.score) for sp in spans]
         compressed = assemble(spans, separator)
-        output_tokens = count_tokens(compressed)
+        output_tokens = count_tokens(normalise_text(compressed))
         timings["post"] = time.perf_counter() - t2
         seconds = time.perf_counter() - start
         stats = Stats(input_tokens=input_tokens, output_tokens=output_tokens,
                       ratio=round(input_tokens / max(output_tokens, 1), 3), windows=n_windows,
                       seconds=round(seconds, 4), device=self.device,
                       timings={k: round(v, 4) for k, v in timings.items()})
-        return CompressionResult(source=source, query=query, instruction=instruction_text,
+        return CompressionResult(source=source, query=asked, instruction=instruction_text,
                                  granularity=granularity, model_name=self.model_name,
                                  model_sha256=self.model_sha256, spans=spans, compressed_text=compressed,
                                  stats=stats)

@@ -221,3 +221,13 @@ def test_library_entry_point(tiny_encoder_critic_dir):
     c = cprs_cli.Compressor(str(tiny_encoder_critic_dir), device="cpu")
     assert c.device == "cpu" and c.model_name == tiny_encoder_critic_dir.name
     assert c.window_tokens == c.critic.default_window_tokens and c.batch_size == c.critic.default_batch_size
+
+
+@pytest.mark.parametrize("granularity", ["word", "sentence", "paragraph"])
+def test_text_that_is_not_text_still_compresses_to_exact_spans(comp, granularity):
+    # lone surrogates (a PDF's broken ToUnicode map), NUL and noncharacters make tokenizers raise
+    text = "Alpha \ud800 beta.\x00 The landing was in 1969.\n\nGamma \ufffe delta. " * 5
+    r = comp.compress(text, query="When was the landing?\udcff", granularity=granularity, rate=1.0)
+    assert r.query == "When was the landing?\udcff"
+    assert r.spans and all(text[s.start:s.end] == s.text for s in r.spans)
+    assert r.compressed_text == text.strip()  # a budget at the input keeps all of it

@@ -179,8 +179,8 @@ def _load_encoder(path: str, device: str):
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).to(device).eval()
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    model = AutoModel.from_pretrained(path, trust_remote_code=False).to(device).eval()
     return tok, model
 
 

@@ -128,7 +128,7 @@ def init_model(name: str, device: torch.device):
 def _tokenizer(base_dir: Path):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(base_dir))
+    tok = AutoTokenizer.from_pretrained(str(base_dir), trust_remote_code=False)
     tok.model_max_length = 1 << 40
     return tok
 
