@@ -514,6 +514,11 @@ def compress(
         "--min-span-tokens", min=1, metavar="N",
         help="Drop kept spans shorter than N tokens.",
         rich_help_panel="How much to keep")] = None,
+    lexical_weight: Annotated[float | None, typer.Option(
+        "--lexical-weight", min=0.0, max=10.0, metavar="W",
+        help="With --rate/--max-tokens, rank units by critic score + W x their BM25 score "
+             "(0 = critic alone; default: the critic's calibrated weight).",
+        rich_help_panel="How much to keep")] = None,
     separator: Annotated[str | None, typer.Option(
         metavar="TEXT", help="Marks where text was dropped (default: the compressor's).",
         rich_help_panel="How much to keep")] = None,
@@ -575,6 +580,7 @@ def compress(
             task=task.value if task is not None else None, granularity=granularity.value,
             rate=rate, max_tokens=max_tokens, threshold=threshold,
             min_span_tokens=min_span_tokens, separator=separator, model=model, device=device,
+            lexical_weight=lexical_weight,
             batch_size=batch_size, window_tokens=window_tokens, password=password,
             recursive=recursive, glob=glob, output=output, output_dir=output_dir,
             fmt=fmt.value, quiet=quiet, no_progress=no_progress,
@@ -587,7 +593,8 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                   model: str | None, device: str, batch_size: int | None,
                   window_tokens: int | None, password: str | None, recursive: bool, glob: str,
                   output: str | None, output_dir: Path | None, fmt: str, quiet: bool,
-                  no_progress: bool, max_input_bytes: int | None = None) -> None:
+                  no_progress: bool, max_input_bytes: int | None = None,
+                  lexical_weight: float | None = None) -> None:
     from .output import output_path_for, render_json, render_jsonl, render_text, stats_table
     from .output import write_output
 
@@ -690,7 +697,8 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
     options: dict[str, Any] = {"query": query, "granularity": granularity}
     for key, value in (("instruction", instruction), ("task", task), ("rate", rate),
                        ("max_tokens", max_tokens), ("threshold", threshold),
-                       ("min_span_tokens", min_span_tokens), ("separator", separator)):
+                       ("min_span_tokens", min_span_tokens), ("separator", separator),
+                       ("lexical_weight", lexical_weight)):
         if value is not None:
             options[key] = value
 
