@@ -49,6 +49,7 @@ EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, quietly, as `head` users expect
 EXIT_TERMINATED = 143  # 128 + SIGTERM
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
 
 
 class Terminated(BaseException):
@@ -639,11 +640,17 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
         if output_dir.exists() and not output_dir.is_dir():
             raise UsageError(f"--output-dir {output_dir}: exists and is not a directory")
         taken: dict[str, InputItem] = {}
+        planned: list[InputItem] = []
         for item in items:
             if item.is_stdin:
                 dest = output_path_for("stdin", None, output_dir, fmt)
             else:
                 dest = output_path_for(item.path, item.root, output_dir, fmt)  # type: ignore[arg-type]
+            if len(os.fsencode(dest.name)) > NAME_MAX:  # the input's name + ".cprs.txt"
+                problems.append((item.display, f"its result name would be {len(os.fsencode(dest.name))} "
+                                 f"bytes, longer than the file system's limit of {NAME_MAX}"))
+                continue
+            planned.append(item)
             key = os.path.abspath(dest)
             if key in taken:
                 raise UsageError(f"--output-dir: {taken[key].display} and {item.display} would "
@@ -652,6 +659,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                 raise UsageError(f"--output-dir: refusing to overwrite input file {dest}")
             taken[key] = item
             out_paths[item] = dest
+        items = planned
 
     console = _err_console()
     failed = bool(problems)

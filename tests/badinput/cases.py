@@ -739,3 +739,49 @@ CASES += [
     Case("fs-full-file-system", "special", _full_fs, 3, "No space left on device", _small_written_big_not,
          runner="custom", skip=_unshare_skip),
 ]
+
+# --------------------------------------------------------------------------- long names
+
+LONG_IN = "n" * 236 + ".txt"  # 240 characters: its output name (+ ".cprs.txt") is 249, legal
+LONG_OUT = "o" * 246 + ".txt"  # 250 characters, legal (the limit is 255 bytes)
+
+
+def _long_input_in_dir(ctx: Ctx) -> Run:
+    g.put(ctx.inp, LONG_IN, g.GOOD_TEXT.encode())
+    return Run(compress(ctx.inp, extra=["--output-dir", str(ctx.out)] + KEEP_ALL))
+
+
+def _long_output_file(existing: bool) -> Callable[[Ctx], Run]:
+    def build(ctx: Ctx) -> Run:
+        src = g.put(ctx.inp, "a.txt", g.GOOD_TEXT.encode())
+        ctx.out.mkdir(parents=True)
+        if existing:
+            (ctx.out / LONG_OUT).write_text("old result\n")
+        return Run(compress(src, extra=["-o", str(ctx.out / LONG_OUT)] + KEEP_ALL))
+    return build
+
+
+def _written_with(name: str, needle: str) -> Callable[[Ctx, Result], None]:
+    def check(ctx: Ctx, r: Result) -> None:
+        assert _written(ctx) == [name], _written(ctx)
+        assert needle in (ctx.out / name).read_text()
+    return check
+
+
+def _result_name_too_long(ctx: Ctx) -> Run:
+    g.put(ctx.inp, "a.txt", g.GOOD_TEXT.encode())
+    g.put(ctx.inp, "x" * 246 + ".txt", g.OTHER_TEXT.encode())  # + ".cprs.txt" = 259 bytes
+    return Run(compress(ctx.inp, extra=["--output-dir", str(ctx.out)]))
+
+
+CASES += [
+    Case("names-result-name-too-long-in-batch", "names", _result_name_too_long, 3,
+         "its result name would be 259 bytes, longer than the file system's limit of 255",
+         expect_written("a.txt.cprs.txt")),
+    Case("names-240-char-input-in-directory-batch", "names", _long_input_in_dir, 0, None,
+         _written_with(LONG_IN + ".cprs.txt", "Apollo 11")),
+    Case("names-250-char-output-file", "names", _long_output_file(False), 0, None,
+         _written_with(LONG_OUT, "Apollo 11")),
+    Case("names-250-char-output-file-replaced", "names", _long_output_file(True), 0, None,
+         _written_with(LONG_OUT, "Apollo 11")),
+]
