@@ -615,6 +615,13 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
     for option, value in (("--query", query), ("--instruction", instruction),
                           ("--separator", separator)):
         _require_utf8(option, value)
+    if password is not None:
+        from .ingest import PasswordError, check_password
+
+        try:
+            check_password(password)
+        except PasswordError as err:  # the password is the problem, not any file
+            raise UsageError(f"--password: {err}") from None
     to_stdout = output_dir is None and (output is None or output == "-")
     if to_stdout and sys.stdout is None:
         raise UsageError("standard output is closed; give -o FILE or --output-dir DIR")

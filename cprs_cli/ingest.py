@@ -299,7 +299,29 @@ def _password_arg(password: str) -> str | bytes:
         password.encode("utf-8")
         return password
     except UnicodeEncodeError:
+        pass
+    try:
         return password.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as err:
+        raise PasswordError(password_problem(password, err)) from None
+
+
+class PasswordError(ValueError):
+    """The password itself cannot be used (not the file): a code point no encoding can carry."""
+
+
+def password_problem(password: str, err: UnicodeEncodeError) -> str:
+    """Why `password` cannot be encoded, in words (the CLI and convert_pdf share it)."""
+    ch = password[err.start]
+    return (f"cannot be encoded (U+{ord(ch):04X}, a lone surrogate, at character {err.start + 1}); "
+            "the password is at fault, not the file")
+
+
+def check_password(password: str | None) -> None:
+    """Raise PasswordError unless `password` can be passed to the PDF decryption (text, or the
+    raw bytes of a non-UTF-8 command line)."""
+    if password is not None:
+        _password_arg(password)
 
 
 def convert_pdf(data: bytes, source: str, password: str | None = None) -> Document:
@@ -317,7 +339,11 @@ def convert_pdf(data: bytes, source: str, password: str | None = None) -> Docume
                 if not reader.decrypt(""):
                     if password is None:
                         raise InputError("encrypted PDF; pass --password", source)
-                    if not reader.decrypt(_password_arg(password)):
+                    try:
+                        secret = _password_arg(password)
+                    except PasswordError as e:
+                        raise InputError(f"password {e}", source) from None
+                    if not reader.decrypt(secret):
                         raise InputError("wrong password for encrypted PDF", source)
             page_texts = []
             for page in reader.pages:

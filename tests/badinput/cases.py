@@ -785,3 +785,22 @@ CASES += [
     Case("names-250-char-output-file-replaced", "names", _long_output_file(True), 0, None,
          _written_with(LONG_OUT, "Apollo 11")),
 ]
+
+# --------------------------------------------------------------------------- passwords
+
+
+def _locked_with(password: str, algorithm: str = "AES-128") -> Callable[[Ctx], Run]:
+    def build(ctx: Ctx) -> Run:
+        path = g.put(ctx.inp, "locked.pdf", g.encrypted_pdf("s3cret", algorithm))
+        return Run(compress(path, extra=["--password", password]))
+    return build
+
+
+CASES += [
+    # a lone surrogate cannot come from a command line (argv bytes arrive as \udcXX escapes), but
+    # can from a caller of the CLI's app or an environment that passes str; it blames the password
+    Case("pdf-password-lone-surrogate", "pdf", _locked_with("pa\ud800ss"), 2,
+         "--password: cannot be encoded (U+D800, a lone surrogate, at character 3); the password is at fault"),
+    Case("pdf-password-lone-surrogate-rc4", "pdf", _locked_with("\udfff", "RC4-128"), 2,
+         "--password: cannot be encoded (U+DFFF"),
+]
