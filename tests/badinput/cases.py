@@ -171,6 +171,14 @@ for name, (code, msg) in DOCX_EXPECT.items():
                       (lambda n: lambda ctx: Run(compress(g.put(ctx.inp, f"{n}.docx", g.DOCX_BUILDERS[n]()))))(name),
                       code, msg))
 CASES += [
+    # a 0.9 MB DOCX whose word/document.xml inflates to 300 MB: refused from the zip directory
+    Case("docx-zip-bomb", "docx", one_file("bomb.docx", g.docx_bomb(), ["--max-input-mb", "100"]), 3,
+         "bomb.docx: expands to 301 MB when unzipped, larger than the input size limit of 100 MB"),
+    Case("docx-zip-bomb-on-stdin", "docx",
+         lambda ctx: Run(compress("-", extra=["--max-input-mb", "100"]), stdin=g.docx_bomb()), 3,
+         "<stdin>: expands to 301 MB when unzipped"),
+    Case("docx-zip-bomb-without-suffix", "docx", one_file("bomb", g.docx_bomb(), ["--max-input-mb", "100"]), 3,
+         "MB when unzipped, larger than the input size limit of 100 MB"),
     Case("docx-paragraphs-and-table", "docx",
          one_file("ok.docx", g.docx_bytes([g.GOOD_TEXT], [["crew", "role"], ["Armstrong", "commander"]]),
                   KEEP_ALL), 0, None, has_text("Armstrong | commander")),
