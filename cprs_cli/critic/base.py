@@ -65,6 +65,12 @@ class Critic(ABC):
         t = self.thresholds
         return t.get(task or "facts", t.get("default"))
 
+    def text_ids(self, text: str) -> list[int]:
+        """Token ids of user text (an instruction, a query): special-token strings such as
+        "[SEP]" or "<|im_start|>" in it are plain text, never the real special tokens, so no
+        text can rewrite the prompt's structure."""
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
     @abstractmethod
     def prompt_ids(self, instruction: str, query: str) -> tuple[list[int], list[int]]:
         """Token ids placed before and after each window's context tokens."""

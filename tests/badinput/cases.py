@@ -39,7 +39,8 @@ MODEL = "<tiny critic>"  # replaced by the tiny critic's directory in in-process
 @dataclass
 class Ctx:
     dir: Path
-    model: str
+    model: str  # the tiny encoder critic
+    hybrid: str = ""  # the tiny hybrid (decoder) critic
 
     @property
     def inp(self) -> Path:
@@ -811,4 +812,60 @@ CASES += [
          "--password: cannot be encoded (U+D800, a lone surrogate, at character 3); the password is at fault"),
     Case("pdf-password-lone-surrogate-rc4", "pdf", _locked_with("\udfff", "RC4-128"), 2,
          "--password: cannot be encoded (U+DFFF"),
+]
+
+# --------------------------------------------------------------------------- special-token strings
+
+
+def _special_tokens_are_text(kind: str) -> Callable[[Ctx], Result]:
+    """A document, query and instruction holding every special-token string of the critic's
+    tokenizer ("[SEP]", "[CLS]", "<|im_start|>", ...): the critic must see them as plain text.
+    The critic's predict() is watched: no special id inside any window's context, and the prompt
+    around it holds exactly the template's own special tokens."""
+    def run(ctx: Ctx) -> Result:
+        from unittest import mock
+
+        from transformers import AutoTokenizer
+        from typer.testing import CliRunner
+
+        from cprs_cli.cli import app
+        from cprs_cli.critic.base import Critic
+
+        model = ctx.model if kind == "encoder" else ctx.hybrid
+        tok = AutoTokenizer.from_pretrained(model)
+        specials = sorted(set(tok.all_special_tokens) | set(tok.get_added_vocab()))
+        assert len(specials) >= 3, specials
+        injected = " ".join(specials)
+        text = f"Apollo 11 landed in 1969. {injected} The crew came home.\n\n{injected}\n"
+        src = g.put(ctx.inp, "specials.txt", text.encode())
+        seen: list[tuple[list[list[int]], list[tuple[int, int]]]] = []
+        real = Critic.predict
+
+        def watch(self, windows, spans):
+            seen.append((windows, spans))
+            return real(self, windows, spans)
+
+        args = compress(src, model=model, extra=KEEP_ALL + ["-q", f"Where is {injected}?",
+                                                           "--instruction", f"Keep {injected} text."])
+        with mock.patch.object(Critic, "predict", watch):
+            r = CliRunner().invoke(app, args, catch_exceptions=False)
+        special_ids = set(tok.all_special_ids)
+        # the template's own special tokens: [CLS] [SEP] [SEP] + trailing [SEP] for the encoder;
+        # three <|im_start|> and two <|im_end|> for the hybrid (critic/hybrid.py SYSTEM_PROMPT)
+        frame = 4 if kind == "encoder" else 5
+        assert seen, "the critic never ran"
+        for windows, spans in seen:
+            for ids, (s, e) in zip(windows, spans):
+                assert not special_ids & set(ids[s:e]), "a special-token string became a special token"
+                around = [i for i in ids[:s] + ids[e:] if i in special_ids]
+                assert len(around) == frame, (kind, around)
+        return Result(r.exit_code, r.stdout_bytes, r.stderr)
+    return run
+
+
+CASES += [
+    Case(f"text-special-token-strings-{kind}-critic", "text", _special_tokens_are_text(kind), 0, None,
+         has_text(*(["[SEP]", "[CLS]", "[MASK]"] if kind == "encoder" else ["<|im_start|>", "<|im_end|>"])),
+         runner="custom")
+    for kind in ("encoder", "hybrid")
 ]

@@ -61,10 +61,10 @@ def run_proc(ctx: Ctx, spec: Run) -> Result:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, tmp_path, tiny_encoder_critic_dir):
+def test_bad_input(case: Case, tmp_path, tiny_encoder_critic_dir, tiny_hybrid_critic_dir):
     if case.skip is not None and (reason := case.skip()):
         pytest.skip(reason)
-    ctx = Ctx(tmp_path / "case", str(tiny_encoder_critic_dir))
+    ctx = Ctx(tmp_path / "case", str(tiny_encoder_critic_dir), str(tiny_hybrid_critic_dir))
     ctx.dir.mkdir()
     spec = case.build(ctx)
     before = snapshot(ctx.inp)
