@@ -718,6 +718,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
             options[key] = value
 
     results: list[CompressionResult] = []
+    said: set[str] = set()  # run-level warnings already printed
     chunks: list[str] = []  # for -o FILE
     multi = len(items) > 1
     written = 0
@@ -753,6 +754,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                 ui.done_file()
                 continue
             results.append(result)
+            _print_warnings(result, item.display, said)
 
             if output_dir is not None:
                 dest = out_paths[item]
@@ -795,6 +797,21 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
         raise typer.Exit(EXIT_INTERNAL)
     if failed:
         raise typer.Exit(EXIT_INPUT)
+
+
+def _print_warnings(result: CompressionResult, display: str, said: set[str]) -> None:
+    """`cprs: warning: ...` lines for what the run changed from what was asked: a run-level
+    warning (the query cut, the batch size clamped) once per run, a document's own once for it."""
+    from .result import RUN_WARNINGS
+
+    for w in result.stats.warnings:
+        if w["code"] in RUN_WARNINGS:
+            if w["code"] in said:
+                continue
+            said.add(w["code"])
+            _print_note(f"warning: {w['message']}")
+        else:
+            _print_note(f"warning: {display}: {w['message']}")
 
 
 def _check_output_file(out_file: Path, is_input: InputSet) -> None:

@@ -56,6 +56,19 @@ class Compressor:
     def device(self) -> str:
         return str(self.critic.device)
 
+    def query_warnings(self, query: str) -> list[dict[str, str]]:
+        """The run-level warnings for `query` (`Stats.warnings`): the critic's prompt cuts a query
+        longer than its limit (96 tokens for encoder critics, 256 for hybrid ones)."""
+        limit = self.critic.max_query_tokens
+        if limit is None:
+            return []
+        n = self.critic.query_tokens(query)
+        if n <= limit:
+            return []
+        return [{"code": "query_truncated",
+                 "message": f"the query is {n:,} tokens long; the critic reads only its first {limit} "
+                            f"(the query limit of critic {self.model_name})"}]
+
     def compress_document(self, doc, **kwargs) -> CompressionResult:
         kwargs.setdefault("source", doc.source)
         return self.compress(doc.text, **kwargs)
@@ -149,6 +162,7 @@ class Compressor:
         # character for one, so offsets agree) and the spans are cut from the caller's text
         original, asked = text, query
         text, query = normalise_text(text), normalise_text(query)
+        warnings = self.query_warnings(query)
 
         start = time.perf_counter()
         timings: dict[str, float] = {}
@@ -180,7 +194,9 @@ class Compressor:
         stats = Stats(input_tokens=input_tokens, output_tokens=output_tokens,
                       ratio=round(input_tokens / max(output_tokens, 1), 3), windows=n_windows,
                       seconds=round(seconds, 4), device=self.device,
-                      timings={k: round(v, 4) for k, v in timings.items()})
+                      timings={k: round(v, 4) for k, v in timings.items()},
+                      query_truncated=any(w["code"] == "query_truncated" for w in warnings),
+                      warnings=warnings)
         return CompressionResult(source=source, query=asked, instruction=instruction_text,
                                  granularity=granularity, model_name=self.model_name,
                                  model_sha256=self.model_sha256, spans=spans, compressed_text=compressed,

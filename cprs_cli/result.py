@@ -28,6 +28,18 @@ class Stats:
     tokenizer: str = "cl100k_base"
     # seconds per stage (tokenize / critic / post); not part of the schema's required keys
     timings: dict[str, float] = field(default_factory=dict)
+    # the critic read only the first `max_query_tokens` tokens of the query
+    query_truncated: bool = False
+    # a unit (sentence, paragraph) was larger than the budget: finer units inside it were kept
+    finer_units: bool = False
+    # what the run changed from what was asked, one {"code", "message"} each (codes: WARNING_CODES)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+
+# warning codes: the first two concern the whole run (the same query and critic for every
+# document); "finer_units" concerns one document
+WARNING_CODES = ("query_truncated", "batch_size_clamped", "finer_units")
+RUN_WARNINGS = frozenset({"query_truncated", "batch_size_clamped"})
 
 
 @dataclass

@@ -231,3 +231,16 @@ def test_text_that_is_not_text_still_compresses_to_exact_spans(comp, granularity
     assert r.query == "When was the landing?\udcff"
     assert r.spans and all(text[s.start:s.end] == s.text for s in r.spans)
     assert r.compressed_text == text.strip()  # a budget at the input keeps all of it
+
+
+def test_query_over_the_critic_limit_is_reported(comp):
+    limit = comp.critic.max_query_tokens
+    assert limit in (96, 256)
+    words = "moon " * (limit + 10)
+    res = comp.compress(TEXT, query=words, source="doc.txt")
+    assert res.stats.query_truncated
+    assert [w["code"] for w in res.stats.warnings] == ["query_truncated"]
+    assert f"only its first {limit}" in res.stats.warnings[0]["message"]
+    assert res.query == words  # the result keeps the query as asked
+    short = comp.compress(TEXT, query=QUERY, source="doc.txt")
+    assert not short.stats.query_truncated and short.stats.warnings == []

@@ -47,6 +47,8 @@ class Critic(ABC):
     max_positions: int  # longest input the model accepts (prompt included)
     default_window_tokens: int  # context tokens per window by default
     default_batch_size: int
+    max_query_tokens: int | None = None  # the query is cut to this many tokens in the prompt
+
     def __init__(self, model, tokenizer, *, name: str, sha256: str, device: torch.device):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -70,6 +72,10 @@ class Critic(ABC):
         "[SEP]" or "<|im_start|>" in it are plain text, never the real special tokens, so no
         text can rewrite the prompt's structure."""
         return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+    def query_tokens(self, query: str) -> int:
+        """How many tokens the query has as the prompt tokenises it (before the cut)."""
+        return len(self.text_ids(query))
 
     @abstractmethod
     def prompt_ids(self, instruction: str, query: str) -> tuple[list[int], list[int]]:

@@ -15,6 +15,7 @@ MAX_QUERY_TOKENS = 96
 
 class EncoderCritic(Critic):
     kind = "encoder"
+    max_query_tokens = MAX_QUERY_TOKENS
 
     def __init__(self, model: nn.Module, tokenizer, *, name: str, sha256: str, device: torch.device,
                  window_tokens: int | None = None):

@@ -105,6 +105,7 @@ class HybridTagger(nn.Module):
 
 class HybridCritic(Critic):
     kind = "hybrid"
+    max_query_tokens = MAX_QUERY_TOKENS
 
     def __init__(self, model: HybridTagger, tokenizer, *, name: str, sha256: str, device: torch.device,
                  window_tokens: int | None = None):

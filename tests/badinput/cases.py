@@ -869,3 +869,48 @@ CASES += [
          runner="custom")
     for kind in ("encoder", "hybrid")
 ]
+
+# --------------------------------------------------------------------------- warnings (what the run changed)
+
+
+def warned(fragment: str, times: int = 1) -> Callable[[Ctx, Result], None]:
+    def check(ctx: Ctx, r: Result) -> None:
+        lines = [line for line in r.stderr.splitlines() if line.startswith("cprs: warning:")]
+        assert sum(fragment in line for line in lines) == times, r.stderr
+    return check
+
+
+def both(*checks: Callable[[Ctx, Result], None]) -> Callable[[Ctx, Result], None]:
+    def check(ctx: Ctx, r: Result) -> None:
+        for c in checks:
+            c(ctx, r)
+    return check
+
+
+def _json_stats(key: str, value, lines: int = 1) -> Callable[[Ctx, Result], None]:
+    def check(ctx: Ctx, r: Result) -> None:
+        objs = [json.loads(line) for line in r.stdout.decode("utf-8").splitlines() if line.strip()]
+        assert len(objs) == lines, objs
+        assert all(o["stats"][key] == value for o in objs), [o["stats"] for o in objs]
+    return check
+
+
+LONG_QUERY = ("moon landing " * 8000)[:100_000]  # 100,000 characters
+
+
+def _long_query(n_files: int) -> Callable[[Ctx], Run]:
+    def build(ctx: Ctx) -> Run:
+        paths = [g.put(ctx.inp, f"d{i}.txt", g.GOOD_TEXT.encode()) for i in range(n_files)]
+        return Run(compress(*paths, extra=["-q", LONG_QUERY, "-f", "jsonl"]))
+    return build
+
+
+CASES += [
+    Case("flag-query-100k-characters", "flags", _long_query(1), 0, None,
+         both(warned("reads only its first 96 (the query limit"), _json_stats("query_truncated", True))),
+    Case("flag-query-100k-characters-batch-says-so-once", "flags", _long_query(3), 0, None,
+         both(warned("reads only its first 96", times=1), _json_stats("query_truncated", True, lines=3))),
+    Case("flag-query-short-not-truncated", "flags", lambda ctx: Run(compress(
+        g.put(ctx.inp, "a.txt", g.GOOD_TEXT.encode()), extra=["-f", "jsonl"])), 0, None,
+         both(warned("query", times=0), _json_stats("query_truncated", False))),
+]
