@@ -531,7 +531,8 @@ def compress(
         metavar="auto|cpu|cuda[:N]", callback=_check_device,
         help="Where the critic runs.", rich_help_panel="Critic")] = "auto",
     batch_size: Annotated[int | None, typer.Option(
-        "--batch-size", min=1, metavar="N", help="Windows per critic batch.",
+        "--batch-size", min=1, metavar="N",
+        help="Windows per critic batch (lowered, with a warning, to what fits the per-batch token bound).",
         rich_help_panel="Critic")] = None,
     window_tokens: Annotated[int | None, typer.Option(
         "--window-tokens", min=16, metavar="N",

@@ -26,6 +26,11 @@ from .windows import boundary_tokens, build_inputs, plan_windows, tokenize
 
 Progress = Callable[[int, int], None]
 
+# Most tokens one critic batch may hold, by device type: memory grows with batch x window length
+# (and attention with its square), so a batch size of 100,000 windows would exhaust any machine.
+# The critic's own default batch always fits (see Compressor.max_batch_tokens).
+MAX_BATCH_TOKENS = {"cpu": 1 << 15, "cuda": 1 << 18}
+
 
 class Compressor:
     """Load a critic once; compress many documents with it.
@@ -41,8 +46,24 @@ class Compressor:
         if window_tokens is not None and window_tokens < 16:
             raise UsageError("--window-tokens must be at least 16")
         self.critic = critic or load_critic(model, device, window_tokens)
-        self.batch_size = batch_size or self.critic.default_batch_size
         self.window_tokens = window_tokens or self.critic.default_window_tokens
+        # batches are bounded by tokens whatever batch_size says: a window holds at most
+        # max_positions tokens, prompt included
+        per_window = int(self.critic.max_positions)
+        device_type = getattr(self.critic.device, "type", "cpu")
+        self.max_batch_tokens = max(MAX_BATCH_TOKENS.get(device_type, MAX_BATCH_TOKENS["cpu"]),
+                                    int(self.critic.default_batch_size) * per_window)
+        cap = max(1, self.max_batch_tokens // per_window)
+        self.batch_size = batch_size or self.critic.default_batch_size
+        # run-level warnings, copied into every result's stats
+        self.warnings: list[dict[str, str]] = []
+        if self.batch_size > cap:
+            self.warnings.append({
+                "code": "batch_size_clamped",
+                "message": f"batch size {self.batch_size:,} lowered to {cap:,} windows: a critic batch "
+                           f"holds at most {self.max_batch_tokens:,} tokens on {device_type} "
+                           f"({per_window:,}-token windows)"})
+            self.batch_size = cap
 
     @property
     def model_name(self) -> str:
@@ -162,7 +183,7 @@ class Compressor:
         # character for one, so offsets agree) and the spans are cut from the caller's text
         original, asked = text, query
         text, query = normalise_text(text), normalise_text(query)
-        warnings = self.query_warnings(query)
+        warnings = [*self.warnings, *self.query_warnings(query)]
 
         start = time.perf_counter()
         timings: dict[str, float] = {}

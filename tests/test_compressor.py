@@ -244,3 +244,13 @@ def test_query_over_the_critic_limit_is_reported(comp):
     assert res.query == words  # the result keeps the query as asked
     short = comp.compress(TEXT, query=QUERY, source="doc.txt")
     assert not short.stats.query_truncated and short.stats.warnings == []
+
+
+def test_batch_size_is_bounded_by_tokens(tiny_encoder_critic_dir):
+    default = Compressor(str(tiny_encoder_critic_dir), device="cpu")
+    assert default.warnings == [] and default.batch_size == default.critic.default_batch_size
+    huge = Compressor(str(tiny_encoder_critic_dir), device="cpu", batch_size=100_000)
+    assert huge.batch_size * huge.critic.max_positions <= huge.max_batch_tokens
+    assert [w["code"] for w in huge.warnings] == ["batch_size_clamped"]
+    res = huge.compress(TEXT, query=QUERY)
+    assert [w["code"] for w in res.stats.warnings] == ["batch_size_clamped"]

@@ -914,3 +914,40 @@ CASES += [
         g.put(ctx.inp, "a.txt", g.GOOD_TEXT.encode()), extra=["-f", "jsonl"])), 0, None,
          both(warned("query", times=0), _json_stats("query_truncated", False))),
 ]
+
+
+def _huge_batch_size(ctx: Ctx) -> Result:
+    """--batch-size 100000 on a document of 100+ windows: the batches the critic gets stay within
+    the compressor's token bound (the tiny critic: 512-position windows, 32,768 tokens on the CPU,
+    so at most 64 windows), and the run says so once."""
+    from unittest import mock
+
+    from typer.testing import CliRunner
+
+    from cprs_cli.cli import app
+    from cprs_cli.compressor import MAX_BATCH_TOKENS
+    from cprs_cli.critic.base import Critic
+
+    src = g.put(ctx.inp, "long.txt", (g.GOOD_TEXT * 300).encode())  # about 150 windows of 128 tokens
+    batches: list[list[list[int]]] = []
+    real = Critic.predict
+
+    def watch(self, windows, spans):
+        batches.append(windows)
+        return real(self, windows, spans)
+
+    with mock.patch.object(Critic, "predict", watch):
+        r = CliRunner().invoke(app, compress(src, model=ctx.model, extra=["--batch-size", "100000"]),
+                               catch_exceptions=False)
+    assert len(batches) >= 2, "the document fit one batch: the bound was not exercised"
+    assert sum(len(b) for b in batches) > MAX_BATCH_TOKENS["cpu"] // 512
+    for b in batches:
+        assert len(b) <= MAX_BATCH_TOKENS["cpu"] // 512
+        assert sum(len(w) for w in b) <= MAX_BATCH_TOKENS["cpu"]
+    return Result(r.exit_code, r.stdout_bytes, r.stderr)
+
+
+CASES += [
+    Case("flag-batch-size-100000-is-bounded", "flags", _huge_batch_size, 0, None,
+         warned("batch size 100,000 lowered to 64 windows"), runner="custom"),
+]
