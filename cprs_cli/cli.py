@@ -725,68 +725,92 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
     written = 0
     emitted = 0
     internal = False  # a document hit a bug: reported, the others go on, exit 1 at the end
-    with _ProgressUI(console, not (quiet or no_progress), len(items)) as ui:
-        for item in items:
-            ui.begin(item.display)
-            try:
-                doc = preloaded.pop(item, None) or _load_document(item, password, stdin_data,
-                                                                  max_input_bytes)
-                result = compressor.compress_document(doc, progress=ui.callback(), **options)
-            except (UsageError, ModelError):
-                raise  # bad options or a broken critic: the same for every document
-            except CprsError as err:
-                failed = True
-                ui.print_error(_describe_input_error(err, item))
-                ui.done_file()
-                continue
-            except (KeyboardInterrupt, BrokenPipeError):
-                raise
-            except MemoryError:
-                failed = True
-                ui.print_error(f"{item.display}: out of memory (lower --max-input-mb)")
-                ui.done_file()
-                continue
-            except Exception as err:
-                if _debug_enabled({}):
-                    raise
-                internal = True
-                ui.print_error(f"{item.display}: unexpected {type(err).__name__}: {err} "
-                               f"(rerun with --debug for the traceback)")
-                ui.done_file()
-                continue
-            results.append(result)
-            _print_warnings(result, item.display, said)
-
-            if output_dir is not None:
-                dest = out_paths[item]
-                text = render_text(result) if fmt == "text" else (
-                    render_json(result) if fmt == "json" else render_jsonl([result]))
+    out_file_before = _file_identity(out_file)
+    try:
+        with _ProgressUI(console, not (quiet or no_progress), len(items)) as ui:
+            for item in items:
+                ui.begin(item.display)
                 try:
-                    write_output(dest, text, make_parents=True)
-                except OSError as err:
-                    raise OutputError(f"{dest}: cannot write: {err.strerror or err}") from None
-                written += 1
-            else:
-                if fmt == "text":
-                    chunk = render_text(result)
-                    if multi:
-                        chunk = ("\n" if emitted else "") + f"==> {result.source} <==\n" + chunk
-                elif fmt == "json":
-                    chunk = render_json(result)
-                else:
-                    chunk = render_jsonl([result])
-                if to_stdout:
-                    _write_stdout(chunk)
-                else:
-                    chunks.append(chunk)
-                emitted += 1
-            ui.done_file()
+                    doc = preloaded.pop(item, None) or _load_document(item, password, stdin_data,
+                                                                      max_input_bytes)
+                    result = compressor.compress_document(doc, progress=ui.callback(), **options)
+                except (UsageError, ModelError):
+                    raise  # bad options or a broken critic: the same for every document
+                except CprsError as err:
+                    failed = True
+                    ui.print_error(_describe_input_error(err, item))
+                    ui.done_file()
+                    continue
+                except (KeyboardInterrupt, BrokenPipeError):
+                    raise
+                except MemoryError:
+                    failed = True
+                    ui.print_error(f"{item.display}: out of memory (lower --max-input-mb)")
+                    ui.done_file()
+                    continue
+                except Exception as err:
+                    if _debug_enabled({}):
+                        raise
+                    internal = True
+                    ui.print_error(f"{item.display}: unexpected {type(err).__name__}: {err} "
+                                   f"(rerun with --debug for the traceback)")
+                    ui.done_file()
+                    continue
+                results.append(result)
+                _print_warnings(result, item.display, said)
 
-    if out_file is not None and results:
-        try:
-            write_output(out_file, "".join(chunks))
-        except OSError as err:
-            raise OutputError(f"{out_file}: cannot write: {err.strerror or err}") from None
+                if output_dir is not None:
+                    dest = out_paths[item]
+                    text = render_text(result) if fmt == "text" else (
+                        render_json(result) if fmt == "json" else render_jsonl([result]))
+                    before = _file_identity(dest)
+                    try:
+                        write_output(dest, text, make_parents=True)
+                    except OSError as err:
+                        raise OutputError(f"{dest}: cannot write: {err.strerror or err}") from None
+                    except (KeyboardInterrupt, Terminated):
+                        # a signal held back during the write arrives right after the rename:
+                        # this result is whole and counts as done
+                        if _file_identity(dest) != before:
+                            written += 1
+                        raise
+                    written += 1
+                else:
+                    if fmt == "text":
+                        chunk = render_text(result)
+                        if multi:
+                            chunk = ("\n" if emitted else "") + f"==> {result.source} <==\n" + chunk
+                    elif fmt == "json":
+                        chunk = render_json(result)
+                    else:
+                        chunk = render_jsonl([result])
+                    if to_stdout:
+                        _write_stdout(chunk)
+                    else:
+                        chunks.append(chunk)
+                    emitted += 1
+                ui.done_file()
+
+        if out_file is not None and results:
+            try:
+                write_output(out_file, "".join(chunks))
+            except OSError as err:
+                raise OutputError(f"{out_file}: cannot write: {err.strerror or err}") from None
+    except (KeyboardInterrupt, Terminated) as err:
+        # the summary names what was finished: whole results stay, nothing partial is left
+        what, code = (("interrupted", EXIT_INTERRUPTED) if isinstance(err, KeyboardInterrupt)
+                      else ("terminated", EXIT_TERMINATED))
+        done = written if output_dir is not None else emitted
+        if output_dir is not None:
+            where = f"{written} result{'s' if written != 1 else ''} written under {output_dir}"
+        elif out_file is not None:
+            replaced = _file_identity(out_file) != out_file_before
+            where = (f"{out_file} written" if replaced else
+                     f"{out_file} not written (it is written only when every input is done)")
+        else:
+            where = f"{emitted} result{'s' if emitted != 1 else ''} written to stdout"
+        _print_error(f"{what} after {done} of {len(items)} document{'s' if len(items) != 1 else ''}: {where}")
+        raise typer.Exit(code) from None
 
     if not quiet and results:
         console.print(stats_table(results))
@@ -798,6 +822,17 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
         raise typer.Exit(EXIT_INTERNAL)
     if failed:
         raise typer.Exit(EXIT_INPUT)
+
+
+def _file_identity(path: Path | None) -> tuple[int, int, int] | None:
+    """(device, inode, mtime) of `path`, or None: an atomic replace changes the inode."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns)
 
 
 def _print_warnings(result: CompressionResult, display: str, said: set[str]) -> None:

@@ -951,3 +951,72 @@ CASES += [
     Case("flag-batch-size-100000-is-bounded", "flags", _huge_batch_size, 0, None,
          warned("batch size 100,000 lowered to 64 windows"), runner="custom"),
 ]
+
+# --------------------------------------------------------------------------- interrupted runs
+
+
+def _interrupt(signum: int, n: int, mode: str, ignored: bool = False) -> Callable[[Ctx], Result]:
+    """Send `signum` once the stand-in critic has compressed three of `n` documents. mode:
+    "dir" (--output-dir), "file" (-o FILE, which exists with an old result). `ignored`: the
+    parent ignores SIGINT, as a non-interactive shell does for `cprs ... &`."""
+    def run(ctx: Ctx) -> Result:
+        root = _batch_inputs(ctx, n)
+        ctx.out.mkdir()
+        trace = ctx.dir / "trace.txt"
+        if mode == "dir":
+            out = ["--output-dir", str(ctx.out)]
+        else:
+            (ctx.out / "res.jsonl").write_text("old result\n")
+            out = ["-f", "jsonl", "-o", str(ctx.out / "res.jsonl")]
+        env = dict(os.environ, CPRS_FAKE_DELAY="0.1", CPRS_FAKE_TRACE=str(trace))
+        pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None
+        proc = subprocess.Popen(fake_cli_cmd(["compress", str(root), *Q, "--quiet", *out]),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ctx.dir,
+                                preexec_fn=pre)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if trace.exists() and len(trace.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.005)
+        proc.send_signal(signum)
+        stdout, err = proc.communicate(timeout=60)
+        return Result(proc.returncode, stdout, err.decode("utf-8", "replace"))
+    return run
+
+
+def _summary_counts_outputs(n: int) -> Callable[[Ctx, Result], None]:
+    def check(ctx: Ctx, r: Result) -> None:
+        written = _complete_outputs_only(ctx)
+        assert 1 <= len(written) < n, written  # stopped in the middle
+        errors = [line for line in r.stderr.splitlines() if line.startswith("cprs: error:")]
+        assert len(errors) == 1, r.stderr
+        s = "s" if len(written) != 1 else ""
+        assert f"after {len(written)} of {n} documents: {len(written)} result{s} written under" in errors[0], errors
+    return check
+
+
+def _old_result_kept(ctx: Ctx, r: Result) -> None:
+    assert sorted(p.name for p in ctx.out.iterdir()) == ["res.jsonl"]
+    assert (ctx.out / "res.jsonl").read_text() == "old result\n"
+
+
+def _ran_to_the_end(ctx: Ctx, r: Result) -> None:
+    assert len(_complete_outputs_only(ctx)) == 20
+
+
+CASES += [
+    Case("signal-sigint-20-files-output-dir-summary", "signals", _interrupt(signal.SIGINT, 20, "dir"), 130,
+         "interrupted after", _summary_counts_outputs(20), runner="custom"),
+    Case("signal-sigterm-20-files-output-dir-summary", "signals", _interrupt(signal.SIGTERM, 20, "dir"), 143,
+         "terminated after", _summary_counts_outputs(20), runner="custom"),
+    Case("signal-sigint-output-file-exists", "signals", _interrupt(signal.SIGINT, 20, "file"), 130,
+         "res.jsonl not written (it is written only when every input is done)", _old_result_kept,
+         runner="custom"),
+    Case("signal-sigterm-output-file-exists", "signals", _interrupt(signal.SIGTERM, 20, "file"), 143,
+         "res.jsonl not written", _old_result_kept, runner="custom"),
+    # SIGINT ignored by the parent (a script's `cprs ... &`, POSIX: background jobs of a
+    # non-interactive shell ignore SIGINT) stays ignored, as for every Unix tool: the run is not
+    # interrupted, finishes every document and exits 0
+    Case("signal-sigint-ignored-by-parent-runs-to-the-end", "signals",
+         _interrupt(signal.SIGINT, 20, "dir", ignored=True), 0, None, _ran_to_the_end, runner="custom"),
+]
