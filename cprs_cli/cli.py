@@ -412,8 +412,9 @@ COMPRESS_EPILOG = """\
   cprs compress big.docx -q "Summarise the risks" --task paragraphs --max-tokens 2000
 
 [bold]Outputs[/bold]: text is the compressed document; json is one object per document \
-(schema_version, source, query, instruction, granularity, model, spans, compressed_text, \
-stats) and takes a single input; jsonl is one such object per line. Several documents to \
+(schema_version, source, query, instruction, granularity, model, offsets, spans, \
+compressed_text, stats; span offsets count code points of the document text, see the \
+README) and takes a single input; jsonl is one such object per line. Several documents to \
 one text stream are separated by '==> SOURCE <==' headers. --output-dir writes \
 NAME.cprs.txt / NAME.cprs.json / NAME.cprs.jsonl, mirroring the input tree. Results are \
 written atomically and never onto an input.

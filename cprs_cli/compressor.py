@@ -18,7 +18,7 @@ from .critic import Critic, load_critic
 from .errors import UsageError
 from .instructions import resolve_instruction
 from .ingest import normalise_text
-from .result import CompressionResult, Span, Stats
+from .result import CompressionResult, Span, Stats, text_sha256
 from .select import DEFAULT_LEXICAL_WEIGHT, DEFAULT_SEPARATOR, GRANULARITIES, assemble, select
 from .tags import OFFICIAL_MAX_GAP
 from .tokens import count_tokens
@@ -221,4 +221,4 @@ class Compressor:
         return CompressionResult(source=source, query=asked, instruction=instruction_text,
                                  granularity=granularity, model_name=self.model_name,
                                  model_sha256=self.model_sha256, spans=spans, compressed_text=compressed,
-                                 stats=stats)
+                                 stats=stats, text_length=len(original), text_sha256=text_sha256(original))

@@ -254,3 +254,15 @@ def test_batch_size_is_bounded_by_tokens(tiny_encoder_critic_dir):
     assert [w["code"] for w in huge.warnings] == ["batch_size_clamped"]
     res = huge.compress(TEXT, query=QUERY)
     assert [w["code"] for w in res.stats.warnings] == ["batch_size_clamped"]
+
+
+def test_offsets_index_the_callers_text_with_its_hash(enc_comp):
+    import hashlib
+
+    text = TEXT.replace("\n", "\r\n")  # a library caller's text is indexed as given
+    res = enc_comp.compress(text, query=QUERY, granularity="word", rate=0.5)
+    d = res.to_dict()["offsets"]
+    assert d == {"index": "document text", "unit": "code point", "text_length": len(text),
+                 "text_sha256": hashlib.sha256(text.encode()).hexdigest()}
+    assert len(res.spans) >= 2
+    assert all(text[sp.start:sp.end] == sp.text for sp in res.spans)

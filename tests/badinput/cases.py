@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -1019,4 +1020,53 @@ CASES += [
     # interrupted, finishes every document and exits 0
     Case("signal-sigint-ignored-by-parent-runs-to-the-end", "signals",
          _interrupt(signal.SIGINT, 20, "dir", ignored=True), 0, None, _ran_to_the_end, runner="custom"),
+]
+
+# --------------------------------------------------------------------------- what span offsets index
+
+NFC_TEXT = ("Le café était fermé. Les élèves sont partis à midi.\n\nÀ Noël, la forêt était blanche. "
+            "Où est Zoë? Ça va.\n")
+OFFSET_INPUTS = {  # name: (file bytes, the text as decoded, before cprs's newline rule)
+    "crlf": (g.GOOD_TEXT.replace("\n", "\r\n").encode(), g.GOOD_TEXT.replace("\n", "\r\n")),
+    "cr-only": (g.GOOD_TEXT.replace("\n", "\r").encode(), g.GOOD_TEXT.replace("\n", "\r")),
+    "utf8-bom-crlf": (b"\xef\xbb\xbf" + g.GOOD_TEXT.replace("\n", "\r\n").encode(),
+                      g.GOOD_TEXT.replace("\n", "\r\n")),
+    "utf16-bom": (b"\xff\xfe" + g.GOOD_TEXT.encode("utf-16-le"), g.GOOD_TEXT),
+    "nfc": (unicodedata.normalize("NFC", NFC_TEXT).encode(), unicodedata.normalize("NFC", NFC_TEXT)),
+    "nfd": (unicodedata.normalize("NFD", NFC_TEXT).encode(), unicodedata.normalize("NFD", NFC_TEXT)),
+    "nfd-crlf": (unicodedata.normalize("NFD", NFC_TEXT).replace("\n", "\r\n").encode(),
+                 unicodedata.normalize("NFD", NFC_TEXT).replace("\n", "\r\n")),
+}
+
+
+def _offsets_case(name: str) -> Callable[[Ctx], Run]:
+    def build(ctx: Ctx) -> Run:
+        src = g.put(ctx.inp, f"{name}.txt", OFFSET_INPUTS[name][0])
+        return Run(compress(src, extra=["-f", "json", "--granularity", "word", "--rate", "0.5"]))
+    return build
+
+
+def _offsets_index_document_text(name: str) -> Callable[[Ctx, Result], None]:
+    """The README's rule: offsets count code points of the document text, which for a text file
+    is the decoded file without its BOM, CRLF and CR turned into LF, no Unicode normalisation;
+    the JSON carries that text's length and sha256."""
+    def check(ctx: Ctx, r: Result) -> None:
+        import hashlib
+
+        decoded = OFFSET_INPUTS[name][1]
+        document = decoded.replace("\r\n", "\n").replace("\r", "\n")
+        out = json.loads(r.stdout.decode("utf-8"))
+        assert out["offsets"] == {"index": "document text", "unit": "code point",
+                                  "text_length": len(document),
+                                  "text_sha256": hashlib.sha256(document.encode()).hexdigest()}
+        spans = out["spans"]
+        assert len(spans) >= 2, spans
+        assert all(document[s["start"]:s["end"]] == s["text"] for s in spans)
+        assert out["compressed_text"].startswith(spans[0]["text"])
+    return check
+
+
+CASES += [
+    Case(f"text-offsets-{name}", "text", _offsets_case(name), 0, None, _offsets_index_document_text(name))
+    for name in OFFSET_INPUTS
 ]
