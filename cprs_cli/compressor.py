@@ -138,13 +138,16 @@ class Compressor:
                      granularity: str, budget: int | None, threshold: float | None = None,
                      min_span_tokens: int | None = None, max_gap: int = OFFICIAL_MAX_GAP,
                      separator: str = DEFAULT_SEPARATOR, lexical_weight: float | None = None,
-                     sentences: np.ndarray | None = None, input_tokens: int | None = None):
+                     sentences: np.ndarray | None = None, input_tokens: int | None = None,
+                     notes: list[str] | None = None):
         """The selection stage with this critic's calibrated defaults, on probabilities already
         computed (`token_probs`); `compress` and the evaluation runner both go through it.
 
         Dynamic mode follows the critic's calibrated per-document rule when it has one (sentence
         and paragraph units); at word granularity, or without such a rule, the critic's
         calibrated per-task threshold tags the tokens. An explicit `threshold` always tags.
+        `notes`, a list when given, receives a line when a unit larger than the budget was
+        replaced by finer units inside it (`select.finer_units`).
         """
         if threshold is None and (granularity == "word" or self.critic.dynamic is None):
             threshold = self.critic.threshold_for(task)
@@ -156,7 +159,7 @@ class Compressor:
                       min_span_tokens=1 if min_span_tokens is None else int(min_span_tokens), max_gap=max_gap,
                       separator=separator, units=sentences if granularity == "sentence" else None, query=query,
                       lexical_weight=lexical_weight, policy=self.critic.dynamic,
-                      input_tokens=input_tokens, sentences=sentences)
+                      input_tokens=input_tokens, sentences=sentences, notes=notes)
 
     def compress(self, text: str, *, query: str, instruction: str | None = None, task: str | None = None,
                  granularity: str = "sentence", rate: float | None = None, max_tokens: int | None = None,
@@ -197,6 +200,7 @@ class Compressor:
             timings["tokenize"] += seg_seconds  # the "tokenize" stage includes segmentation
             t2 = time.perf_counter()
             input_tokens = input_count.result()
+        notes: list[str] = []
         budget = None
         if rate is not None:
             budget = max(1, int(round(rate * input_tokens)))
@@ -205,7 +209,9 @@ class Compressor:
         spans = self.select_spans(text, probs, offsets, query=query, task=task if instruction is None else "custom",
                                   granularity=granularity, budget=budget, threshold=threshold,
                                   min_span_tokens=min_span_tokens, max_gap=max_gap, separator=separator,
-                                  lexical_weight=lexical_weight, sentences=sentences, input_tokens=input_tokens)
+                                  lexical_weight=lexical_weight, sentences=sentences, input_tokens=input_tokens,
+                                  notes=notes)
+        warnings += [{"code": "finer_units", "message": note} for note in notes]
         if text != original:
             spans = [Span(sp.start, sp.end, original[sp.start:sp.end], sp.score) for sp in spans]
         compressed = assemble(spans, separator)
@@ -217,6 +223,7 @@ class Compressor:
                       seconds=round(seconds, 4), device=self.device,
                       timings={k: round(v, 4) for k, v in timings.items()},
                       query_truncated=any(w["code"] == "query_truncated" for w in warnings),
+                      finer_units=bool(notes),
                       warnings=warnings)
         return CompressionResult(source=source, query=asked, instruction=instruction_text,
                                  granularity=granularity, model_name=self.model_name,

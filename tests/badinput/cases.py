@@ -1070,3 +1070,61 @@ CASES += [
     Case(f"text-offsets-{name}", "text", _offsets_case(name), 0, None, _offsets_index_document_text(name))
     for name in OFFSET_INPUTS
 ]
+
+# --------------------------------------------------------------------------- a unit larger than the budget
+
+WORDS = ("apollo moon crew lunar module orbit landing rocket engine fuel pilot mission control houston "
+         "eagle surface rock sample flag camera").split()
+
+
+def one_line(n_chars: int, comma_every: int | None) -> bytes:
+    """One line of words without a sentence break (commas every `comma_every` words, if given)."""
+    out, n, i = [], 0, 0
+    while n < n_chars:
+        w = WORDS[(i * 7 + i // 3) % len(WORDS)]
+        i += 1
+        if comma_every and i % comma_every == 0:
+            w += ","
+        out.append(w)
+        n += len(w) + 1
+    return (" ".join(out) + "\n").encode()
+
+
+def _budget_filled(budget: int, json_lines: int = 1) -> Callable[[Ctx, Result], None]:
+    """Something is kept, within the budget (cl100k), spans exact, and the stats say finer
+    units were used."""
+    def check(ctx: Ctx, r: Result) -> None:
+        from cprs_cli.tokens import count_tokens
+
+        objs = [json.loads(line) for line in r.stdout.decode("utf-8").splitlines() if line.strip()]
+        assert len(objs) == json_lines
+        for o in objs:
+            assert o["spans"], "nothing kept"
+            assert o["stats"]["finer_units"] is True
+            assert o["stats"]["output_tokens"] == count_tokens(o["compressed_text"])
+            assert budget // 2 <= o["stats"]["output_tokens"] <= budget, o["stats"]
+            assert [w["code"] for w in o["stats"]["warnings"]] == ["finer_units"]
+    return check
+
+
+def _oversized(name: str, data: bytes, extra: list[str]) -> Callable[[Ctx], Run]:
+    def build(ctx: Ctx) -> Run:
+        return Run(compress(g.put(ctx.inp, name, data), extra=["-f", "jsonl", "--window-tokens", "448", *extra]))
+    return build
+
+
+CASES += [
+    # the issue's repro: 1 MB on one line, no sentence break, --max-tokens 300 used to keep nothing
+    Case("budget-1mb-one-line-max-tokens-300", "budget", _oversized("line.txt", one_line(1 << 20, 13),
+                                                                     ["--max-tokens", "300"]),
+         0, None, both(_budget_filled(300), warned("line.txt: a sentence is longer than the budget of 300"))),
+    Case("budget-one-line-without-punctuation", "budget", _oversized("words.txt", one_line(100_000, None),
+                                                                      ["--max-tokens", "120"]),
+         0, None, both(_budget_filled(120), warned("clauses and words inside it were kept"))),
+    Case("budget-paragraph-larger-than-budget", "budget",
+         _oversized("para.txt", (g.GOOD_TEXT.replace("\n\n", " ") * 20).encode(),
+                    ["--max-tokens", "60", "--granularity", "paragraph"]),
+         0, None, both(_budget_filled(60), warned("a paragraph is longer than the budget of 60"))),
+    Case("budget-one-huge-word", "budget", _oversized("word.txt", b"x" * 200_000, ["--max-tokens", "50"]),
+         0, None, _budget_filled(50)),
+]
