@@ -96,5 +96,6 @@ def test_corpus_size_and_coverage():
     """The issue asks for at least 80 cases across these areas."""
     areas = {c.area for c in CASES}
     assert len(CASES) >= 80, len(CASES)
-    assert {"pdf", "docx", "text", "flags", "model", "batch", "pipes", "special", "signals"} <= areas
+    assert {"pdf", "docx", "text", "flags", "model", "batch", "pipes", "special", "signals", "names",
+            "budget"} <= areas
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
