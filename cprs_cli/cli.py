@@ -565,7 +565,7 @@ def compress(
         help="text: the compressed document; json: one object per document; jsonl: one "
              "object per line.", rich_help_panel="Output")] = Format.text,
     quiet: Annotated[bool, typer.Option(
-        "--quiet", help="No stats table and no progress bar (errors are still shown).",
+        "--quiet", help="No stats table and no progress bar (errors and warnings are still shown).",
         rich_help_panel="Output")] = False,
     no_progress: Annotated[bool, typer.Option(
         "--no-progress", help="No progress bar.", rich_help_panel="Output")] = False,
