@@ -49,6 +49,7 @@ EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, quietly, as `head` users expect
 EXIT_TERMINATED = 143  # 128 + SIGTERM
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
 
 
 class Terminated(BaseException):
@@ -411,8 +412,9 @@ COMPRESS_EPILOG = """\
   cprs compress big.docx -q "Summarise the risks" --task paragraphs --max-tokens 2000
 
 [bold]Outputs[/bold]: text is the compressed document; json is one object per document \
-(schema_version, source, query, instruction, granularity, model, spans, compressed_text, \
-stats) and takes a single input; jsonl is one such object per line. Several documents to \
+(schema_version, source, query, instruction, granularity, model, offsets, spans, \
+compressed_text, stats; span offsets count code points of the document text, see the \
+README) and takes a single input; jsonl is one such object per line. Several documents to \
 one text stream are separated by '==> SOURCE <==' headers. --output-dir writes \
 NAME.cprs.txt / NAME.cprs.json / NAME.cprs.jsonl, mirroring the input tree. Results are \
 written atomically and never onto an input.
@@ -530,7 +532,8 @@ def compress(
         metavar="auto|cpu|cuda[:N]", callback=_check_device,
         help="Where the critic runs.", rich_help_panel="Critic")] = "auto",
     batch_size: Annotated[int | None, typer.Option(
-        "--batch-size", min=1, metavar="N", help="Windows per critic batch.",
+        "--batch-size", min=1, metavar="N",
+        help="Windows per critic batch (lowered, with a warning, to what fits the per-batch token bound).",
         rich_help_panel="Critic")] = None,
     window_tokens: Annotated[int | None, typer.Option(
         "--window-tokens", min=16, metavar="N",
@@ -562,7 +565,7 @@ def compress(
         help="text: the compressed document; json: one object per document; jsonl: one "
              "object per line.", rich_help_panel="Output")] = Format.text,
     quiet: Annotated[bool, typer.Option(
-        "--quiet", help="No stats table and no progress bar (errors are still shown).",
+        "--quiet", help="No stats table and no progress bar (errors and warnings are still shown).",
         rich_help_panel="Output")] = False,
     no_progress: Annotated[bool, typer.Option(
         "--no-progress", help="No progress bar.", rich_help_panel="Output")] = False,
@@ -614,6 +617,13 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
     for option, value in (("--query", query), ("--instruction", instruction),
                           ("--separator", separator)):
         _require_utf8(option, value)
+    if password is not None:
+        from .ingest import PasswordError, check_password
+
+        try:
+            check_password(password)
+        except PasswordError as err:  # the password is the problem, not any file
+            raise UsageError(f"--password: {err}") from None
     to_stdout = output_dir is None and (output is None or output == "-")
     if to_stdout and sys.stdout is None:
         raise UsageError("standard output is closed; give -o FILE or --output-dir DIR")
@@ -639,11 +649,17 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
         if output_dir.exists() and not output_dir.is_dir():
             raise UsageError(f"--output-dir {output_dir}: exists and is not a directory")
         taken: dict[str, InputItem] = {}
+        planned: list[InputItem] = []
         for item in items:
             if item.is_stdin:
                 dest = output_path_for("stdin", None, output_dir, fmt)
             else:
                 dest = output_path_for(item.path, item.root, output_dir, fmt)  # type: ignore[arg-type]
+            if len(os.fsencode(dest.name)) > NAME_MAX:  # the input's name + ".cprs.txt"
+                problems.append((item.display, f"its result name would be {len(os.fsencode(dest.name))} "
+                                 f"bytes, longer than the file system's limit of {NAME_MAX}"))
+                continue
+            planned.append(item)
             key = os.path.abspath(dest)
             if key in taken:
                 raise UsageError(f"--output-dir: {taken[key].display} and {item.display} would "
@@ -652,6 +668,7 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                 raise UsageError(f"--output-dir: refusing to overwrite input file {dest}")
             taken[key] = item
             out_paths[item] = dest
+        items = planned
 
     console = _err_console()
     failed = bool(problems)
@@ -703,72 +720,98 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
             options[key] = value
 
     results: list[CompressionResult] = []
+    said: set[str] = set()  # run-level warnings already printed
     chunks: list[str] = []  # for -o FILE
     multi = len(items) > 1
     written = 0
     emitted = 0
     internal = False  # a document hit a bug: reported, the others go on, exit 1 at the end
-    with _ProgressUI(console, not (quiet or no_progress), len(items)) as ui:
-        for item in items:
-            ui.begin(item.display)
-            try:
-                doc = preloaded.pop(item, None) or _load_document(item, password, stdin_data,
-                                                                  max_input_bytes)
-                result = compressor.compress_document(doc, progress=ui.callback(), **options)
-            except (UsageError, ModelError):
-                raise  # bad options or a broken critic: the same for every document
-            except CprsError as err:
-                failed = True
-                ui.print_error(_describe_input_error(err, item))
-                ui.done_file()
-                continue
-            except (KeyboardInterrupt, BrokenPipeError):
-                raise
-            except MemoryError:
-                failed = True
-                ui.print_error(f"{item.display}: out of memory (lower --max-input-mb)")
-                ui.done_file()
-                continue
-            except Exception as err:
-                if _debug_enabled({}):
-                    raise
-                internal = True
-                ui.print_error(f"{item.display}: unexpected {type(err).__name__}: {err} "
-                               f"(rerun with --debug for the traceback)")
-                ui.done_file()
-                continue
-            results.append(result)
-
-            if output_dir is not None:
-                dest = out_paths[item]
-                text = render_text(result) if fmt == "text" else (
-                    render_json(result) if fmt == "json" else render_jsonl([result]))
+    out_file_before = _file_identity(out_file)
+    try:
+        with _ProgressUI(console, not (quiet or no_progress), len(items)) as ui:
+            for item in items:
+                ui.begin(item.display)
                 try:
-                    write_output(dest, text, make_parents=True)
-                except OSError as err:
-                    raise OutputError(f"{dest}: cannot write: {err.strerror or err}") from None
-                written += 1
-            else:
-                if fmt == "text":
-                    chunk = render_text(result)
-                    if multi:
-                        chunk = ("\n" if emitted else "") + f"==> {result.source} <==\n" + chunk
-                elif fmt == "json":
-                    chunk = render_json(result)
-                else:
-                    chunk = render_jsonl([result])
-                if to_stdout:
-                    _write_stdout(chunk)
-                else:
-                    chunks.append(chunk)
-                emitted += 1
-            ui.done_file()
+                    doc = preloaded.pop(item, None) or _load_document(item, password, stdin_data,
+                                                                      max_input_bytes)
+                    result = compressor.compress_document(doc, progress=ui.callback(), **options)
+                except (UsageError, ModelError):
+                    raise  # bad options or a broken critic: the same for every document
+                except CprsError as err:
+                    failed = True
+                    ui.print_error(_describe_input_error(err, item))
+                    ui.done_file()
+                    continue
+                except (KeyboardInterrupt, BrokenPipeError):
+                    raise
+                except MemoryError:
+                    failed = True
+                    ui.print_error(f"{item.display}: out of memory (lower --max-input-mb)")
+                    ui.done_file()
+                    continue
+                except Exception as err:
+                    if _debug_enabled({}):
+                        raise
+                    internal = True
+                    ui.print_error(f"{item.display}: unexpected {type(err).__name__}: {err} "
+                                   f"(rerun with --debug for the traceback)")
+                    ui.done_file()
+                    continue
+                results.append(result)
+                _print_warnings(result, item.display, said)
 
-    if out_file is not None and results:
-        try:
-            write_output(out_file, "".join(chunks))
-        except OSError as err:
-            raise OutputError(f"{out_file}: cannot write: {err.strerror or err}") from None
+                if output_dir is not None:
+                    dest = out_paths[item]
+                    text = render_text(result) if fmt == "text" else (
+                        render_json(result) if fmt == "json" else render_jsonl([result]))
+                    before = _file_identity(dest)
+                    try:
+                        write_output(dest, text, make_parents=True)
+                    except OSError as err:
+                        raise OutputError(f"{dest}: cannot write: {err.strerror or err}") from None
+                    except (KeyboardInterrupt, Terminated):
+                        # a signal held back during the write arrives right after the rename:
+                        # this result is whole and counts as done
+                        if _file_identity(dest) != before:
+                            written += 1
+                        raise
+                    written += 1
+                else:
+                    if fmt == "text":
+                        chunk = render_text(result)
+                        if multi:
+                            chunk = ("\n" if emitted else "") + f"==> {result.source} <==\n" + chunk
+                    elif fmt == "json":
+                        chunk = render_json(result)
+                    else:
+                        chunk = render_jsonl([result])
+                    if to_stdout:
+                        _write_stdout(chunk)
+                    else:
+                        chunks.append(chunk)
+                    emitted += 1
+                ui.done_file()
+
+        if out_file is not None and results:
+            try:
+                write_output(out_file, "".join(chunks))
+            except OSError as err:
+                raise OutputError(f"{out_file}: cannot write: {err.strerror or err}") from None
+    except (KeyboardInterrupt, Terminated) as err:
+        # the summary names what was finished: whole results stay, nothing partial is left
+        what, code = (("interrupted", EXIT_INTERRUPTED) if isinstance(err, KeyboardInterrupt)
+                      else ("terminated", EXIT_TERMINATED))
+        done = written if output_dir is not None else emitted
+        if output_dir is not None:
+            where = f"{written} result{'s' if written != 1 else ''} written under {output_dir}"
+        elif out_file is not None:
+            replaced = _file_identity(out_file) != out_file_before
+            where = (f"{out_file} written" if replaced else
+                     f"{out_file} not written (it is written only when every input is done)")
+        else:
+            where = f"{emitted} result{'s' if emitted != 1 else ''} written to stdout"
+        _print_error(f"{what} after {done} of {len(items)} document{'s' if len(items) != 1 else ''}: {where}")
+        raise typer.Exit(code) from None
 
     if not quiet and results:
         console.print(stats_table(results))
@@ -780,6 +823,32 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
         raise typer.Exit(EXIT_INTERNAL)
     if failed:
         raise typer.Exit(EXIT_INPUT)
+
+
+def _file_identity(path: Path | None) -> tuple[int, int, int] | None:
+    """(device, inode, mtime) of `path`, or None: an atomic replace changes the inode."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns)
+
+
+def _print_warnings(result: CompressionResult, display: str, said: set[str]) -> None:
+    """`cprs: warning: ...` lines for what the run changed from what was asked: a run-level
+    warning (the query cut, the batch size clamped) once per run, a document's own once for it."""
+    from .result import RUN_WARNINGS
+
+    for w in result.stats.warnings:
+        if w["code"] in RUN_WARNINGS:
+            if w["code"] in said:
+                continue
+            said.add(w["code"])
+            _print_note(f"warning: {w['message']}")
+        else:
+            _print_note(f"warning: {display}: {w['message']}")
 
 
 def _check_output_file(out_file: Path, is_input: InputSet) -> None:

@@ -18,13 +18,18 @@ from .critic import Critic, load_critic
 from .errors import UsageError
 from .instructions import resolve_instruction
 from .ingest import normalise_text
-from .result import CompressionResult, Span, Stats
+from .result import CompressionResult, Span, Stats, text_sha256
 from .select import DEFAULT_LEXICAL_WEIGHT, DEFAULT_SEPARATOR, GRANULARITIES, assemble, select
 from .tags import OFFICIAL_MAX_GAP
 from .tokens import count_tokens
 from .windows import boundary_tokens, build_inputs, plan_windows, tokenize
 
 Progress = Callable[[int, int], None]
+
+# Most tokens one critic batch may hold, by device type: memory grows with batch x window length
+# (and attention with its square), so a batch size of 100,000 windows would exhaust any machine.
+# The critic's own default batch always fits (see Compressor.max_batch_tokens).
+MAX_BATCH_TOKENS = {"cpu": 1 << 15, "cuda": 1 << 18}
 
 
 class Compressor:
@@ -41,8 +46,24 @@ class Compressor:
         if window_tokens is not None and window_tokens < 16:
             raise UsageError("--window-tokens must be at least 16")
         self.critic = critic or load_critic(model, device, window_tokens)
-        self.batch_size = batch_size or self.critic.default_batch_size
         self.window_tokens = window_tokens or self.critic.default_window_tokens
+        # batches are bounded by tokens whatever batch_size says: a window holds at most
+        # max_positions tokens, prompt included
+        per_window = int(self.critic.max_positions)
+        device_type = getattr(self.critic.device, "type", "cpu")
+        self.max_batch_tokens = max(MAX_BATCH_TOKENS.get(device_type, MAX_BATCH_TOKENS["cpu"]),
+                                    int(self.critic.default_batch_size) * per_window)
+        cap = max(1, self.max_batch_tokens // per_window)
+        self.batch_size = batch_size or self.critic.default_batch_size
+        # run-level warnings, copied into every result's stats
+        self.warnings: list[dict[str, str]] = []
+        if self.batch_size > cap:
+            self.warnings.append({
+                "code": "batch_size_clamped",
+                "message": f"batch size {self.batch_size:,} lowered to {cap:,} windows: a critic batch "
+                           f"holds at most {self.max_batch_tokens:,} tokens on {device_type} "
+                           f"({per_window:,}-token windows)"})
+            self.batch_size = cap
 
     @property
     def model_name(self) -> str:
@@ -55,6 +76,19 @@ class Compressor:
     @property
     def device(self) -> str:
         return str(self.critic.device)
+
+    def query_warnings(self, query: str) -> list[dict[str, str]]:
+        """The run-level warnings for `query` (`Stats.warnings`): the critic's prompt cuts a query
+        longer than its limit (96 tokens for encoder critics, 256 for hybrid ones)."""
+        limit = self.critic.max_query_tokens
+        if limit is None:
+            return []
+        n = self.critic.query_tokens(query)
+        if n <= limit:
+            return []
+        return [{"code": "query_truncated",
+                 "message": f"the query is {n:,} tokens long; the critic reads only its first {limit} "
+                            f"(the query limit of critic {self.model_name})"}]
 
     def compress_document(self, doc, **kwargs) -> CompressionResult:
         kwargs.setdefault("source", doc.source)
@@ -104,13 +138,16 @@ class Compressor:
                      granularity: str, budget: int | None, threshold: float | None = None,
                      min_span_tokens: int | None = None, max_gap: int = OFFICIAL_MAX_GAP,
                      separator: str = DEFAULT_SEPARATOR, lexical_weight: float | None = None,
-                     sentences: np.ndarray | None = None, input_tokens: int | None = None):
+                     sentences: np.ndarray | None = None, input_tokens: int | None = None,
+                     notes: list[str] | None = None):
         """The selection stage with this critic's calibrated defaults, on probabilities already
         computed (`token_probs`); `compress` and the evaluation runner both go through it.
 
         Dynamic mode follows the critic's calibrated per-document rule when it has one (sentence
         and paragraph units); at word granularity, or without such a rule, the critic's
         calibrated per-task threshold tags the tokens. An explicit `threshold` always tags.
+        `notes`, a list when given, receives a line when a unit larger than the budget was
+        replaced by finer units inside it (`select.finer_units`).
         """
         if threshold is None and (granularity == "word" or self.critic.dynamic is None):
             threshold = self.critic.threshold_for(task)
@@ -122,7 +159,7 @@ class Compressor:
                       min_span_tokens=1 if min_span_tokens is None else int(min_span_tokens), max_gap=max_gap,
                       separator=separator, units=sentences if granularity == "sentence" else None, query=query,
                       lexical_weight=lexical_weight, policy=self.critic.dynamic,
-                      input_tokens=input_tokens, sentences=sentences)
+                      input_tokens=input_tokens, sentences=sentences, notes=notes)
 
     def compress(self, text: str, *, query: str, instruction: str | None = None, task: str | None = None,
                  granularity: str = "sentence", rate: float | None = None, max_tokens: int | None = None,
@@ -149,6 +186,7 @@ class Compressor:
         # character for one, so offsets agree) and the spans are cut from the caller's text
         original, asked = text, query
         text, query = normalise_text(text), normalise_text(query)
+        warnings = [*self.warnings, *self.query_warnings(query)]
 
         start = time.perf_counter()
         timings: dict[str, float] = {}
@@ -162,6 +200,7 @@ class Compressor:
             timings["tokenize"] += seg_seconds  # the "tokenize" stage includes segmentation
             t2 = time.perf_counter()
             input_tokens = input_count.result()
+        notes: list[str] = []
         budget = None
         if rate is not None:
             budget = max(1, int(round(rate * input_tokens)))
@@ -170,7 +209,9 @@ class Compressor:
         spans = self.select_spans(text, probs, offsets, query=query, task=task if instruction is None else "custom",
                                   granularity=granularity, budget=budget, threshold=threshold,
                                   min_span_tokens=min_span_tokens, max_gap=max_gap, separator=separator,
-                                  lexical_weight=lexical_weight, sentences=sentences, input_tokens=input_tokens)
+                                  lexical_weight=lexical_weight, sentences=sentences, input_tokens=input_tokens,
+                                  notes=notes)
+        warnings += [{"code": "finer_units", "message": note} for note in notes]
         if text != original:
             spans = [Span(sp.start, sp.end, original[sp.start:sp.end], sp.score) for sp in spans]
         compressed = assemble(spans, separator)
@@ -180,8 +221,11 @@ class Compressor:
         stats = Stats(input_tokens=input_tokens, output_tokens=output_tokens,
                       ratio=round(input_tokens / max(output_tokens, 1), 3), windows=n_windows,
                       seconds=round(seconds, 4), device=self.device,
-                      timings={k: round(v, 4) for k, v in timings.items()})
+                      timings={k: round(v, 4) for k, v in timings.items()},
+                      query_truncated=any(w["code"] == "query_truncated" for w in warnings),
+                      finer_units=bool(notes),
+                      warnings=warnings)
         return CompressionResult(source=source, query=asked, instruction=instruction_text,
                                  granularity=granularity, model_name=self.model_name,
                                  model_sha256=self.model_sha256, spans=spans, compressed_text=compressed,
-                                 stats=stats)
+                                 stats=stats, text_length=len(original), text_sha256=text_sha256(original))

@@ -299,7 +299,29 @@ def _password_arg(password: str) -> str | bytes:
         password.encode("utf-8")
         return password
     except UnicodeEncodeError:
+        pass
+    try:
         return password.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as err:
+        raise PasswordError(password_problem(password, err)) from None
+
+
+class PasswordError(ValueError):
+    """The password itself cannot be used (not the file): a code point no encoding can carry."""
+
+
+def password_problem(password: str, err: UnicodeEncodeError) -> str:
+    """Why `password` cannot be encoded, in words (the CLI and convert_pdf share it)."""
+    ch = password[err.start]
+    return (f"cannot be encoded (U+{ord(ch):04X}, a lone surrogate, at character {err.start + 1}); "
+            "the password is at fault, not the file")
+
+
+def check_password(password: str | None) -> None:
+    """Raise PasswordError unless `password` can be passed to the PDF decryption (text, or the
+    raw bytes of a non-UTF-8 command line)."""
+    if password is not None:
+        _password_arg(password)
 
 
 def convert_pdf(data: bytes, source: str, password: str | None = None) -> Document:
@@ -317,7 +339,11 @@ def convert_pdf(data: bytes, source: str, password: str | None = None) -> Docume
                 if not reader.decrypt(""):
                     if password is None:
                         raise InputError("encrypted PDF; pass --password", source)
-                    if not reader.decrypt(_password_arg(password)):
+                    try:
+                        secret = _password_arg(password)
+                    except PasswordError as e:
+                        raise InputError(f"password {e}", source) from None
+                    if not reader.decrypt(secret):
                         raise InputError("wrong password for encrypted PDF", source)
             page_texts = []
             for page in reader.pages:
@@ -432,6 +458,30 @@ def _read_limited(stream, max_bytes: int | None, source: str) -> bytes:
     return data
 
 
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _check_zip_expansion(data: bytes, source: str, max_bytes: int | None) -> None:
+    """Refuse a ZIP container (DOCX) whose members, uncompressed, exceed ``max_bytes`` in all,
+    before any of them is inflated: a 1 MB DOCX can hold a word/document.xml of 300 MB.
+
+    The sizes come from the zip's central directory; zipfile stops every member at its declared
+    size (and checks its CRC), so a directory that understates them cannot get past this either.
+    Data that is not a readable zip is left to its converter, which reports it."""
+    if max_bytes is None or not data.startswith(ZIP_MAGIC):
+        return
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            total = sum(info.file_size for info in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return
+    if total > max_bytes:
+        raise InputError(f"expands to {total / MB:.3g} MB when unzipped, "
+                         + _too_large(max_bytes), source)
+
+
 def load_path(path: str | os.PathLike, password: str | None = None,
               max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB) -> Document:
     """Read ``path`` (read-only) and convert it by suffix; unknown suffixes are read as text.
@@ -466,6 +516,7 @@ def load_path(path: str | os.PathLike, password: str | None = None,
     fn = converter_for(p)
     if fn is None:
         fn = _sniff(data) or convert_text
+    _check_zip_expansion(data, source, max_bytes)
     return _finish(fn(data, source, password), source)
 
 
@@ -497,5 +548,6 @@ def load_stdin(data: bytes | None = None, password: str | None = None,
         raise InputError("empty document", source)
     fn = _sniff(data)
     if fn is not None:
+        _check_zip_expansion(data, source, max_bytes)
         return _finish(fn(data, source, password), source)
     return _finish(Document(decode_text(data, source), source, "stdin", [0]), source)

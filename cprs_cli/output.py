@@ -35,6 +35,8 @@ from .result import CompressionResult
 FORMATS = ("text", "json", "jsonl")
 # suffix of the per-document output files that `--output-dir` writes
 OUTPUT_SUFFIX = {"text": ".cprs.txt", "json": ".cprs.json", "jsonl": ".cprs.jsonl"}
+# temporary files of atomic writes: `.cprs-XXXXXXXX.tmp` (8 random characters) in the target's folder
+TEMP_PREFIX, TEMP_SUFFIX = ".cprs-", ".tmp"
 
 
 # --------------------------------------------------------------------------- rendering
@@ -202,7 +204,9 @@ def _redeliver(signum: int, handler) -> None:
 
 def _replace_via_temp(path: Path, parent: Path, data: bytes, mode: int,
                       old: os.stat_result | None) -> None:
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+    # a short, fixed-length hidden name: one derived from `path.name` would pass the file
+    # system's 255-byte limit for a long but legal output name
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             write_all(fh, data)

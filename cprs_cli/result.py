@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 
 SCHEMA_VERSION = 1
@@ -28,6 +29,24 @@ class Stats:
     tokenizer: str = "cl100k_base"
     # seconds per stage (tokenize / critic / post); not part of the schema's required keys
     timings: dict[str, float] = field(default_factory=dict)
+    # the critic read only the first `max_query_tokens` tokens of the query
+    query_truncated: bool = False
+    # a unit (sentence, paragraph) was larger than the budget: finer units inside it were kept
+    finer_units: bool = False
+    # what the run changed from what was asked, one {"code", "message"} each (codes: WARNING_CODES)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+
+# warning codes: the first two concern the whole run (the same query and critic for every
+# document); "finer_units" concerns one document
+WARNING_CODES = ("query_truncated", "batch_size_clamped", "finer_units")
+RUN_WARNINGS = frozenset({"query_truncated", "batch_size_clamped"})
+
+
+def text_sha256(text: str) -> str:
+    """sha256 of `text` as UTF-8 (a lone surrogate, which only a library caller's text can hold,
+    as its three-byte 'surrogatepass' form)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass
@@ -41,6 +60,10 @@ class CompressionResult:
     spans: list[Span]
     compressed_text: str
     stats: Stats
+    # the text that span offsets index (the README's "JSON output"): its length in code points
+    # and the sha256 of its UTF-8 encoding
+    text_length: int = 0
+    text_sha256: str = ""
 
     def to_dict(self) -> dict:
         """The `--format json` object (schema_version 1)."""
@@ -52,6 +75,8 @@ class CompressionResult:
             "instruction": self.instruction,
             "granularity": self.granularity,
             "model": {"name": self.model_name, "sha256": self.model_sha256},
+            "offsets": {"index": "document text", "unit": "code point",
+                        "text_length": self.text_length, "text_sha256": self.text_sha256},
             "spans": [asdict(s) for s in self.spans],
             "compressed_text": self.compressed_text,
             "stats": stats,

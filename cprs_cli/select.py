@@ -10,7 +10,9 @@
 * budgeted (`rate` or `max_tokens`): units are ranked by their tokens' keep probabilities, fused
   with the unit's BM25 score (`lexical_weight`, see `cprs_cli.lexical`), and added best-first
   until the cl100k budget is filled; output stays in document order. A budget at or above the
-  input keeps the whole input.
+  input keeps the whole input. A unit larger than the whole budget is replaced by finer units
+  inside it (sentences, clauses, then words around its best tokens: `finer_units`), so one
+  over-long sentence never leaves the output empty.
 
 Kept spans are exact substrings of the input, in order; spans that touch (only whitespace
 between them) are merged, and the rest are joined by a separator that marks dropped text.
@@ -18,6 +20,7 @@ between them) are merged, and the rest are joined by a separator that marks drop
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,18 +199,205 @@ def fused_scores(text: str, units: np.ndarray, scores: np.ndarray, query: str | 
     return scores + weight * lexical.unit_bm25(text, units, query, scope)
 
 
+# --------------------------------------------------------------------------- units above the budget
+
+FINER_UNITS_NOTE = ("a {unit} is longer than the budget of {budget:,} tokens; clauses and words "
+                    "inside it were kept instead")
+# A clause ends after , ; : followed by whitespace, or at a dash between spaces. Hand-written: no
+# maintained splitter returns clause offsets into the original string (BlingFire and the sentence
+# splitters stop at sentences), and this only has to find cut points inside an over-long unit.
+_CLAUSE_BREAK = re.compile(r"[,;:]\s+|\s+[-\u2013\u2014]+\s+")
+
+
+def clause_spans(text: str, start: int, end: int) -> np.ndarray:
+    """Clauses of `text[start:end]` as (n, 2) character offsets, stripped of whitespace."""
+    cuts = [start, *(m.end() for m in _CLAUSE_BREAK.finditer(text, start, end)), end]
+    out = []
+    for a, b in zip(cuts, cuts[1:]):
+        piece = text[a:b]
+        left = len(piece) - len(piece.lstrip())
+        right = len(piece.rstrip())
+        if right > left:
+            out.append((a + left, a + right))
+    return np.asarray(out, dtype=np.int64).reshape(-1, 2)
+
+
+def oversized_units(text: str, units: np.ndarray, costs: np.ndarray, budget: int,
+                    separator_tokens: int) -> np.ndarray:
+    """Indices of the units whose own cl100k tokens exceed `budget` (a unit's cost in
+    `unit_costs` also carries the whitespace before it, which is not the unit's size)."""
+    cand = np.flatnonzero(costs - separator_tokens > budget)
+    if len(cand) == 0:
+        return cand
+    own = np.asarray(count_many([text[units[j, 0]:units[j, 1]] for j in cand]), dtype=np.int64)
+    return cand[own > budget]
+
+
+def _inside(spans: np.ndarray, start: int, end: int) -> np.ndarray:
+    lo = np.searchsorted(spans[:, 0], start, side="left")
+    hi = np.searchsorted(spans[:, 0], end, side="left")
+    sub = spans[lo:hi]
+    return sub[sub[:, 1] <= end]
+
+
+def finer_units(text: str, units: np.ndarray, scores: np.ndarray, ranked: np.ndarray, costs: np.ndarray,
+                budget: int, separator_tokens: int, keep: np.ndarray, offsets: np.ndarray, granularity: str,
+                sentences: np.ndarray | None = None) -> list[tuple[int, int, float]]:
+    """Budgeted selection when some unit alone costs more than `budget` (a 1 MB line without a
+    sentence break has one "sentence"): such a unit is replaced by finer ones inside it
+    (paragraph → sentences → clauses), which are ranked with the others (`budget_units`); the
+    budget left after that is filled with runs of words around the highest-scoring tokens of the
+    best clauses that still did not fit (`word_window`). Returns (start, end, score) pieces.
+
+    A finer piece is ranked by its own critic score plus the lexical share of its unit's rank."""
+    sep = separator_tokens
+    big = set(oversized_units(text, units, costs, budget, sep).tolist())
+    pieces: list[tuple[int, int, float, float, int]] = []  # start, end, critic score, rank, cost
+    for j in range(len(units)):
+        s, e = int(units[j, 0]), int(units[j, 1])
+        if j not in big:
+            pieces.append((s, e, float(scores[j]), float(ranked[j]), int(costs[j])))
+            continue
+        lexical_part = float(ranked[j] - scores[j])
+        # the whitespace before a unit (beyond one separator) is paid by its first finer piece,
+        # as the unit would have paid it: (start, end, extra cost)
+        todo = [(s, e, int(costs[j]) - count_tokens(text[s:e]) - sep)]
+        level = granularity
+        while todo:
+            finest = level not in ("paragraph", "sentence")  # clauses (or words) come next
+            nxt = []
+            for a, b, lead in todo:
+                if level == "paragraph":
+                    sub = (_inside(sentences, a, b) if sentences is not None and len(sentences)
+                           else segment.sentence_spans(text[a:b]) + a)
+                else:
+                    sub = clause_spans(text, a, b)
+                if len(sub) == 0:
+                    continue
+                sub_costs = unit_costs(text, sub, sep)
+                sub_costs[0] += max(lead, 0)
+                own = np.asarray(count_many([text[x:y] for x, y in sub.tolist()]), dtype=np.int64)
+                sub_scores = unit_scores(keep, unit_token_ranges(sub, offsets))
+                for k, (x, y) in enumerate(sub.tolist()):
+                    if own[k] <= budget or finest:
+                        sc = float(sub_scores[k])
+                        pieces.append((x, y, sc, sc + lexical_part, int(sub_costs[k])))
+                    else:
+                        nxt.append((x, y, int(sub_costs[k] - own[k] - sep)))
+            todo = nxt
+            level = "sentence" if level == "paragraph" else "clause"
+    pieces.sort()
+    p_costs = np.array([p[4] for p in pieces], dtype=np.int64)
+    p_rank = np.array([p[3] for p in pieces], dtype=np.float64)
+    chosen = set(budget_units(p_costs, p_rank, budget, sep).tolist())
+    kept = [(pieces[i][0], pieces[i][1], pieces[i][2]) for i in sorted(chosen)]
+    left = budget + sep - int(p_costs[list(chosen)].sum()) if chosen else budget + sep
+    # fill what is left with words around the peaks of the best pieces that did not fit
+    for i in np.argsort(-p_rank, kind="stable").tolist():
+        room = left - sep
+        if room < 1:
+            break
+        if i in chosen or p_costs[i] <= left:
+            continue
+        a, b = pieces[i][0], pieces[i][1]
+        # a window at the start of its piece merges with a kept piece before it, whitespace and
+        # all: that whitespace is paid as the piece would have paid it
+        lead = max(0, int(p_costs[i]) - count_tokens(text[a:b]) - sep)
+        window = word_window(text, a, b, keep, offsets, room)
+        if window is not None and window[0] == a and lead:
+            window = word_window(text, a, b, keep, offsets, room - lead)
+            extra = lead if window is not None and window[0] == a else 0
+        else:
+            extra = 0
+        if window is not None:
+            kept.append(window[:3])
+            left -= window[3] + sep + extra
+    return kept
+
+
+def word_window(text: str, start: int, end: int, keep: np.ndarray, offsets: np.ndarray,
+                room: int) -> tuple[int, int, float, int] | None:
+    """The run of whole words inside `text[start:end]` around its highest-scoring token that
+    costs at most `room` cl100k tokens, grown word by word toward the better-scoring side:
+    (start, end, score, cost), or None when not even part of a word fits. A single word longer
+    than `room` is cut to characters around the peak (the only way to keep part of it)."""
+    words = segment.word_spans(text[start:end]) + start
+    if len(words) == 0 or room < 1:
+        return None
+    ranges = unit_token_ranges(words, offsets)
+    w_scores = unit_scores(keep, ranges)
+    peak = int(np.argmax(w_scores))
+    # a word's cost includes the whitespace before it, as it would be kept in a run
+    w_costs = np.asarray(count_many([text[words[i - 1, 1] if i else words[0, 0]:words[i, 1]]
+                                     for i in range(len(words))]), dtype=np.int64)
+    lo = hi = peak
+    total = count_tokens(text[words[peak, 0]:words[peak, 1]])
+    if total > room:
+        return _char_window(text, int(words[peak, 0]), int(words[peak, 1]), keep, offsets, room)
+    while True:
+        left_ok = lo > 0 and total + w_costs[lo] <= room  # adding word lo-1 brings the gap at lo
+        right_ok = hi + 1 < len(words) and total + w_costs[hi + 1] <= room
+        if not (left_ok or right_ok):
+            break
+        if left_ok and (not right_ok or w_scores[lo - 1] > w_scores[hi + 1]):
+            total += int(w_costs[lo])
+            lo -= 1
+        else:
+            hi += 1
+            total += int(w_costs[hi])
+    s, e = int(words[lo, 0]), int(words[hi, 1])
+    cost = count_tokens(text[s:e])
+    while cost > room and hi > lo:  # per-word counts can differ from the run's by a token
+        if w_scores[lo] < w_scores[hi]:
+            lo += 1
+        else:
+            hi -= 1
+        s, e = int(words[lo, 0]), int(words[hi, 1])
+        cost = count_tokens(text[s:e])
+    if cost > room:
+        return None
+    score = float(unit_scores(keep, unit_token_ranges(np.array([[s, e]]), offsets))[0])
+    return s, e, score, cost
+
+
+def _char_window(text: str, start: int, end: int, keep: np.ndarray, offsets: np.ndarray,
+                 room: int) -> tuple[int, int, float, int] | None:
+    """The longest piece of one over-long word, centred on its best token, within `room`."""
+    t0, t1 = unit_token_ranges(np.array([[start, end]]), offsets)[0]
+    centre = start
+    if t1 > t0:
+        centre = int(np.clip(offsets[t0 + int(np.argmax(keep[t0:t1])), 0], start, end - 1))
+    lo_len, hi_len, best = 1, end - start, None
+    while lo_len <= hi_len:  # binary search on the width: a cl100k count grows with it
+        width = (lo_len + hi_len) // 2
+        s = max(start, min(centre - width // 2, end - width))
+        cost = count_tokens(text[s:s + width])
+        if cost <= room:
+            best, lo_len = (s, s + width, cost), width + 1
+        else:
+            hi_len = width - 1
+    if best is None:
+        return None
+    s, e, cost = best
+    score = float(unit_scores(keep, unit_token_ranges(np.array([[s, e]]), offsets))[0])
+    return s, e, score, cost
+
+
 def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: str = "sentence",
            budget: int | None = None, threshold: float | None = None, min_span_tokens: int = 1,
            max_gap: int = tags.OFFICIAL_MAX_GAP, separator: str = DEFAULT_SEPARATOR,
            units: np.ndarray | None = None, query: str | None = None,
            lexical_weight: float = 0.0, policy: DynamicPolicy | None = None,
-           input_tokens: int | None = None, sentences: np.ndarray | None = None) -> list[Span]:
+           input_tokens: int | None = None, sentences: np.ndarray | None = None,
+           notes: list[str] | None = None) -> list[Span]:
     """The kept spans of `text`, given the critic's per-token probabilities.
 
     `units` may carry the granularity's spans when the caller already has them (`sentences`,
     the sentence spans, likewise). `query` and `lexical_weight` fuse BM25 into the budgeted
     ranking. Dynamic sentence / paragraph selection follows `policy` unless `threshold` is given
     (or no policy is): then the critic's tags decide, as in the official post-processing.
+    With a budget, a unit larger than the whole budget is not simply skipped: finer units inside
+    it compete instead (`finer_units`), and `notes` (a list, when given) receives one line saying so.
     """
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}")
@@ -226,12 +416,26 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
     if budget is not None:
         if input_tokens is None:
             input_tokens = count_tokens(text)
-        if budget >= input_tokens:  # the whole input fits: nothing to choose
-            chosen = np.arange(len(units))
+        whole = None
+        if budget >= input_tokens:  # the whole input fits: nothing to choose ...
+            whole = merge_spans([(int(units[j, 0]), int(units[j, 1]), float(scores[j]))
+                                 for j in range(len(units))], text)
+            # ... unless its kept text counts more: " 😀" is one cl100k token, "😀" two
+            if count_tokens(assemble(whole, separator)) > budget:
+                whole = None
+        if whole is not None:
+            return whole
         else:
             ranked = fused_scores(text, units, scores, query, lexical_weight, granularity, sentences)
             sep = count_tokens(separator)
-            chosen = budget_units(unit_costs(text, units, sep), ranked, budget, sep)
+            costs = unit_costs(text, units, sep)
+            if len(oversized_units(text, units, costs, budget, sep)):  # a unit alone exceeds the budget
+                kept = finer_units(text, units, scores, ranked, costs, budget, sep, keep, offsets,
+                                   granularity, sentences)
+                if notes is not None:
+                    notes.append(FINER_UNITS_NOTE.format(unit=granularity, budget=budget))
+                return merge_spans(kept, text)
+            chosen = budget_units(costs, ranked, budget, sep)
     elif policy is not None and threshold is None:
         if input_tokens is None:
             input_tokens = count_tokens(text)

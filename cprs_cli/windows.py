@@ -44,7 +44,9 @@ def tokenize(tokenizer, text: str) -> TokenizedDoc:
     pieces = _pieces(text)
     if not pieces:
         return TokenizedDoc(np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
-    enc = tokenizer([text[s:e] for s, e in pieces], add_special_tokens=False,
+    # split_special_tokens: "[SEP]" or "<|im_start|>" written in a document is text, never the
+    # real special token (which would let a document rewrite the critic's prompt structure)
+    enc = tokenizer([text[s:e] for s, e in pieces], add_special_tokens=False, split_special_tokens=True,
                     return_offsets_mapping=True, return_attention_mask=False, return_token_type_ids=False)
     ids, offs = [], []
     for (s, _), piece_ids, piece_offs in zip(pieces, enc["input_ids"], enc["offset_mapping"]):

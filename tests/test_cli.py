@@ -23,7 +23,7 @@ from cprs_cli.cli import app, expand_inputs
 from cprs_cli.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
-SCHEMA_KEYS = {"schema_version", "source", "query", "instruction", "granularity", "model", "spans",
+SCHEMA_KEYS = {"schema_version", "source", "query", "instruction", "granularity", "model", "offsets", "spans",
                "compressed_text", "stats"}
 TEXT_A = ("Apollo 11 landed on the Moon on 20 July 1969. Neil Armstrong and Buzz Aldrin walked on the "
           "surface. Michael Collins stayed in orbit aboard Columbia. The crew returned on 24 July.\n")
@@ -506,8 +506,10 @@ def test_bad_option_values_are_usage_errors(args, tmp_path):
     assert "Traceback" not in r.stderr
 
 
-def test_threshold_help_states_the_open_interval():
+def test_threshold_help_states_the_open_interval(monkeypatch):
     """The help states the library's rule (0 < P < 1), not click's closed [0.0<=x<=1.0]."""
+    # wide enough that rich does not break "0 < P < 1" across lines of its help table
+    monkeypatch.setenv("COLUMNS", "200")
     r = invoke("compress", "--help")
     text = " ".join(r.stdout.split())
     assert "0 < P < 1" in text

@@ -231,3 +231,38 @@ def test_text_that_is_not_text_still_compresses_to_exact_spans(comp, granularity
     assert r.query == "When was the landing?\udcff"
     assert r.spans and all(text[s.start:s.end] == s.text for s in r.spans)
     assert r.compressed_text == text.strip()  # a budget at the input keeps all of it
+
+
+def test_query_over_the_critic_limit_is_reported(comp):
+    limit = comp.critic.max_query_tokens
+    assert limit in (96, 256)
+    words = "moon " * (limit + 10)
+    res = comp.compress(TEXT, query=words, source="doc.txt")
+    assert res.stats.query_truncated
+    assert [w["code"] for w in res.stats.warnings] == ["query_truncated"]
+    assert f"only its first {limit}" in res.stats.warnings[0]["message"]
+    assert res.query == words  # the result keeps the query as asked
+    short = comp.compress(TEXT, query=QUERY, source="doc.txt")
+    assert not short.stats.query_truncated and short.stats.warnings == []
+
+
+def test_batch_size_is_bounded_by_tokens(tiny_encoder_critic_dir):
+    default = Compressor(str(tiny_encoder_critic_dir), device="cpu")
+    assert default.warnings == [] and default.batch_size == default.critic.default_batch_size
+    huge = Compressor(str(tiny_encoder_critic_dir), device="cpu", batch_size=100_000)
+    assert huge.batch_size * huge.critic.max_positions <= huge.max_batch_tokens
+    assert [w["code"] for w in huge.warnings] == ["batch_size_clamped"]
+    res = huge.compress(TEXT, query=QUERY)
+    assert [w["code"] for w in res.stats.warnings] == ["batch_size_clamped"]
+
+
+def test_offsets_index_the_callers_text_with_its_hash(enc_comp):
+    import hashlib
+
+    text = TEXT.replace("\n", "\r\n")  # a library caller's text is indexed as given
+    res = enc_comp.compress(text, query=QUERY, granularity="word", rate=0.5)
+    d = res.to_dict()["offsets"]
+    assert d == {"index": "document text", "unit": "code point", "text_length": len(text),
+                 "text_sha256": hashlib.sha256(text.encode()).hexdigest()}
+    assert len(res.spans) >= 2
+    assert all(text[sp.start:sp.end] == sp.text for sp in res.spans)

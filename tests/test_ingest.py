@@ -246,6 +246,14 @@ def test_pdf_encrypted_with_password(tmp_path, unchanged):
     assert "apples" in doc.text and "pears" in doc.text
 
 
+def test_pdf_password_that_cannot_be_encoded_blames_the_password(tmp_path, unchanged):
+    p = unchanged(write(tmp_path, "locked.pdf", encrypt_pdf(make_pdf([PAGE1, PAGE2]), "s3cret")))
+    with pytest.raises(InputError) as ei:
+        load_path(p, password="s3\ud800cret")
+    assert "password cannot be encoded (U+D800" in str(ei.value)
+    assert "corrupt" not in str(ei.value)
+
+
 @pytest.mark.parametrize("algorithm", ["AES-128", "AES-256", "AES-256-R5"])
 @pytest.mark.parametrize("password", ["s3cret", "пароль-Ключ", "Ünïcødé ✓"])
 def test_pdf_encrypted_aes(tmp_path, unchanged, algorithm, password):

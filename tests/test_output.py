@@ -22,7 +22,7 @@ from cprs_cli.output import (output_path_for, render, render_json, render_jsonl,
 from cprs_cli.result import CompressionResult, Span, Stats
 
 SOURCE_TEXT = "Apollo 11 landed on 20 July 1969. It was hot in Houston. Armstrong stepped out."
-SCHEMA_KEYS = {"schema_version", "source", "query", "instruction", "granularity", "model", "spans",
+SCHEMA_KEYS = {"schema_version", "source", "query", "instruction", "granularity", "model", "offsets", "spans",
                "compressed_text", "stats"}
 
 

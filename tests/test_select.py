@@ -330,3 +330,29 @@ def test_dynamic_rule_spans_are_exact_substrings(granularity, doc, floor, rel, s
     spans = select(text, probs, offsets, granularity=granularity, policy=DynamicPolicy(floor, rel, share),
                    query="cat world")
     check_spans(text, spans)
+
+
+def test_a_sentence_larger_than_the_budget_gives_way_to_clauses_and_words():
+    from cprs_cli.select import FINER_UNITS_NOTE, clause_spans
+
+    words = ["alpha", "beta", "gamma", "delta", "omega"]
+    text = " ".join(f"{words[i % 5]}{',' if i % 7 == 6 else ''}" for i in range(600))  # one sentence
+    assert len(segment.sentence_spans(text)) == 1
+    offsets = segment.word_spans(text)
+    keep = np.full(len(offsets), 0.05)
+    keep[302:305] = 0.99  # the critic's best tokens, inside one clause (words 301-307)
+    probs = np.stack([keep, np.zeros_like(keep), 1 - keep, np.zeros_like(keep)], axis=1)
+    for budget in (2, 40, 150):
+        notes: list[str] = []
+        spans = select(text, probs, offsets, granularity="sentence", budget=budget, notes=notes)
+        check_spans(text, spans)
+        out = count_tokens(assemble(spans))
+        assert budget // 2 <= out <= budget, (budget, out)
+        assert notes == [FINER_UNITS_NOTE.format(unit="sentence", budget=budget)]
+        best = (int(offsets[302, 0]), int(offsets[302, 1]))
+        assert any(sp.start <= best[0] and best[1] <= sp.end for sp in spans)  # around the peak
+    clauses = clause_spans(text, 0, len(text))
+    assert len(clauses) == 600 // 7 + 1 and all(text[s:e].strip() == text[s:e] for s, e in clauses)
+    notes = []
+    select(text, probs, offsets, granularity="sentence", budget=count_tokens(text) // 2 + 5000, notes=notes)
+    assert notes == []  # a budget the sentence fits: no fallback

@@ -47,6 +47,8 @@ class Critic(ABC):
     max_positions: int  # longest input the model accepts (prompt included)
     default_window_tokens: int  # context tokens per window by default
     default_batch_size: int
+    max_query_tokens: int | None = None  # the query is cut to this many tokens in the prompt
+
     def __init__(self, model, tokenizer, *, name: str, sha256: str, device: torch.device):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -64,6 +66,16 @@ class Critic(ABC):
     def threshold_for(self, task: str | None) -> float | None:
         t = self.thresholds
         return t.get(task or "facts", t.get("default"))
+
+    def text_ids(self, text: str) -> list[int]:
+        """Token ids of user text (an instruction, a query): special-token strings such as
+        "[SEP]" or "<|im_start|>" in it are plain text, never the real special tokens, so no
+        text can rewrite the prompt's structure."""
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+    def query_tokens(self, query: str) -> int:
+        """How many tokens the query has as the prompt tokenises it (before the cut)."""
+        return len(self.text_ids(query))
 
     @abstractmethod
     def prompt_ids(self, instruction: str, query: str) -> tuple[list[int], list[int]]:

@@ -15,6 +15,7 @@ MAX_QUERY_TOKENS = 96
 
 class EncoderCritic(Critic):
     kind = "encoder"
+    max_query_tokens = MAX_QUERY_TOKENS
 
     def __init__(self, model: nn.Module, tokenizer, *, name: str, sha256: str, device: torch.device,
                  window_tokens: int | None = None):
@@ -27,8 +28,8 @@ class EncoderCritic(Critic):
     def prompt_ids(self, instruction: str, query: str) -> tuple[list[int], list[int]]:
         tok = self.tokenizer
         cls_id, sep_id = tok.cls_token_id, tok.sep_token_id
-        instr = tok(instruction, add_special_tokens=False)["input_ids"]
-        q = tok(query, add_special_tokens=False)["input_ids"][:MAX_QUERY_TOKENS]
+        instr = self.text_ids(instruction)
+        q = self.text_ids(query)[:MAX_QUERY_TOKENS]
         return [cls_id, *instr, sep_id, *q, sep_id], [sep_id]
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

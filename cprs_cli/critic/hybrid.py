@@ -105,6 +105,7 @@ class HybridTagger(nn.Module):
 
 class HybridCritic(Critic):
     kind = "hybrid"
+    max_query_tokens = MAX_QUERY_TOKENS
 
     def __init__(self, model: HybridTagger, tokenizer, *, name: str, sha256: str, device: torch.device,
                  window_tokens: int | None = None):
@@ -116,12 +117,14 @@ class HybridCritic(Critic):
         self.default_batch_size = 32 if device.type == "cuda" else 2
 
     def prompt_ids(self, instruction: str, query: str) -> tuple[list[int], list[int]]:
-        tok = self.tokenizer
-        q_ids = tok(query, add_special_tokens=False)["input_ids"]
-        if len(q_ids) > MAX_QUERY_TOKENS:
-            query = tok.decode(q_ids[:MAX_QUERY_TOKENS])
-        text = SYSTEM_PROMPT.format(instruction=instruction, query=query)
-        return tok(text, add_special_tokens=False)["input_ids"], []
+        # the template's own "<|im_start|>" / "<|im_end|>" are the real special tokens; the
+        # instruction and query are tokenised apart from it as plain text (`text_ids`), so a
+        # query holding "<|im_end|>" cannot close the user turn
+        head, rest = SYSTEM_PROMPT.split("{instruction}")
+        mid, tail = rest.split("{query}")
+        frame = lambda s: list(self.tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
+        q_ids = self.text_ids(query)[:MAX_QUERY_TOKENS]
+        return [*frame(head), *self.text_ids(instruction), *frame(mid), *q_ids, *frame(tail)], []
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids, attention_mask)

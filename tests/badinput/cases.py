@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -39,7 +40,8 @@ MODEL = "<tiny critic>"  # replaced by the tiny critic's directory in in-process
 @dataclass
 class Ctx:
     dir: Path
-    model: str
+    model: str  # the tiny encoder critic
+    hybrid: str = ""  # the tiny hybrid (decoder) critic
 
     @property
     def inp(self) -> Path:
@@ -171,6 +173,14 @@ for name, (code, msg) in DOCX_EXPECT.items():
                       (lambda n: lambda ctx: Run(compress(g.put(ctx.inp, f"{n}.docx", g.DOCX_BUILDERS[n]()))))(name),
                       code, msg))
 CASES += [
+    # a 0.9 MB DOCX whose word/document.xml inflates to 300 MB: refused from the zip directory
+    Case("docx-zip-bomb", "docx", one_file("bomb.docx", g.docx_bomb(), ["--max-input-mb", "100"]), 3,
+         "bomb.docx: expands to 301 MB when unzipped, larger than the input size limit of 100 MB"),
+    Case("docx-zip-bomb-on-stdin", "docx",
+         lambda ctx: Run(compress("-", extra=["--max-input-mb", "100"]), stdin=g.docx_bomb()), 3,
+         "<stdin>: expands to 301 MB when unzipped"),
+    Case("docx-zip-bomb-without-suffix", "docx", one_file("bomb", g.docx_bomb(), ["--max-input-mb", "100"]), 3,
+         "MB when unzipped, larger than the input size limit of 100 MB"),
     Case("docx-paragraphs-and-table", "docx",
          one_file("ok.docx", g.docx_bytes([g.GOOD_TEXT], [["crew", "role"], ["Armstrong", "commander"]]),
                   KEEP_ALL), 0, None, has_text("Armstrong | commander")),
@@ -738,4 +748,383 @@ CASES += [
          runner="custom", skip=_unshare_skip),
     Case("fs-full-file-system", "special", _full_fs, 3, "No space left on device", _small_written_big_not,
          runner="custom", skip=_unshare_skip),
+]
+
+# --------------------------------------------------------------------------- long names
+
+LONG_IN = "n" * 236 + ".txt"  # 240 characters: its output name (+ ".cprs.txt") is 249, legal
+LONG_OUT = "o" * 246 + ".txt"  # 250 characters, legal (the limit is 255 bytes)
+
+
+def _long_input_in_dir(ctx: Ctx) -> Run:
+    g.put(ctx.inp, LONG_IN, g.GOOD_TEXT.encode())
+    return Run(compress(ctx.inp, extra=["--output-dir", str(ctx.out)] + KEEP_ALL))
+
+
+def _long_output_file(existing: bool) -> Callable[[Ctx], Run]:
+    def build(ctx: Ctx) -> Run:
+        src = g.put(ctx.inp, "a.txt", g.GOOD_TEXT.encode())
+        ctx.out.mkdir(parents=True)
+        if existing:
+            (ctx.out / LONG_OUT).write_text("old result\n")
+        return Run(compress(src, extra=["-o", str(ctx.out / LONG_OUT)] + KEEP_ALL))
+    return build
+
+
+def _written_with(name: str, needle: str) -> Callable[[Ctx, Result], None]:
+    def check(ctx: Ctx, r: Result) -> None:
+        assert _written(ctx) == [name], _written(ctx)
+        assert needle in (ctx.out / name).read_text()
+    return check
+
+
+def _result_name_too_long(ctx: Ctx) -> Run:
+    g.put(ctx.inp, "a.txt", g.GOOD_TEXT.encode())
+    g.put(ctx.inp, "x" * 246 + ".txt", g.OTHER_TEXT.encode())  # + ".cprs.txt" = 259 bytes
+    return Run(compress(ctx.inp, extra=["--output-dir", str(ctx.out)]))
+
+
+CASES += [
+    Case("names-result-name-too-long-in-batch", "names", _result_name_too_long, 3,
+         "its result name would be 259 bytes, longer than the file system's limit of 255",
+         expect_written("a.txt.cprs.txt")),
+    Case("names-240-char-input-in-directory-batch", "names", _long_input_in_dir, 0, None,
+         _written_with(LONG_IN + ".cprs.txt", "Apollo 11")),
+    Case("names-250-char-output-file", "names", _long_output_file(False), 0, None,
+         _written_with(LONG_OUT, "Apollo 11")),
+    Case("names-250-char-output-file-replaced", "names", _long_output_file(True), 0, None,
+         _written_with(LONG_OUT, "Apollo 11")),
+]
+
+# --------------------------------------------------------------------------- passwords
+
+
+def _locked_with(password: str, algorithm: str = "AES-128") -> Callable[[Ctx], Run]:
+    def build(ctx: Ctx) -> Run:
+        path = g.put(ctx.inp, "locked.pdf", g.encrypted_pdf("s3cret", algorithm))
+        return Run(compress(path, extra=["--password", password]))
+    return build
+
+
+CASES += [
+    # a lone surrogate cannot come from a command line (argv bytes arrive as \udcXX escapes), but
+    # can from a caller of the CLI's app or an environment that passes str; it blames the password
+    Case("pdf-password-lone-surrogate", "pdf", _locked_with("pa\ud800ss"), 2,
+         "--password: cannot be encoded (U+D800, a lone surrogate, at character 3); the password is at fault"),
+    Case("pdf-password-lone-surrogate-rc4", "pdf", _locked_with("\udfff", "RC4-128"), 2,
+         "--password: cannot be encoded (U+DFFF"),
+]
+
+# --------------------------------------------------------------------------- special-token strings
+
+
+def _special_tokens_are_text(kind: str) -> Callable[[Ctx], Result]:
+    """A document, query and instruction holding every special-token string of the critic's
+    tokenizer ("[SEP]", "[CLS]", "<|im_start|>", ...): the critic must see them as plain text.
+    The critic's predict() is watched: no special id inside any window's context, and the prompt
+    around it holds exactly the template's own special tokens."""
+    def run(ctx: Ctx) -> Result:
+        from unittest import mock
+
+        from transformers import AutoTokenizer
+        from typer.testing import CliRunner
+
+        from cprs_cli.cli import app
+        from cprs_cli.critic.base import Critic
+
+        model = ctx.model if kind == "encoder" else ctx.hybrid
+        tok = AutoTokenizer.from_pretrained(model)
+        specials = sorted(set(tok.all_special_tokens) | set(tok.get_added_vocab()))
+        assert len(specials) >= 3, specials
+        injected = " ".join(specials)
+        text = f"Apollo 11 landed in 1969. {injected} The crew came home.\n\n{injected}\n"
+        src = g.put(ctx.inp, "specials.txt", text.encode())
+        seen: list[tuple[list[list[int]], list[tuple[int, int]]]] = []
+        real = Critic.predict
+
+        def watch(self, windows, spans):
+            seen.append((windows, spans))
+            return real(self, windows, spans)
+
+        args = compress(src, model=model, extra=KEEP_ALL + ["-q", f"Where is {injected}?",
+                                                           "--instruction", f"Keep {injected} text."])
+        with mock.patch.object(Critic, "predict", watch):
+            r = CliRunner().invoke(app, args, catch_exceptions=False)
+        special_ids = set(tok.all_special_ids)
+        # the template's own special tokens: [CLS] [SEP] [SEP] + trailing [SEP] for the encoder;
+        # three <|im_start|> and two <|im_end|> for the hybrid (critic/hybrid.py SYSTEM_PROMPT)
+        frame = 4 if kind == "encoder" else 5
+        assert seen, "the critic never ran"
+        for windows, spans in seen:
+            for ids, (s, e) in zip(windows, spans):
+                assert not special_ids & set(ids[s:e]), "a special-token string became a special token"
+                around = [i for i in ids[:s] + ids[e:] if i in special_ids]
+                assert len(around) == frame, (kind, around)
+        return Result(r.exit_code, r.stdout_bytes, r.stderr)
+    return run
+
+
+CASES += [
+    Case(f"text-special-token-strings-{kind}-critic", "text", _special_tokens_are_text(kind), 0, None,
+         has_text(*(["[SEP]", "[CLS]", "[MASK]"] if kind == "encoder" else ["<|im_start|>", "<|im_end|>"])),
+         runner="custom")
+    for kind in ("encoder", "hybrid")
+]
+
+# --------------------------------------------------------------------------- warnings (what the run changed)
+
+
+def warned(fragment: str, times: int = 1) -> Callable[[Ctx, Result], None]:
+    def check(ctx: Ctx, r: Result) -> None:
+        lines = [line for line in r.stderr.splitlines() if line.startswith("cprs: warning:")]
+        assert sum(fragment in line for line in lines) == times, r.stderr
+    return check
+
+
+def both(*checks: Callable[[Ctx, Result], None]) -> Callable[[Ctx, Result], None]:
+    def check(ctx: Ctx, r: Result) -> None:
+        for c in checks:
+            c(ctx, r)
+    return check
+
+
+def _json_stats(key: str, value, lines: int = 1) -> Callable[[Ctx, Result], None]:
+    def check(ctx: Ctx, r: Result) -> None:
+        objs = [json.loads(line) for line in r.stdout.decode("utf-8").splitlines() if line.strip()]
+        assert len(objs) == lines, objs
+        assert all(o["stats"][key] == value for o in objs), [o["stats"] for o in objs]
+    return check
+
+
+LONG_QUERY = ("moon landing " * 8000)[:100_000]  # 100,000 characters
+
+
+def _long_query(n_files: int) -> Callable[[Ctx], Run]:
+    def build(ctx: Ctx) -> Run:
+        paths = [g.put(ctx.inp, f"d{i}.txt", g.GOOD_TEXT.encode()) for i in range(n_files)]
+        return Run(compress(*paths, extra=["-q", LONG_QUERY, "-f", "jsonl"]))
+    return build
+
+
+CASES += [
+    Case("flag-query-100k-characters", "flags", _long_query(1), 0, None,
+         both(warned("reads only its first 96 (the query limit"), _json_stats("query_truncated", True))),
+    Case("flag-query-100k-characters-batch-says-so-once", "flags", _long_query(3), 0, None,
+         both(warned("reads only its first 96", times=1), _json_stats("query_truncated", True, lines=3))),
+    Case("flag-query-short-not-truncated", "flags", lambda ctx: Run(compress(
+        g.put(ctx.inp, "a.txt", g.GOOD_TEXT.encode()), extra=["-f", "jsonl"])), 0, None,
+         both(warned("query", times=0), _json_stats("query_truncated", False))),
+]
+
+
+def _huge_batch_size(ctx: Ctx) -> Result:
+    """--batch-size 100000 on a document of 100+ windows: the batches the critic gets stay within
+    the compressor's token bound (the tiny critic: 512-position windows, 32,768 tokens on the CPU,
+    so at most 64 windows), and the run says so once."""
+    from unittest import mock
+
+    from typer.testing import CliRunner
+
+    from cprs_cli.cli import app
+    from cprs_cli.compressor import MAX_BATCH_TOKENS
+    from cprs_cli.critic.base import Critic
+
+    src = g.put(ctx.inp, "long.txt", (g.GOOD_TEXT * 300).encode())  # about 150 windows of 128 tokens
+    batches: list[list[list[int]]] = []
+    real = Critic.predict
+
+    def watch(self, windows, spans):
+        batches.append(windows)
+        return real(self, windows, spans)
+
+    with mock.patch.object(Critic, "predict", watch):
+        r = CliRunner().invoke(app, compress(src, model=ctx.model, extra=["--batch-size", "100000"]),
+                               catch_exceptions=False)
+    assert len(batches) >= 2, "the document fit one batch: the bound was not exercised"
+    assert sum(len(b) for b in batches) > MAX_BATCH_TOKENS["cpu"] // 512
+    for b in batches:
+        assert len(b) <= MAX_BATCH_TOKENS["cpu"] // 512
+        assert sum(len(w) for w in b) <= MAX_BATCH_TOKENS["cpu"]
+    return Result(r.exit_code, r.stdout_bytes, r.stderr)
+
+
+CASES += [
+    Case("flag-batch-size-100000-is-bounded", "flags", _huge_batch_size, 0, None,
+         warned("batch size 100,000 lowered to 64 windows"), runner="custom"),
+]
+
+# --------------------------------------------------------------------------- interrupted runs
+
+
+def _interrupt(signum: int, n: int, mode: str, ignored: bool = False) -> Callable[[Ctx], Result]:
+    """Send `signum` once the stand-in critic has compressed three of `n` documents. mode:
+    "dir" (--output-dir), "file" (-o FILE, which exists with an old result). `ignored`: the
+    parent ignores SIGINT, as a non-interactive shell does for `cprs ... &`."""
+    def run(ctx: Ctx) -> Result:
+        root = _batch_inputs(ctx, n)
+        ctx.out.mkdir()
+        trace = ctx.dir / "trace.txt"
+        if mode == "dir":
+            out = ["--output-dir", str(ctx.out)]
+        else:
+            (ctx.out / "res.jsonl").write_text("old result\n")
+            out = ["-f", "jsonl", "-o", str(ctx.out / "res.jsonl")]
+        env = dict(os.environ, CPRS_FAKE_DELAY="0.1", CPRS_FAKE_TRACE=str(trace))
+        pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None
+        proc = subprocess.Popen(fake_cli_cmd(["compress", str(root), *Q, "--quiet", *out]),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ctx.dir,
+                                preexec_fn=pre)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if trace.exists() and len(trace.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.005)
+        proc.send_signal(signum)
+        stdout, err = proc.communicate(timeout=60)
+        return Result(proc.returncode, stdout, err.decode("utf-8", "replace"))
+    return run
+
+
+def _summary_counts_outputs(n: int) -> Callable[[Ctx, Result], None]:
+    def check(ctx: Ctx, r: Result) -> None:
+        written = _complete_outputs_only(ctx)
+        assert 1 <= len(written) < n, written  # stopped in the middle
+        errors = [line for line in r.stderr.splitlines() if line.startswith("cprs: error:")]
+        assert len(errors) == 1, r.stderr
+        s = "s" if len(written) != 1 else ""
+        assert f"after {len(written)} of {n} documents: {len(written)} result{s} written under" in errors[0], errors
+    return check
+
+
+def _old_result_kept(ctx: Ctx, r: Result) -> None:
+    assert sorted(p.name for p in ctx.out.iterdir()) == ["res.jsonl"]
+    assert (ctx.out / "res.jsonl").read_text() == "old result\n"
+
+
+def _ran_to_the_end(ctx: Ctx, r: Result) -> None:
+    assert len(_complete_outputs_only(ctx)) == 20
+
+
+CASES += [
+    Case("signal-sigint-20-files-output-dir-summary", "signals", _interrupt(signal.SIGINT, 20, "dir"), 130,
+         "interrupted after", _summary_counts_outputs(20), runner="custom"),
+    Case("signal-sigterm-20-files-output-dir-summary", "signals", _interrupt(signal.SIGTERM, 20, "dir"), 143,
+         "terminated after", _summary_counts_outputs(20), runner="custom"),
+    Case("signal-sigint-output-file-exists", "signals", _interrupt(signal.SIGINT, 20, "file"), 130,
+         "res.jsonl not written (it is written only when every input is done)", _old_result_kept,
+         runner="custom"),
+    Case("signal-sigterm-output-file-exists", "signals", _interrupt(signal.SIGTERM, 20, "file"), 143,
+         "res.jsonl not written", _old_result_kept, runner="custom"),
+    # SIGINT ignored by the parent (a script's `cprs ... &`, POSIX: background jobs of a
+    # non-interactive shell ignore SIGINT) stays ignored, as for every Unix tool: the run is not
+    # interrupted, finishes every document and exits 0
+    Case("signal-sigint-ignored-by-parent-runs-to-the-end", "signals",
+         _interrupt(signal.SIGINT, 20, "dir", ignored=True), 0, None, _ran_to_the_end, runner="custom"),
+]
+
+# --------------------------------------------------------------------------- what span offsets index
+
+NFC_TEXT = ("Le café était fermé. Les élèves sont partis à midi.\n\nÀ Noël, la forêt était blanche. "
+            "Où est Zoë? Ça va.\n")
+OFFSET_INPUTS = {  # name: (file bytes, the text as decoded, before cprs's newline rule)
+    "crlf": (g.GOOD_TEXT.replace("\n", "\r\n").encode(), g.GOOD_TEXT.replace("\n", "\r\n")),
+    "cr-only": (g.GOOD_TEXT.replace("\n", "\r").encode(), g.GOOD_TEXT.replace("\n", "\r")),
+    "utf8-bom-crlf": (b"\xef\xbb\xbf" + g.GOOD_TEXT.replace("\n", "\r\n").encode(),
+                      g.GOOD_TEXT.replace("\n", "\r\n")),
+    "utf16-bom": (b"\xff\xfe" + g.GOOD_TEXT.encode("utf-16-le"), g.GOOD_TEXT),
+    "nfc": (unicodedata.normalize("NFC", NFC_TEXT).encode(), unicodedata.normalize("NFC", NFC_TEXT)),
+    "nfd": (unicodedata.normalize("NFD", NFC_TEXT).encode(), unicodedata.normalize("NFD", NFC_TEXT)),
+    "nfd-crlf": (unicodedata.normalize("NFD", NFC_TEXT).replace("\n", "\r\n").encode(),
+                 unicodedata.normalize("NFD", NFC_TEXT).replace("\n", "\r\n")),
+}
+
+
+def _offsets_case(name: str) -> Callable[[Ctx], Run]:
+    def build(ctx: Ctx) -> Run:
+        src = g.put(ctx.inp, f"{name}.txt", OFFSET_INPUTS[name][0])
+        return Run(compress(src, extra=["-f", "json", "--granularity", "word", "--rate", "0.5"]))
+    return build
+
+
+def _offsets_index_document_text(name: str) -> Callable[[Ctx, Result], None]:
+    """The README's rule: offsets count code points of the document text, which for a text file
+    is the decoded file without its BOM, CRLF and CR turned into LF, no Unicode normalisation;
+    the JSON carries that text's length and sha256."""
+    def check(ctx: Ctx, r: Result) -> None:
+        import hashlib
+
+        decoded = OFFSET_INPUTS[name][1]
+        document = decoded.replace("\r\n", "\n").replace("\r", "\n")
+        out = json.loads(r.stdout.decode("utf-8"))
+        assert out["offsets"] == {"index": "document text", "unit": "code point",
+                                  "text_length": len(document),
+                                  "text_sha256": hashlib.sha256(document.encode()).hexdigest()}
+        spans = out["spans"]
+        assert len(spans) >= 2, spans
+        assert all(document[s["start"]:s["end"]] == s["text"] for s in spans)
+        assert out["compressed_text"].startswith(spans[0]["text"])
+    return check
+
+
+CASES += [
+    Case(f"text-offsets-{name}", "text", _offsets_case(name), 0, None, _offsets_index_document_text(name))
+    for name in OFFSET_INPUTS
+]
+
+# --------------------------------------------------------------------------- a unit larger than the budget
+
+WORDS = ("apollo moon crew lunar module orbit landing rocket engine fuel pilot mission control houston "
+         "eagle surface rock sample flag camera").split()
+
+
+def one_line(n_chars: int, comma_every: int | None) -> bytes:
+    """One line of words without a sentence break (commas every `comma_every` words, if given)."""
+    out, n, i = [], 0, 0
+    while n < n_chars:
+        w = WORDS[(i * 7 + i // 3) % len(WORDS)]
+        i += 1
+        if comma_every and i % comma_every == 0:
+            w += ","
+        out.append(w)
+        n += len(w) + 1
+    return (" ".join(out) + "\n").encode()
+
+
+def _budget_filled(budget: int, json_lines: int = 1) -> Callable[[Ctx, Result], None]:
+    """Something is kept, within the budget (cl100k), spans exact, and the stats say finer
+    units were used."""
+    def check(ctx: Ctx, r: Result) -> None:
+        from cprs_cli.tokens import count_tokens
+
+        objs = [json.loads(line) for line in r.stdout.decode("utf-8").splitlines() if line.strip()]
+        assert len(objs) == json_lines
+        for o in objs:
+            assert o["spans"], "nothing kept"
+            assert o["stats"]["finer_units"] is True
+            assert o["stats"]["output_tokens"] == count_tokens(o["compressed_text"])
+            assert budget // 2 <= o["stats"]["output_tokens"] <= budget, o["stats"]
+            assert [w["code"] for w in o["stats"]["warnings"]] == ["finer_units"]
+    return check
+
+
+def _oversized(name: str, data: bytes, extra: list[str]) -> Callable[[Ctx], Run]:
+    def build(ctx: Ctx) -> Run:
+        return Run(compress(g.put(ctx.inp, name, data), extra=["-f", "jsonl", "--window-tokens", "448", *extra]))
+    return build
+
+
+CASES += [
+    # the issue's repro: 1 MB on one line, no sentence break, --max-tokens 300 used to keep nothing
+    Case("budget-1mb-one-line-max-tokens-300", "budget", _oversized("line.txt", one_line(1 << 20, 13),
+                                                                     ["--max-tokens", "300"]),
+         0, None, both(_budget_filled(300), warned("line.txt: a sentence is longer than the budget of 300"))),
+    Case("budget-one-line-without-punctuation", "budget", _oversized("words.txt", one_line(100_000, None),
+                                                                      ["--max-tokens", "120"]),
+         0, None, both(_budget_filled(120), warned("clauses and words inside it were kept"))),
+    Case("budget-paragraph-larger-than-budget", "budget",
+         _oversized("para.txt", (g.GOOD_TEXT.replace("\n\n", " ") * 20).encode(),
+                    ["--max-tokens", "60", "--granularity", "paragraph"]),
+         0, None, both(_budget_filled(60), warned("a paragraph is longer than the budget of 60"))),
+    Case("budget-one-huge-word", "budget", _oversized("word.txt", b"x" * 200_000, ["--max-tokens", "50"]),
+         0, None, _budget_filled(50)),
 ]

@@ -7,7 +7,8 @@ fast. Everything else (argument parsing, ingestion, output paths, writing, error
 is the real code. The stand-in keeps the whole document, so a result's expected bytes are known:
 `expected_text(path)`.
 
-Environment: CPRS_FAKE_DELAY (seconds to spend per document, default 0).
+Environment: CPRS_FAKE_DELAY (seconds to spend per document, default 0); CPRS_FAKE_TRACE (a file
+to which the name of every document compressed is appended, so a test can tell how far a run got).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class KeepEverything:
         while time.monotonic() < end:  # short sleeps: signals are handled between them
             time.sleep(0.01)
         text = doc.text
+        trace = os.environ.get("CPRS_FAKE_TRACE")
+        if trace:
+            with open(trace, "a", encoding="utf-8") as fh:
+                fh.write(doc.source + "\n")
         n = max(1, len(text.split()))
         return CompressionResult(
             source=doc.source, query=options.get("query", ""), instruction="keep everything",

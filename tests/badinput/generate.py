@@ -6,6 +6,7 @@ Each builder writes into a directory and returns the path it made.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import zipfile
@@ -119,6 +120,30 @@ def docx_with_document_xml(xml: bytes) -> bytes:
     members = {n: src.read(n) for n in src.namelist()}
     members["word/document.xml"] = xml
     return zip_bytes(members)
+
+
+@functools.cache
+def docx_bomb(inflated_mb: int = 300) -> bytes:
+    """A valid DOCX of about 0.3 MB whose word/document.xml inflates to `inflated_mb` MB (about
+    9M paragraphs for 300 MB), written to the zip in pieces so the test never holds it whole."""
+    src = zipfile.ZipFile(io.BytesIO(docx_bytes(["placeholder"])))
+    out = io.BytesIO()
+    para = b"<w:p><w:r><w:t>x</w:t></w:r></w:p>"
+    chunk = para * ((1 << 20) // len(para) + 1)
+    head = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document '
+            b'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>')
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in src.namelist():
+            if name != "word/document.xml":
+                z.writestr(name, src.read(name))
+        with z.open("word/document.xml", "w", force_zip64=True) as fh:
+            fh.write(head)
+            written = len(head)
+            while written < inflated_mb << 20:
+                fh.write(chunk)
+                written += len(chunk)
+            fh.write(b"</w:body></w:document>")
+    return out.getvalue()
 
 
 DOCX_BUILDERS = {

@@ -61,10 +61,10 @@ def run_proc(ctx: Ctx, spec: Run) -> Result:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, tmp_path, tiny_encoder_critic_dir):
+def test_bad_input(case: Case, tmp_path, tiny_encoder_critic_dir, tiny_hybrid_critic_dir):
     if case.skip is not None and (reason := case.skip()):
         pytest.skip(reason)
-    ctx = Ctx(tmp_path / "case", str(tiny_encoder_critic_dir))
+    ctx = Ctx(tmp_path / "case", str(tiny_encoder_critic_dir), str(tiny_hybrid_critic_dir))
     ctx.dir.mkdir()
     spec = case.build(ctx)
     before = snapshot(ctx.inp)
@@ -96,5 +96,6 @@ def test_corpus_size_and_coverage():
     """The issue asks for at least 80 cases across these areas."""
     areas = {c.area for c in CASES}
     assert len(CASES) >= 80, len(CASES)
-    assert {"pdf", "docx", "text", "flags", "model", "batch", "pipes", "special", "signals"} <= areas
+    assert {"pdf", "docx", "text", "flags", "model", "batch", "pipes", "special", "signals", "names",
+            "budget"} <= areas
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
