@@ -897,6 +897,7 @@ def models(
     if as_json:
         rows = [{
             "name": c.name, "kind": c.kind, "default": c.name == default,
+            "default_on_gpu": c.name == registry.DEFAULT_GPU_CRITIC,
             "installed": bool(c.installed), "status": c.status, "base": c.base,
             "delta_path": str(c.delta_path), "description": c.description,
         } for c in critics]
@@ -907,7 +908,8 @@ def models(
     from rich.text import Text
 
     table = Table(title="cprs critics", header_style="bold",
-                  caption="* the default critic (used when --model is not given)")
+                  caption="* the default critic (used when --model is not given; on a CUDA device: "
+                          f"{registry.DEFAULT_GPU_CRITIC})")
     table.add_column("name", no_wrap=True)
     table.add_column("kind", no_wrap=True)
     table.add_column("installed", no_wrap=True)

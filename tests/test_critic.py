@@ -644,3 +644,10 @@ def test_shipped_mini_critic_loads():
     ids, span = window(c, CONTEXT)
     (p,) = c.predict([ids], [span])
     assert p.shape == (span[1] - span[0], 4) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
+
+
+def test_default_critic_depends_on_the_device():
+    from cprs_cli.critic.registry import DEFAULT_CRITIC, DEFAULT_GPU_CRITIC, default_critic
+
+    assert default_critic("cpu") == DEFAULT_CRITIC == "mini"
+    assert default_critic("cuda") == DEFAULT_GPU_CRITIC == "small"

@@ -23,7 +23,7 @@ from ..errors import ModelError
 from .base import LABELS, Critic, default_dtype, hash_files, resolve_device
 from .encoder import EncoderCritic
 from .hybrid import HybridCritic, HybridTagger
-from .registry import CRITICS, DEFAULT_CRITIC, CriticSpec, cache_dir, critic_status
+from .registry import CRITICS, DEFAULT_CRITIC, CriticSpec, cache_dir, critic_status, default_critic
 
 ENCODER_TYPES = {"bert", "roberta", "distilbert", "deberta", "deberta-v2", "electra", "xlm-roberta",
                  "modernbert", "albert", "camembert", "mpnet"}
@@ -35,8 +35,11 @@ def load_critic(model: str | Path | None = None, device: str = "auto",
     dev = resolve_device(device)
     _quiet_transformers()
     if model is None:
-        spec = CRITICS[DEFAULT_CRITIC]
+        spec = CRITICS[default_critic(dev.type)]
         ok, status = critic_status(spec)
+        if not ok and spec.name != DEFAULT_CRITIC:  # the GPU default is missing: the CPU one will do
+            spec = CRITICS[DEFAULT_CRITIC]
+            ok, status = critic_status(spec)
         if not ok:
             raise ModelError(f"no trained default critic is installed ({status}); "
                              "pass --model PATH to a critic directory")
