@@ -356,3 +356,31 @@ def test_a_sentence_larger_than_the_budget_gives_way_to_clauses_and_words():
     notes = []
     select(text, probs, offsets, granularity="sentence", budget=count_tokens(text) // 2 + 5000, notes=notes)
     assert notes == []  # a budget the sentence fits: no fallback
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=documents(), extra=st.integers(min_value=0, max_value=20))
+def test_a_budget_that_holds_the_whole_text_keeps_it(granularity, doc, extra):
+    text, probs, offsets = doc
+    if not text.strip() or len(probs) == 0:
+        return
+    budget = max(count_tokens(text), count_tokens(text.strip())) + extra
+    spans = select(text, probs, offsets, granularity=granularity, budget=budget)
+    assert assemble(spans) == text.strip()
+
+
+@pytest.mark.parametrize("granularity", ["sentence", "paragraph"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=documents(), rate=st.floats(min_value=0.01, max_value=1.0))
+def test_a_budget_never_keeps_less_than_a_unit_that_fits(granularity, doc, rate):
+    text, probs, offsets = doc
+    units = segment.sentence_spans(text) if granularity == "sentence" else segment.paragraph_spans(text)
+    if len(units) == 0 or len(probs) == 0:
+        return
+    budget = max(1, round(rate * count_tokens(text)))
+    spans = select(text, probs, offsets, granularity=granularity, budget=budget)
+    smallest = min(count_tokens(text[s:e]) for s, e in units)
+    if smallest <= budget:
+        assert spans, "a unit fits in the budget, yet nothing was kept"
+    assert count_tokens(assemble(spans)) <= budget * 1.1

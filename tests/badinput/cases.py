@@ -184,6 +184,16 @@ CASES += [
     Case("docx-paragraphs-and-table", "docx",
          one_file("ok.docx", g.docx_bytes([g.GOOD_TEXT], [["crew", "role"], ["Armstrong", "commander"]]),
                   KEEP_ALL), 0, None, has_text("Armstrong | commander")),
+    # budgets (reliability issue, item 7): a budget at or above the input keeps all of it, and a
+    # budget that fits a unit never keeps nothing
+    Case("docx-table-rate-1-keeps-everything", "docx",
+         one_file("table.docx", g.docx_bytes([], [["crew", "role"], ["Armstrong", "commander"],
+                                                  ["Aldrin", "lunar module pilot"]]), ["--rate", "1"]),
+         0, None, has_text("Armstrong | commander", "Aldrin | lunar module pilot")),
+    Case("docx-table-rate-0.9-keeps-the-answer-rows", "docx",
+         one_file("table.docx", g.docx_bytes([], [["crew", "role"], ["Armstrong", "commander"],
+                                                  ["Aldrin", "lunar module pilot"]]), ["--rate", "0.9"]),
+         0, None, output_is(lambda out: len(out.strip()) > 0, "not empty")),
     Case("docx-junk-zip-on-stdin", "docx",
          lambda ctx: Run(compress("-"), stdin=g.DOCX_BUILDERS["zip-of-junk"]()), 3,
          "<stdin>: not a valid DOCX"),
