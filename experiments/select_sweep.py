@@ -71,5 +71,27 @@ def ci(xs):
     return xs.mean(), 1.96 * xs.std(ddof=1) / np.sqrt(len(xs)) if len(xs) > 1 else 0.0
 
 
+def oracle(items: list[dict], rates=(0.2, 0.1)) -> dict:
+    """Upper bound of budgeted selection: gold units ranked first, same units and accounting."""
+    out = {}
+    for rate in rates:
+        vals = []
+        for it in items:
+            r = it["rec"]
+            gold = np.zeros(len(it["units"]))
+            for s, e in r.evidence:
+                gold[(it["units"][:, 0] < e) & (it["units"][:, 1] > s)] = 1
+            ch, _ = budget_pick(it["cost"], gold + 0.01 * it["mean"], max(1, round(rate * it["input_tokens"])))
+            vals.append(metric(it, ch))
+        out[rate] = (float(np.nanmean(vals)), len(vals))
+    return out
+
+
 if __name__ == "__main__":
-    pass
+    # python experiments/select_sweep.py TAG CACHE_DIR: the oracle on the calib split's HotpotQA
+    from cprs_cli.critic import load_critic
+
+    tag, cache = (sys.argv[1:3] if len(sys.argv) > 2 else ("mininew", "/tmp/new/mininew"))
+    crit = load_critic("small" if tag == "small" else "mini", "cpu")
+    items = [it for it in prepare(tag, cache, "calib", ["hotpotqa"], crit.tokenizer) if it["rec"].answerable]
+    print(oracle(items))
