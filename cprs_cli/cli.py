@@ -39,6 +39,8 @@ from .errors import (EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE, CprsError, Mod
                      UsageError)
 from .inputs import InputItem, InputSet, expand_inputs
 from .instructions import TASKS
+from .options import (LEXICAL_WEIGHT_RANGE, MIN_BATCH_SIZE, MIN_TOKENS, MIN_WINDOW_TOKENS, CompressOptions,
+                      Granularity, OutputFormat, rate_ok, threshold_ok)
 
 if TYPE_CHECKING:
     from .result import CompressionResult
@@ -60,16 +62,23 @@ class Terminated(BaseException):
 _STATE: dict[str, bool] = {"debug": False}
 
 
-class Granularity(str, enum.Enum):
-    word = "word"
-    sentence = "sentence"
-    paragraph = "paragraph"
+Format = OutputFormat  # the --format choices (the library's enum, not a copy)
+
+# library parameter → flag: library messages name parameters, the CLI prints flags
+FLAGS = {"query": "--query", "instruction": "--instruction", "task": "--task",
+         "granularity": "--granularity", "rate": "--rate", "max_tokens": "--max-tokens",
+         "threshold": "--threshold", "min_span_tokens": "--min-span-tokens",
+         "separator": "--separator", "lexical_weight": "--lexical-weight",
+         "batch_size": "--batch-size", "window_tokens": "--window-tokens", "device": "--device"}
 
 
-class Format(str, enum.Enum):
-    text = "text"
-    json = "json"
-    jsonl = "jsonl"
+def _flag_message(err: CprsError) -> str:
+    """The error's message with the parameters it names (`UsageError.params`) as flags."""
+    msg = str(err)
+    for param in getattr(err, "params", ()):
+        if param in FLAGS:
+            msg = re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", FLAGS[param], msg)
+    return msg
 
 
 Task = enum.Enum("Task", {name: name for name in TASKS}, type=str)  # type: ignore[misc]
@@ -155,7 +164,7 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except CprsError as err:
             if debug:
                 traceback.print_exc()
-            _print_error(str(err))
+            _print_error(_flag_message(err))
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
             _print_error("interrupted")
@@ -426,14 +435,15 @@ interrupted, 141 stdout closed by its reader, 143 terminated.
 
 
 def _check_rate(value: float | None) -> float | None:
-    if value is not None and not 0.0 < value <= 1.0:
+    # the library's rule (options.rate_ok), worded for the flag
+    if value is not None and not rate_ok(value):
         raise typer.BadParameter(f"{value} is not in the range 0 < R <= 1")
     return value
 
 
 def _check_threshold(value: float | None) -> float | None:
-    # the library's rule (Compressor.compress): an open interval, so 0 and 1 are refused here too
-    if value is not None and not 0.0 < value < 1.0:
+    # the library's rule (options.threshold_ok): an open interval, so 0 and 1 are refused
+    if value is not None and not threshold_ok(value):
         raise typer.BadParameter(f"{value} is not in the range 0 < P < 1")
     return value
 
@@ -505,7 +515,7 @@ def compress(
         help="Keep about R of the input tokens (0 < R <= 1), highest-scoring units first.",
         rich_help_panel="How much to keep")] = None,
     max_tokens: Annotated[int | None, typer.Option(
-        "--max-tokens", min=1, metavar="N",
+        "--max-tokens", min=MIN_TOKENS, metavar="N",
         help="Keep at most N tokens (cl100k_base).",
         rich_help_panel="How much to keep")] = None,
     threshold: Annotated[float | None, typer.Option(
@@ -513,11 +523,11 @@ def compress(
         help="Keep tokens whose keep-probability is at least P (0 < P < 1; default: the critic's calibrated threshold for the task, else the argmax tag).",
         rich_help_panel="How much to keep")] = None,
     min_span_tokens: Annotated[int | None, typer.Option(
-        "--min-span-tokens", min=1, metavar="N",
+        "--min-span-tokens", min=MIN_TOKENS, metavar="N",
         help="Drop kept spans shorter than N tokens.",
         rich_help_panel="How much to keep")] = None,
     lexical_weight: Annotated[float | None, typer.Option(
-        "--lexical-weight", min=0.0, max=10.0, metavar="W",
+        "--lexical-weight", min=LEXICAL_WEIGHT_RANGE[0], max=LEXICAL_WEIGHT_RANGE[1], metavar="W",
         help="With --rate/--max-tokens, rank units by critic score + W x their BM25 score "
              "(0 = critic alone; default: the critic's calibrated weight).",
         rich_help_panel="How much to keep")] = None,
@@ -532,11 +542,11 @@ def compress(
         metavar="auto|cpu|cuda[:N]", callback=_check_device,
         help="Where the critic runs.", rich_help_panel="Critic")] = "auto",
     batch_size: Annotated[int | None, typer.Option(
-        "--batch-size", min=1, metavar="N",
+        "--batch-size", min=MIN_BATCH_SIZE, metavar="N",
         help="Windows per critic batch (lowered, with a warning, to what fits the per-batch token bound).",
         rich_help_panel="Critic")] = None,
     window_tokens: Annotated[int | None, typer.Option(
-        "--window-tokens", min=16, metavar="N",
+        "--window-tokens", min=MIN_WINDOW_TOKENS, metavar="N",
         help="Critic window size in model tokens (default: the critic's).",
         rich_help_panel="Critic")] = None,
     password: Annotated[str | None, typer.Option(
@@ -601,15 +611,12 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
     from .output import output_path_for, render_json, render_jsonl, render_text, stats_table
     from .output import write_output
 
-    # ---- options that contradict each other: fail before any work
-    if not query or not query.strip():
-        raise UsageError("--query must not be empty")
-    if instruction is not None and task is not None:
-        raise UsageError("give either --instruction or --task, not both")
-    if instruction is not None and not instruction.strip():
-        raise UsageError("--instruction must not be empty")
-    if rate is not None and max_tokens is not None:
-        raise UsageError("give either --rate or --max-tokens, not both")
+    # ---- options that contradict each other: fail before any work (the library's rules,
+    # CompressOptions.validate; its messages name parameters, printed as flags)
+    options = CompressOptions(query=query, instruction=instruction, task=task, granularity=granularity,
+                              rate=rate, max_tokens=max_tokens, threshold=threshold,
+                              min_span_tokens=min_span_tokens, separator=separator,
+                              lexical_weight=lexical_weight).validate()
     if output is not None and output_dir is not None:
         raise UsageError("give either --output or --output-dir, not both")
     if not glob:
@@ -711,14 +718,6 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
         raise ModelError(f"could not load critic {model or '(default)'}: "
                          f"{type(err).__name__}: {err}") from err
 
-    options: dict[str, Any] = {"query": query, "granularity": granularity}
-    for key, value in (("instruction", instruction), ("task", task), ("rate", rate),
-                       ("max_tokens", max_tokens), ("threshold", threshold),
-                       ("min_span_tokens", min_span_tokens), ("separator", separator),
-                       ("lexical_weight", lexical_weight)):
-        if value is not None:
-            options[key] = value
-
     results: list[CompressionResult] = []
     said: set[str] = set()  # run-level warnings already printed
     chunks: list[str] = []  # for -o FILE
@@ -734,7 +733,8 @@ def _run_compress(*, paths: list[str], query: str, instruction: str | None, task
                 try:
                     doc = preloaded.pop(item, None) or _load_document(item, password, stdin_data,
                                                                       max_input_bytes)
-                    result = compressor.compress_document(doc, progress=ui.callback(), **options)
+                    result = compressor.compress_document(doc, progress=ui.callback(),
+                                                          **options.as_kwargs())
                 except (UsageError, ModelError):
                     raise  # bad options or a broken critic: the same for every document
                 except CprsError as err:

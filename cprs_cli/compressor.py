@@ -1,13 +1,17 @@
-"""The library API: `Compressor(model).compress(text, query=...)`.
+"""The library API: `Compressor(model).compress(text, query=...)` and `compress_many(items, options)`.
 
 It wires the stages together: tokenize once → plan windows → critic in batches →
-tags → selection → result. The CLI is a thin layer over this class.
+tags → selection → result. `compress_many` fills the critic's batches with the windows of many
+documents at once (many short documents share one batch) and yields results in input order;
+`compress` is its one-item case. The CLI is a thin layer over this class.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -16,13 +20,13 @@ import numpy as np
 from . import segment
 from .critic import Critic, load_critic
 from .errors import UsageError
-from .instructions import resolve_instruction
 from .ingest import normalise_text
+from .options import MIN_BATCH_SIZE, MIN_WINDOW_TOKENS, CompressOptions
 from .result import CompressionResult, Span, Stats, text_sha256
-from .select import DEFAULT_LEXICAL_WEIGHT, DEFAULT_SEPARATOR, GRANULARITIES, assemble, select
+from .select import DEFAULT_SEPARATOR, assemble, select
 from .tags import OFFICIAL_MAX_GAP
 from .tokens import count_tokens
-from .windows import boundary_tokens, build_inputs, plan_windows, tokenize
+from .windows import Plan, plan
 
 Progress = Callable[[int, int], None]
 
@@ -30,6 +34,46 @@ Progress = Callable[[int, int], None]
 # (and attention with its square), so a batch size of 100,000 windows would exhaust any machine.
 # The critic's own default batch always fits (see Compressor.max_batch_tokens).
 MAX_BATCH_TOKENS = {"cpu": 1 << 15, "cuda": 1 << 18}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One document for `compress_many`: its text, the name results carry, and (optionally) its
+    own options instead of the call's."""
+
+    text: str
+    source: str = "<text>"
+    options: CompressOptions | None = None
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """An item of `compress_many` that failed: the others go on. `message` is one line;
+    `error` is the exception itself (a `CprsError` carries an exit code)."""
+
+    index: int
+    source: str
+    message: str
+    error: BaseException
+
+
+@dataclass
+class _Job:
+    """One document on its way through `compress_many`."""
+
+    index: int
+    source: str
+    original: str  # the caller's text (spans are cut from it)
+    text: str  # the cleaned copy the stages see
+    query: str  # cleaned
+    options: CompressOptions
+    sentences: np.ndarray
+    plan: Plan
+    input_count: object  # a Future of the cl100k count
+    probs: np.ndarray | None = None
+    seconds: float = 0.0  # time spent on this document alone
+    tokenize: float = 0.0
+    critic: float = 0.0  # its share of the shared critic batches
 
 
 class Compressor:
@@ -41,10 +85,10 @@ class Compressor:
 
     def __init__(self, model: str | Path | None = None, device: str = "auto", batch_size: int | None = None,
                  window_tokens: int | None = None, critic: Critic | None = None):
-        if batch_size is not None and batch_size < 1:
-            raise UsageError("--batch-size must be at least 1")
-        if window_tokens is not None and window_tokens < 16:
-            raise UsageError("--window-tokens must be at least 16")
+        if batch_size is not None and batch_size < MIN_BATCH_SIZE:
+            raise UsageError(f"batch_size must be at least {MIN_BATCH_SIZE}", params=("batch_size",))
+        if window_tokens is not None and window_tokens < MIN_WINDOW_TOKENS:
+            raise UsageError(f"window_tokens must be at least {MIN_WINDOW_TOKENS}", params=("window_tokens",))
         self.critic = critic or load_critic(model, device, window_tokens)
         self.window_tokens = window_tokens or self.critic.default_window_tokens
         # batches are bounded by tokens whatever batch_size says: a window holds at most
@@ -94,6 +138,42 @@ class Compressor:
         kwargs.setdefault("source", doc.source)
         return self.compress(doc.text, **kwargs)
 
+    def plan(self, text: str, instruction: str, query: str, sentences: np.ndarray | None = None) -> Plan:
+        """The windows of `text` for this critic and prompt (`windows.plan`)."""
+        return plan(self.critic, text, instruction, query, self.window_tokens, sentences)
+
+    def _run_windows(self, plans: list[Plan], progress: Progress | None = None) -> tuple[list[np.ndarray], list[float]]:
+        """Run the critic over the windows of several plans at once: per plan, the (n, 4)
+        probabilities of its tokens and its share of the critic's seconds (by tokens).
+
+        Windows of all the plans are sorted longest first and cut into batches of `batch_size`
+        windows (which the constructor bounds by `max_batch_tokens`), so short documents share
+        batches and padded batches hold windows of similar length."""
+        probs = [np.zeros((len(p.doc), 4), dtype=np.float32) for p in plans]
+        work = []  # (plan index, window index, seq, span)
+        for k, p in enumerate(plans):
+            seqs, spans = p.inputs()
+            work.extend((k, w, seq, span) for w, (seq, span) in enumerate(zip(seqs, spans)))
+        order = sorted(range(len(work)), key=lambda i: -len(work[i][2]))
+        spent = [0.0] * len(plans)
+        done = 0
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b:b + self.batch_size]
+            t = time.perf_counter()
+            outs = self.critic.predict([work[i][2] for i in idx], [work[i][3] for i in idx])
+            for i, out in zip(idx, outs):
+                k, w = work[i][0], work[i][1]
+                s, e = plans[k].windows[w]
+                probs[k][s:e] = out
+            took = time.perf_counter() - t
+            n = sum(len(work[i][2]) for i in idx)
+            for i in idx:
+                spent[work[i][0]] += took * len(work[i][2]) / n
+            done += len(idx)
+            if progress:
+                progress(done, len(work))
+        return probs, spent
+
     def token_probs(self, text: str, instruction: str, query: str, progress: Progress | None = None,
                     timings: dict | None = None, sentences: np.ndarray | None = None):
         """Run the critic over `text`: (probs (n, 4), offsets (n, 2), n_windows).
@@ -103,36 +183,12 @@ class Compressor:
         """
         timings = {} if timings is None else timings
         t0 = time.perf_counter()
-        critic = self.critic
-        doc = tokenize(critic.tokenizer, text)
-        if sentences is None:
-            sentences = segment.sentence_spans(text)
-        cuts = boundary_tokens(doc.offsets, sentences[:, 0] if len(sentences) else np.zeros(0, np.int64))
-        prefix, suffix = critic.prompt_ids(instruction, query)
-        room = critic.max_positions - len(prefix) - len(suffix)
-        if room < 16:
-            raise UsageError("the query is too long for this critic's window")
-        budget = min(self.window_tokens, room)
-        windows = plan_windows(len(doc), budget, cuts)
-        seqs, spans = build_inputs(doc, windows, prefix, suffix)
+        p = self.plan(text, instruction, query, sentences)
         timings["tokenize"] = time.perf_counter() - t0
-
         t1 = time.perf_counter()
-        probs = np.zeros((len(doc), 4), dtype=np.float32)
-        # longest first, so padded batches hold windows of similar length
-        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
-        done = 0
-        for b in range(0, len(order), self.batch_size):
-            idx = order[b:b + self.batch_size]
-            outs = critic.predict([seqs[i] for i in idx], [spans[i] for i in idx])
-            for i, p in zip(idx, outs):
-                s, e = windows[i]
-                probs[s:e] = p
-            done += len(idx)
-            if progress:
-                progress(done, len(seqs))
+        (probs,), _ = self._run_windows([p], progress)
         timings["critic"] = time.perf_counter() - t1
-        return probs, doc.offsets, len(windows)
+        return probs, p.doc.offsets, len(p.windows)
 
     def select_spans(self, text: str, probs: np.ndarray, offsets: np.ndarray, *, query: str, task: str | None,
                      granularity: str, budget: int | None, threshold: float | None = None,
@@ -161,71 +217,143 @@ class Compressor:
                       lexical_weight=lexical_weight, policy=self.critic.dynamic,
                       input_tokens=input_tokens, sentences=sentences, notes=notes)
 
-    def compress(self, text: str, *, query: str, instruction: str | None = None, task: str | None = None,
-                 granularity: str = "sentence", rate: float | None = None, max_tokens: int | None = None,
-                 threshold: float | None = None, min_span_tokens: int | None = None,
-                 max_gap: int = OFFICIAL_MAX_GAP, separator: str | None = None, source: str = "<text>",
-                 progress: Progress | None = None, lexical_weight: float | None = None) -> CompressionResult:
-        if granularity not in GRANULARITIES:
-            raise UsageError(f"--granularity must be one of {', '.join(GRANULARITIES)}")
-        if rate is not None and max_tokens is not None:
-            raise UsageError("give either --rate or --max-tokens, not both")
-        if rate is not None and not 0 < rate <= 1:
-            raise UsageError("--rate must be in (0, 1]")
-        if max_tokens is not None and max_tokens < 1:
-            raise UsageError("--max-tokens must be at least 1")
-        if threshold is not None and not 0 < threshold < 1:
-            raise UsageError("--threshold must be in (0, 1)")
-        if not query or not query.strip():
-            raise UsageError("--query must not be empty")
-        if lexical_weight is not None and not 0 <= lexical_weight <= 10:
-            raise UsageError("--lexical-weight must be in [0, 10]")
-        instruction_text = resolve_instruction(instruction, task)
-        separator = DEFAULT_SEPARATOR if separator is None else separator
-        # tokenizers raise on lone surrogates and mangle NUL: the stages see a cleaned copy (one
-        # character for one, so offsets agree) and the spans are cut from the caller's text
-        original, asked = text, query
-        text, query = normalise_text(text), normalise_text(query)
-        warnings = [*self.warnings, *self.query_warnings(query)]
+    def compress(self, text: str, *, options: CompressOptions | None = None, source: str = "<text>",
+                 progress: Progress | None = None, **kwargs) -> CompressionResult:
+        """Compress one text. The options come as `options=CompressOptions(...)` or as keywords
+        (`query=..., rate=...`: the fields of `CompressOptions`), not both. Raises UsageError for
+        bad options; the one-item case of `compress_many`, which it runs."""
+        opts = self._options(options, kwargs)
+        (out,) = list(self.compress_many([Item(text, source)], opts, progress=progress))
+        if isinstance(out, ItemError):
+            raise out.error
+        return out
 
-        start = time.perf_counter()
-        timings: dict[str, float] = {}
-        # the report's cl100k count of the input runs beside the critic (tiktoken releases the GIL)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            input_count = pool.submit(count_tokens, text)
-            sentences = segment.sentence_spans(text)  # window cuts, and the units at sentence level
-            seg_seconds = time.perf_counter() - start
-            probs, offsets, n_windows = self.token_probs(text, instruction_text, query, progress, timings,
-                                                         sentences)
-            timings["tokenize"] += seg_seconds  # the "tokenize" stage includes segmentation
-            t2 = time.perf_counter()
-            input_tokens = input_count.result()
+    @staticmethod
+    def _options(options: CompressOptions | None, kwargs: dict) -> CompressOptions:
+        if options is not None and kwargs:
+            raise UsageError(f"give either options or keyword options ({', '.join(sorted(kwargs))}), not both")
+        opts = options if options is not None else CompressOptions.from_kwargs(**kwargs)
+        return opts.validate()
+
+    def compress_many(self, items: Iterable, options: CompressOptions | None = None, *,
+                      progress: Progress | None = None, **kwargs) -> Iterator[CompressionResult | ItemError]:
+        """Compress many documents, yielding one `CompressionResult` or `ItemError` per item, in
+        input order.
+
+        `items`: texts (`str`, source "<text>"), `ingest.Document`s (their source), or `Item`s
+        (text, source and, optionally, the item's own options). `options` (or the same keywords
+        as `compress`) apply to every item without options of its own; bad call-level options
+        raise UsageError at once, before any work. One item's failure (its own bad options, a
+        query too long for the window, a bug) is yielded as an `ItemError` and the others go on.
+
+        The critic's batches are filled across documents: consecutive documents are gathered
+        until their windows fill a batch, and run together. `progress(done, total)` counts the
+        windows of each such group.
+        """
+        default = self._options(options, kwargs) if (options is not None or kwargs) else None
+        return self._many(items, default, progress)
+
+    def _many(self, items: Iterable, default: CompressOptions | None,
+              progress: Progress | None) -> Iterator[CompressionResult | ItemError]:
+        group: list[_Job | ItemError] = []
+        group_windows = 0
+        with ThreadPoolExecutor(max_workers=1) as pool:  # cl100k counts run beside the critic
+            for index, raw in enumerate(items):
+                job = self._prepare(index, raw, default, pool)
+                group.append(job)
+                if isinstance(job, _Job):
+                    group_windows += len(job.plan.windows)
+                if group_windows >= self.batch_size:
+                    yield from self._finish(group, progress)
+                    group, group_windows = [], 0
+            if group:
+                yield from self._finish(group, progress)
+
+    def _prepare(self, index: int, raw, default: CompressOptions | None, pool) -> _Job | ItemError:
+        """Validate, clean, segment, tokenise and plan one item (or its ItemError)."""
+        source = "<text>"
+        try:
+            if isinstance(raw, str):
+                text, opts = raw, None
+            elif isinstance(raw, Item):
+                text, source, opts = raw.text, raw.source, raw.options
+            elif hasattr(raw, "text") and hasattr(raw, "source"):  # ingest.Document
+                text, source, opts = raw.text, raw.source, None
+            else:
+                raise UsageError(f"item {index}: expected a str, a Document or an Item, "
+                                 f"not {type(raw).__name__}")
+            opts = (opts.validate() if opts is not None else default)
+            if opts is None:
+                raise UsageError("query must not be empty", params=("query",))
+            start = time.perf_counter()
+            # tokenizers raise on lone surrogates and mangle NUL: the stages see a cleaned copy
+            # (one character for one, so offsets agree) and the spans are cut from the caller's text
+            clean, query = normalise_text(text), normalise_text(opts.query)
+            input_count = pool.submit(count_tokens, clean)
+            sentences = segment.sentence_spans(clean)  # window cuts, and the units at sentence level
+            p = self.plan(clean, opts.instruction_text, query, sentences)
+            took = time.perf_counter() - start
+            return _Job(index, source, text, clean, query, opts, sentences, p, input_count,
+                        seconds=took, tokenize=took)
+        except Exception as err:  # noqa: BLE001 - one item's failure never stops the others
+            return ItemError(index, source, _one_line(err), err)
+
+    def _finish(self, group: list, progress: Progress | None) -> Iterator[CompressionResult | ItemError]:
+        jobs = [j for j in group if isinstance(j, _Job)]
+        try:
+            probs, spent = self._run_windows([j.plan for j in jobs], progress)
+        except Exception as err:  # noqa: BLE001 - a failed batch fails its documents, not the run
+            for j in group:
+                yield j if isinstance(j, ItemError) else ItemError(j.index, j.source, _one_line(err), err)
+            return
+        for j, pr, took in zip(jobs, probs, spent):
+            j.probs, j.critic = pr, took
+        for j in group:
+            if isinstance(j, ItemError):
+                yield j
+                continue
+            try:
+                yield self._result(j)
+            except Exception as err:  # noqa: BLE001
+                yield ItemError(j.index, j.source, _one_line(err), err)
+
+    def _result(self, job: _Job) -> CompressionResult:
+        """Selection and the result of one document whose probabilities are computed."""
+        opts = job.options
+        t2 = time.perf_counter()
+        input_tokens = job.input_count.result()
+        warnings = [*self.warnings, *self.query_warnings(job.query)]
         notes: list[str] = []
-        budget = None
-        if rate is not None:
-            budget = max(1, int(round(rate * input_tokens)))
-        elif max_tokens is not None:
-            budget = int(max_tokens)
-        spans = self.select_spans(text, probs, offsets, query=query, task=task if instruction is None else "custom",
-                                  granularity=granularity, budget=budget, threshold=threshold,
-                                  min_span_tokens=min_span_tokens, max_gap=max_gap, separator=separator,
-                                  lexical_weight=lexical_weight, sentences=sentences, input_tokens=input_tokens,
-                                  notes=notes)
+        separator = DEFAULT_SEPARATOR if opts.separator is None else opts.separator
+        spans = self.select_spans(job.text, job.probs, job.plan.doc.offsets, query=job.query,
+                                  task=opts.threshold_task, granularity=str(opts.granularity),
+                                  budget=opts.budget(input_tokens), threshold=opts.threshold,
+                                  min_span_tokens=opts.min_span_tokens,
+                                  max_gap=OFFICIAL_MAX_GAP if opts.max_gap is None else opts.max_gap,
+                                  separator=separator, lexical_weight=opts.lexical_weight,
+                                  sentences=job.sentences, input_tokens=input_tokens, notes=notes)
         warnings += [{"code": "finer_units", "message": note} for note in notes]
-        if text != original:
+        original = job.original
+        if job.text != original:
             spans = [Span(sp.start, sp.end, original[sp.start:sp.end], sp.score) for sp in spans]
         compressed = assemble(spans, separator)
         output_tokens = count_tokens(normalise_text(compressed))
-        timings["post"] = time.perf_counter() - t2
-        seconds = time.perf_counter() - start
+        post = time.perf_counter() - t2
+        timings = {"tokenize": job.tokenize, "critic": job.critic, "post": post}
         stats = Stats(input_tokens=input_tokens, output_tokens=output_tokens,
-                      ratio=round(input_tokens / max(output_tokens, 1), 3), windows=n_windows,
-                      seconds=round(seconds, 4), device=self.device,
+                      ratio=round(input_tokens / max(output_tokens, 1), 3), windows=len(job.plan.windows),
+                      seconds=round(job.seconds + job.critic + post, 4), device=self.device,
                       timings={k: round(v, 4) for k, v in timings.items()},
                       query_truncated=any(w["code"] == "query_truncated" for w in warnings),
                       finer_units=bool(notes),
                       warnings=warnings)
-        return CompressionResult(source=source, query=asked, instruction=instruction_text,
-                                 granularity=granularity, model_name=self.model_name,
+        return CompressionResult(source=job.source, query=opts.query, instruction=opts.instruction_text,
+                                 granularity=str(opts.granularity), model_name=self.model_name,
                                  model_sha256=self.model_sha256, spans=spans, compressed_text=compressed,
                                  stats=stats, text_length=len(original), text_sha256=text_sha256(original))
+
+
+def _one_line(err: BaseException) -> str:
+    """An ItemError's message: a CprsError's own line, else the exception's type and text."""
+    text = " ".join(str(err).split())
+    return text if hasattr(err, "exit_code") else f"{type(err).__name__}: {text}"

@@ -39,6 +39,13 @@ class OutputError(CprsError):
 
 
 class UsageError(CprsError):
-    """Options that contradict each other or are out of range."""
+    """Options that contradict each other or are out of range.
+
+    The library words its messages with parameter names ("rate must be in (0, 1]") and lists
+    them in `params`; the CLI replaces each with its flag ("--rate") when it prints."""
 
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, path: str | None = None, params: tuple[str, ...] = ()):
+        self.params = tuple(params)
+        super().__init__(message, path)

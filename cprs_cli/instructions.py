@@ -2,12 +2,12 @@
 
 The presets are phrased like the official QwenLong-CPRS prompts. The same strings are used at
 training time (`cprs_cli/train`) and by `--task`, so the critic sees at inference exactly the
-instructions it learnt.
+instructions it learnt. `LEVEL_FOR_TASK` and `GRANULARITY_FOR_LEVEL` are the one table that ties a preset to the
+evidence level of the training data it labels, and a level to the granularity that selects it.
 """
 
 from __future__ import annotations
 
-from .errors import UsageError
 
 TASKS: dict[str, str] = {
     # sentence-level evidence: supporting facts for a question or claim
@@ -40,18 +40,37 @@ TASKS: dict[str, str] = {
 
 DEFAULT_TASK = "facts"
 
-# Which preset matches each evidence level of the training data.
-TASK_FOR_LEVEL = {"sentence": "facts", "token": "answers", "paragraph": "paragraphs"}
+
+# The evidence levels of the training data, and the granularity that selects each: token-level
+# evidence (names, numbers, key-value pairs) is kept as words, the others as their own unit.
+GRANULARITY_FOR_LEVEL = {"token": "word", "sentence": "sentence", "paragraph": "paragraph"}
+
+# task ↔ evidence level, in one place: the level of the evidence each preset asks for, or None
+# where the preset serves several levels and the example's own level stands (needles, chains)
+LEVEL_FOR_TASK: dict[str, str | None] = {
+    "facts": "sentence",
+    "answers": "token",
+    "paragraphs": "paragraph",
+    "needles": None,
+    "chains": None,
+}
+assert set(LEVEL_FOR_TASK) == set(TASKS) and set(GRANULARITY_FOR_LEVEL) >= set(filter(None, LEVEL_FOR_TASK.values()))
+
+# Which preset labels each evidence level of the training data.
+TASK_FOR_LEVEL = {level: task for task, level in LEVEL_FOR_TASK.items() if level is not None}
+
+
+def level_for_task(task: str, default: str) -> str:
+    """The evidence level a preset asks for; `default` (the example's own) where it has none."""
+    return LEVEL_FOR_TASK.get(task) or default
 
 
 def resolve_instruction(instruction: str | None = None, task: str | None = None) -> str:
-    """Free text wins; else the named preset; else the default preset."""
-    if instruction and task:
-        raise UsageError("give either --instruction or --task, not both")
-    if instruction:
+    """Free text wins; else the named preset; else the default preset (UsageError for a blank
+    instruction, an unknown task, or both: `options.check_prompt`)."""
+    from .options import check_prompt
+
+    check_prompt(instruction, task)
+    if instruction is not None:
         return instruction.strip()
-    name = task or DEFAULT_TASK
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise UsageError(f"unknown task {name!r}; choose from {', '.join(TASKS)}") from None
+    return TASKS[task or DEFAULT_TASK]

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# The B/I/O/E labels, in the official model's order ({0: B, 1: I, 2: O, 3: E}): the one place
+# they are defined (the critics, training and evaluation import them from here).
+LABELS = ("B", "I", "O", "E")
 B, I, O, E = range(4)
 OFFICIAL_MAX_GAP = 20
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import UsageError
+
 # Text is tokenised in pieces of about this many characters, cut at paragraph breaks, so the
 # fast tokenizer's batch encoding runs them on all cores and no single call holds a 4 MB string.
 PIECE_CHARS = 200_000
@@ -100,3 +102,43 @@ def build_inputs(doc: TokenizedDoc, windows: list[tuple[int, int]], prefix: list
         seqs.append([*prefix, *doc.ids[s:e].tolist(), *suffix])
         spans.append((p, p + e - s))
     return seqs, spans
+
+
+# the fewest context tokens a window may hold once the prompt is in
+MIN_ROOM = 16
+
+
+@dataclass
+class Plan:
+    """One document cut into critic windows for one prompt (`plan`)."""
+
+    doc: TokenizedDoc
+    windows: list[tuple[int, int]]  # [start, end) token ranges of the document
+    prefix: list[int]  # prompt tokens before each window's context
+    suffix: list[int]  # and after it
+
+    def inputs(self) -> tuple[list[list[int]], list[tuple[int, int]]]:
+        """Full token id lists per window, and where the context sits inside each."""
+        return build_inputs(self.doc, self.windows, self.prefix, self.suffix)
+
+
+def plan(critic, text: str, instruction: str, query: str, window_tokens: int,
+         sentences: np.ndarray | None = None) -> Plan:
+    """Tokenise `text` and cut it into windows of at most `window_tokens` context tokens (fewer
+    when the critic's prompt leaves less room), ending on sentence starts where possible.
+
+    The one window planner: inference (`Compressor`) and training (`train.loop.encode_example`)
+    both call it, so the critic is trained on exactly the windows it will see. `sentences`
+    (`segment.sentence_spans(text)`) may be passed when the caller has them already.
+    """
+    doc = tokenize(critic.tokenizer, text)
+    if sentences is None:
+        from . import segment
+
+        sentences = segment.sentence_spans(text)
+    cuts = boundary_tokens(doc.offsets, sentences[:, 0] if len(sentences) else np.zeros(0, np.int64))
+    prefix, suffix = critic.prompt_ids(instruction, query)
+    room = critic.max_positions - len(prefix) - len(suffix)
+    if room < MIN_ROOM:
+        raise UsageError("the query is too long for this critic's window")
+    return Plan(doc, plan_windows(len(doc), min(window_tokens, room), cuts), list(prefix), list(suffix))

@@ -707,3 +707,17 @@ def test_bench_passes_options(monkeypatch, tmp_path):
     assert r.exit_code == 0, r.stderr
     assert calls[0]["quick"] is False and calls[0]["out_dir"] == Path("docs/benchmarks")
     assert calls[0]["lengths"] is None and calls[0]["tasks"] is None and calls[0]["seed"] == 0
+
+
+@pytest.mark.parametrize("args, flags", [
+    (["--rate", "0.5", "--threshold", "0.3"], ("--threshold", "--rate")),
+    (["--max-tokens", "50", "--min-span-tokens", "2"], ("--min-span-tokens", "--max-tokens")),
+    (["--lexical-weight", "0.5"], ("--lexical-weight", "--rate")),
+])
+def test_options_that_cannot_apply_are_usage_errors_naming_flags(args, flags, tmp_path):
+    """The library names parameters (threshold, max_tokens); the CLI prints them as flags."""
+    src = tmp_path / "a.txt"
+    src.write_text(TEXT_A)
+    r = invoke("compress", src, "-q", "q", "--model", str(tmp_path / "unused"), *args)
+    assert r.exit_code == 2, r.stderr
+    assert_one_line_error(r.stderr, *flags)

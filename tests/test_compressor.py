@@ -266,3 +266,94 @@ def test_offsets_index_the_callers_text_with_its_hash(enc_comp):
                  "text_sha256": hashlib.sha256(text.encode()).hexdigest()}
     assert len(res.spans) >= 2
     assert all(text[sp.start:sp.end] == sp.text for sp in res.spans)
+
+
+# --------------------------------------------------------------------------- compress_many
+
+
+def _same_result(a, b):
+    """Equal except timings: spans (offsets, text; scores to float tolerance), text, stats."""
+    assert [(s.start, s.end, s.text) for s in a.spans] == [(s.start, s.end, s.text) for s in b.spans]
+    assert [s.score for s in a.spans] == pytest.approx([s.score for s in b.spans], abs=1e-4)
+    assert a.compressed_text == b.compressed_text and a.source == b.source
+    da, db = a.to_dict(), b.to_dict()
+    for d in (da, db):
+        d["stats"].pop("seconds"), d["stats"].pop("timings", None), d.pop("spans")
+    assert da == db
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"rate": 0.3}, {"granularity": "word", "max_tokens": 40},
+                                    {"granularity": "paragraph", "threshold": 0.2}])
+def test_compress_many_equals_compress_one_by_one(comp, kwargs):
+    from cprs_cli.compressor import Item
+    from cprs_cli.options import CompressOptions
+
+    texts = [make_text(n, seed=n) for n in (1, 3, 30, 2, 8)]
+    items = [Item(t, f"doc{i}.txt") for i, t in enumerate(texts)]
+    opts = CompressOptions(query=QUERY, **kwargs)
+    many = list(comp.compress_many(items, opts))
+    assert len(many) == len(texts)
+    for i, (t, got) in enumerate(zip(texts, many)):
+        _same_result(got, comp.compress(t, query=QUERY, source=f"doc{i}.txt", **kwargs))
+
+
+def test_compress_many_fills_batches_across_documents(tiny_encoder_critic_dir, monkeypatch):
+    """GPU-sized batches on the CPU: many short documents share one critic batch."""
+    big = Compressor(str(tiny_encoder_critic_dir), device="cpu", window_tokens=64, batch_size=64)
+    sizes = []
+    real = big.critic.predict
+    monkeypatch.setattr(big.critic, "predict", lambda w, s: sizes.append(len(w)) or real(w, s))
+    texts = [make_text(1, seed=i) for i in range(40)]  # one window each
+    many = list(big.compress_many(texts, query=QUERY))
+    assert sizes == [40]  # one batch for all forty
+    sizes.clear()
+    for t, got in zip(texts, many):
+        _same_result(got, big.compress(t, query=QUERY))
+    assert sizes == [1] * 40
+    # the token bound still holds: a batch never exceeds max_batch_tokens
+    assert big.batch_size * big.critic.max_positions <= big.max_batch_tokens
+
+
+def test_compress_many_keeps_order_and_reports_failures(enc_comp):
+    from cprs_cli.compressor import Item, ItemError
+    from cprs_cli.options import CompressOptions
+
+    doc = Document(text=TEXT, source="notes.md", kind="markdown")
+    items = [TEXT, doc, Item(TEXT, "bad.txt", CompressOptions(query=QUERY, rate=2.0)),
+             Item(TEXT, "long-instruction.txt", CompressOptions(query=QUERY, instruction="keep " * 600)),
+             Item(make_text(3), "last.txt")]
+    out = list(enc_comp.compress_many(items, query=QUERY))
+    assert [type(r).__name__ for r in out] == ["CompressionResult", "CompressionResult", "ItemError",
+                                                "ItemError", "CompressionResult"]
+    assert out[0].source == "<text>" and out[1].source == "notes.md" and out[4].source == "last.txt"
+    bad, long_ = out[2], out[3]
+    assert isinstance(bad, ItemError) and (bad.index, bad.source) == (2, "bad.txt")
+    assert bad.message == "rate must be in (0, 1]" and isinstance(bad.error, UsageError)
+    assert long_.index == 3 and "too long" in long_.message and "\n" not in long_.message
+
+
+def test_compress_many_rejects_bad_call_options_at_once(enc_comp):
+    with pytest.raises(UsageError, match="rate must be in"):
+        enc_comp.compress_many([TEXT], query=QUERY, rate=0)
+
+
+def test_compress_takes_options_or_keywords_not_both(enc_comp):
+    from cprs_cli.options import CompressOptions, Granularity
+
+    opts = CompressOptions(query=QUERY, granularity=Granularity.word, rate=0.3)
+    _same_result(enc_comp.compress(TEXT, options=opts), enc_comp.compress(TEXT, query=QUERY, granularity="word",
+                                                                           rate=0.3))
+    with pytest.raises(UsageError, match="not both"):
+        enc_comp.compress(TEXT, options=opts, rate=0.5)
+
+
+@pytest.mark.parametrize("kwargs, param", [
+    ({"rate": 0.5, "threshold": 0.3}, "threshold"),
+    ({"max_tokens": 50, "min_span_tokens": 2}, "min_span_tokens"),
+    ({"rate": 0.5, "max_gap": 3}, "max_gap"),
+    ({"lexical_weight": 0.5}, "lexical_weight"),
+])
+def test_options_that_cannot_apply_are_rejected(enc_comp, kwargs, param):
+    with pytest.raises(UsageError) as err:
+        enc_comp.compress(TEXT, query=QUERY, **kwargs)
+    assert param in err.value.params and str(err.value).startswith(param)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cprs_cli import synthetic
+from cprs_cli.instructions import GRANULARITY_FOR_LEVEL
 
 from .metrics import count_tokens
 
@@ -43,11 +44,7 @@ KNOWN_TASKS = (*synthetic.ALL_TASKS, "qa")
 # what the critic is asked to keep at: sentences for needles / chains / facts; words where the
 # evidence is token-level (key-value pairs inside a JSON block, word lists)
 GRANULARITY = {
-    **{t: "sentence" for t in synthetic.NIAH_TASKS},
-    "vt": "sentence",
-    "kv": "word",
-    "cwe": "word",
-    "fwe": "word",
+    **{t: GRANULARITY_FOR_LEVEL[level] for t, level in synthetic.EVIDENCE_LEVEL.items()},
     "qa": "sentence",
 }
 

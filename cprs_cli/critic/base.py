@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-LABELS = ("B", "I", "O", "E")  # {0: B, 1: I, 2: O, 3: E}, as in the official model
-B, I, O, E = range(4)
+from ..tags import LABELS  # noqa: F401 - re-exported: {0: B, 1: I, 2: O, 3: E}
+
+IGNORE = -100  # the label of a token that is not scored (prompt tokens, padding)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -23,7 +24,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         from ..errors import UsageError
 
-        raise UsageError(f"--device {device}: CUDA is not available on this machine")
+        raise UsageError(f"device {device}: CUDA is not available on this machine", params=("device",))
     return dev
 
 
@@ -49,19 +50,21 @@ class Critic(ABC):
     default_batch_size: int
     max_query_tokens: int | None = None  # the query is cut to this many tokens in the prompt
 
-    def __init__(self, model, tokenizer, *, name: str, sha256: str, device: torch.device):
+    def __init__(self, model, tokenizer, *, name: str, sha256: str, device: torch.device,
+                 thresholds: dict | None = None, dynamic=None, lexical_weight: float | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name, self.sha256, self.device = name, sha256, device
         # calibrated keep-probability thresholds per task preset (critic.json "thresholds");
         # empty = argmax tagging, as in the official model
-        self.thresholds: dict = {}
-        # dynamic mode's per-document rule and the BM25 weight of budgeted ranking (critic.json
-        # "dynamic" / "lexical_weight"); without a calibrated rule, dynamic mode uses the tags
-        self.dynamic = None
+        self.thresholds: dict = dict(thresholds or {})
+        # dynamic mode's per-document rule (a select.DynamicPolicy) and the BM25 weight of
+        # budgeted ranking (critic.json "dynamic" / "lexical_weight"); without a calibrated
+        # rule, dynamic mode uses the tags
+        self.dynamic = dynamic
         from ..select import DEFAULT_LEXICAL_WEIGHT
 
-        self.lexical_weight = DEFAULT_LEXICAL_WEIGHT
+        self.lexical_weight = DEFAULT_LEXICAL_WEIGHT if lexical_weight is None else float(lexical_weight)
 
     def threshold_for(self, task: str | None) -> float | None:
         t = self.thresholds
@@ -93,18 +96,31 @@ class Critic(ABC):
                 return int(cand)
         return 0
 
-    @torch.inference_mode()
-    def predict(self, windows: list[list[int]], spans: list[tuple[int, int]]) -> list[np.ndarray]:
-        """Probabilities (n_i, 4) for the tokens `windows[i][spans[i][0]:spans[i][1]]`.
+    def pad_batch(self, windows, labels=None):
+        """Right-pad token id sequences to the longest: (ids, attention mask[, labels]) as CPU
+        long tensors. Labels, when given, are padded with IGNORE.
 
-        One forward pass for the whole batch, right-padded to its longest window.
+        The one padder: inference (`predict`) and the training collate both use it. cprs always
+        pads on the right (the hybrid critic's masks rely on it).
         """
         length = max(len(w) for w in windows)
         ids = torch.full((len(windows), length), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(windows), length), dtype=torch.long)
+        out_labels = None if labels is None else torch.full((len(windows), length), IGNORE, dtype=torch.long)
         for i, w in enumerate(windows):
-            ids[i, : len(w)] = torch.as_tensor(w, dtype=torch.long)
+            ids[i, : len(w)] = torch.as_tensor(np.asarray(w, dtype=np.int64))
             mask[i, : len(w)] = 1
+            if out_labels is not None:
+                out_labels[i, : len(w)] = torch.as_tensor(np.asarray(labels[i], dtype=np.int64))
+        return (ids, mask) if out_labels is None else (ids, mask, out_labels)
+
+    @torch.inference_mode()
+    def predict(self, windows: list[list[int]], spans: list[tuple[int, int]]) -> list[np.ndarray]:
+        """Probabilities (n_i, 4) for the tokens `windows[i][spans[i][0]:spans[i][1]]`.
+
+        One forward pass for the whole batch, right-padded to its longest window (`pad_batch`).
+        """
+        ids, mask = self.pad_batch(windows)
         ids, mask = ids.to(self.device), mask.to(self.device)
         probs = torch.softmax(self.logits(ids, mask).float(), dim=-1).cpu().numpy()
         return [probs[i, s:e] for i, (s, e) in enumerate(spans)]

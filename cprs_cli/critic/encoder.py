@@ -18,8 +18,9 @@ class EncoderCritic(Critic):
     max_query_tokens = MAX_QUERY_TOKENS
 
     def __init__(self, model: nn.Module, tokenizer, *, name: str, sha256: str, device: torch.device,
-                 window_tokens: int | None = None):
-        super().__init__(model, tokenizer, name=name, sha256=sha256, device=device)
+                 window_tokens: int | None = None, **selection):
+        # selection: thresholds, dynamic, lexical_weight (Critic.__init__)
+        super().__init__(model, tokenizer, name=name, sha256=sha256, device=device, **selection)
         cfg = model.config
         self.max_positions = int(getattr(cfg, "max_position_embeddings", 512))
         self.default_window_tokens = int(window_tokens or getattr(cfg, "cprs_window_tokens", 0) or self.max_positions)

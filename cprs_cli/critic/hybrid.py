@@ -108,8 +108,9 @@ class HybridCritic(Critic):
     max_query_tokens = MAX_QUERY_TOKENS
 
     def __init__(self, model: HybridTagger, tokenizer, *, name: str, sha256: str, device: torch.device,
-                 window_tokens: int | None = None):
-        super().__init__(model, tokenizer, name=name, sha256=sha256, device=device)
+                 window_tokens: int | None = None, **selection):
+        # selection: thresholds, dynamic, lexical_weight (Critic.__init__)
+        super().__init__(model, tokenizer, name=name, sha256=sha256, device=device, **selection)
         cfg = model.config
         self.max_positions = int(getattr(cfg, "max_position_embeddings", 8192))
         default = getattr(cfg, "cprs_window_tokens", 0) or min(8192, self.max_positions)

@@ -189,9 +189,9 @@ def build_model(config, kind: str, state: dict, device: torch.device, dtype: tor
     return model.to(device=device, dtype=dtype).eval()
 
 
-def _wrap(kind, model, tok, name, sha, dev, window_tokens) -> Critic:
+def _wrap(kind, model, tok, name, sha, dev, window_tokens, **selection) -> Critic:
     cls = EncoderCritic if kind == "encoder" else HybridCritic
-    return cls(model, tok, name=name, sha256=sha, device=dev, window_tokens=window_tokens)
+    return cls(model, tok, name=name, sha256=sha, device=dev, window_tokens=window_tokens, **selection)
 
 
 def load_critic_dir(path: Path, dev: torch.device, window_tokens: int | None = None) -> Critic:
@@ -203,9 +203,8 @@ def load_critic_dir(path: Path, dev: torch.device, window_tokens: int | None = N
     if kind == "hybrid" and "cls_head.weight" not in state:
         raise ModelError("decoder weights without a 4-way cls_head: not a trained critic", str(path))
     model = build_model(config, kind, state, dev, default_dtype(dev))
-    critic = _wrap(kind, model, tok, path.name, hash_files(files), dev, window_tokens)
-    critic.thresholds = dict(getattr(config, "cprs_thresholds", None) or {})
-    return critic
+    return _wrap(kind, model, tok, path.name, hash_files(files), dev, window_tokens,
+                 thresholds=dict(getattr(config, "cprs_thresholds", None) or {}))
 
 
 def _verified_base(spec: CriticSpec) -> Path:
@@ -265,17 +264,17 @@ def _load_shipped(spec: CriticSpec, dev: torch.device, window_tokens: int | None
     model = build_model(config, spec.kind, state, dev, default_dtype(dev))
     tok = _load_tokenizer(base_dir)
     sha = hash_files([spec.delta_path])
-    critic = _wrap(spec.kind, model, tok, spec.name, sha, dev, window_tokens)
-    critic.thresholds = dict(meta.get("thresholds", {}))
-    configure_selection(critic, meta)
-    return critic
+    return _wrap(spec.kind, model, tok, spec.name, sha, dev, window_tokens, **selection_settings(meta))
 
 
-def configure_selection(critic: Critic, meta: dict) -> None:
-    """Dynamic-mode rule and lexical weight calibrated for this critic (critic.json)."""
+def selection_settings(meta: dict) -> dict:
+    """The critic constructor's selection arguments calibrated for it (critic.json): thresholds,
+    the dynamic-mode rule and the lexical weight."""
     from ..select import DynamicPolicy
 
+    out: dict = {"thresholds": dict(meta.get("thresholds", {}))}
     if meta.get("dynamic"):
-        critic.dynamic = DynamicPolicy.from_dict(meta["dynamic"])
+        out["dynamic"] = DynamicPolicy.from_dict(meta["dynamic"])
     if "lexical_weight" in meta:
-        critic.lexical_weight = float(meta["lexical_weight"])
+        out["lexical_weight"] = float(meta["lexical_weight"])
+    return out

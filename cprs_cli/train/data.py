@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from cprs_cli.instructions import TASK_FOR_LEVEL, TASKS
+from cprs_cli.instructions import TASK_FOR_LEVEL, TASKS, level_for_task
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -306,9 +306,7 @@ def sentences_containing(document: str, spans: Sequence[Span]) -> list[Span]:
 
 def to_example(rec: Record, task: str | None = None, evidence: list[Span] | None = None) -> TrainExample:
     task = task or TASK_FOR_LEVEL.get(rec.evidence_level, "facts")
-    level = {"facts": "sentence", "answers": "token", "paragraphs": "paragraph"}.get(
-        task, rec.evidence_level
-    )
+    level = level_for_task(task, rec.evidence_level)
     return TrainExample(
         instruction=TASKS[task],
         query=rec.query,

@@ -53,6 +53,7 @@ from cprs_cli import lexical, segment
 from cprs_cli.instructions import TASKS
 from cprs_cli.machine import machine_info
 from cprs_cli.select import DEFAULT_SEPARATOR, assemble, budget_units, unit_costs
+from cprs_cli.tags import I, O
 from cprs_cli.tokens import count_tokens
 from cprs_cli.train.data import REPO_ROOT, Record, load_split
 from cprs_cli.train.data import merge_spans as merge
@@ -357,7 +358,7 @@ def critic_probs(comp, spec: RowSpec, item: Item, sentences: np.ndarray, cache: 
         raise ValueError(f"cached probabilities of {item.id} do not match the tokenizer ({len(keep)} vs {len(doc)})")
     keep = keep.astype(np.float32)
     probs = np.zeros((len(keep), 4), np.float32)
-    probs[:, 1], probs[:, 2] = keep, 1.0 - keep  # only P(keep) = 1 - P(O) matters to selection
+    probs[:, I], probs[:, O] = keep, 1.0 - keep  # only P(keep) = 1 - P(O) matters to selection
     return probs, doc.offsets
 
 

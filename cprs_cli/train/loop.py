@@ -30,18 +30,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import segment
 from ..critic import CRITICS, build_model
 from ..critic import base_model_dir, base_state, critic_config
-from ..critic.base import resolve_device
+from ..critic.base import IGNORE, resolve_device
 from ..critic.encoder import EncoderCritic
 from ..critic.hybrid import HybridCritic
 from ..critic.lora import add_lora, lora_state
 from ..select import unit_token_ranges
-from ..tags import bioe_tags
-from ..windows import boundary_tokens, plan_windows, tokenize
-
-IGNORE = -100
+from ..tags import O, bioe_tags
+from ..windows import plan
 TAG_WORDS = (" begin", " inside", " outside", " end")  # B, I, O, E rows of the LM head
 
 PRESETS = {
@@ -172,17 +169,15 @@ def evidence_mask(offsets: np.ndarray, evidence) -> np.ndarray:
 def encode_example(ex, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     critic, budget_cap, neg_keep = _W["critic"], _W["window_tokens"], _W["neg_keep"]
     rng = random.Random(seed)
-    doc = tokenize(critic.tokenizer, ex.document)
+    # the inference path's own planner (windows.plan): the critic learns the windows it will see
+    p = plan(critic, ex.document, ex.instruction, ex.query, budget_cap)
+    doc, prefix, suffix = p.doc, p.prefix, p.suffix
     if len(doc) == 0:
         return []
     tags = bioe_tags(evidence_mask(doc.offsets, ex.evidence))
-    sents = segment.sentence_spans(ex.document)
-    cuts = boundary_tokens(doc.offsets, sents[:, 0] if len(sents) else np.zeros(0, np.int64))
-    prefix, suffix = critic.prompt_ids(ex.instruction, ex.query)
-    budget = min(budget_cap, critic.max_positions - len(prefix) - len(suffix))
     out = []
-    for s, e in plan_windows(len(doc), budget, cuts):
-        positive = bool((tags[s:e] != 2).any())
+    for s, e in p.windows:
+        positive = bool((tags[s:e] != O).any())
         if not positive and rng.random() > neg_keep:
             continue
         ids = np.concatenate([prefix, doc.ids[s:e], suffix]).astype(np.int32)
@@ -227,16 +222,9 @@ def batches(windows, batch_tokens: int, rng: random.Random):
     return out
 
 
-def collate(windows, idx, pad_id: int, device):
-    length = max(len(windows[i][0]) for i in idx)
-    ids = torch.full((len(idx), length), pad_id, dtype=torch.long)
-    labels = torch.full((len(idx), length), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(idx), length), dtype=torch.long)
-    for r, i in enumerate(idx):
-        w, lab = windows[i]
-        ids[r, : len(w)] = torch.from_numpy(w.astype(np.int64))
-        labels[r, : len(w)] = torch.from_numpy(lab.astype(np.int64))
-        mask[r, : len(w)] = 1
+def collate(windows, idx, critic, device):
+    """A training batch padded by the critic's own padder (`Critic.pad_batch`, as at inference)."""
+    ids, mask, labels = critic.pad_batch([windows[i][0] for i in idx], [windows[i][1] for i in idx])
     return ids.to(device, non_blocking=True), mask.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
@@ -254,14 +242,14 @@ def evaluate(critic, windows, batch_tokens, device) -> dict:
     loss_sum, n_tok = 0.0, 0
     w = torch.tensor(CLASS_WEIGHTS, device=device)
     for idx in batches(windows, batch_tokens, random.Random(0)):
-        ids, mask, labels = collate(windows, idx, critic.pad_id, device)
+        ids, mask, labels = collate(windows, idx, critic, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = critic.logits(ids, mask).float()
         valid = labels != IGNORE
         loss_sum += F.cross_entropy(logits[valid], labels[valid], weight=w, reduction="sum").item()
         n_tok += int(valid.sum())
-        pred = logits.argmax(-1) != 2
-        gold = labels != 2
+        pred = logits.argmax(-1) != O
+        gold = labels != O
         tp += int((pred & gold & valid).sum())
         fp += int((pred & ~gold & valid).sum())
         fn += int((~pred & gold & valid).sum())
@@ -314,12 +302,14 @@ def train(cfg: TrainConfig) -> Path:
     workers = cfg.workers or os.cpu_count() or 1
     train_w = encode_all(train_ex, critic, window_tokens, cfg.neg_keep, workers, cfg.seed)
     val_w = encode_all(val_ex, critic, window_tokens, cfg.neg_keep, workers, cfg.seed + 1)
-    model.to(device)
-    critic.device = device
+    # the critic wrapper takes its device in the constructor: a new one for the moved model
+    critic = type(critic)(model.to(device), critic.tokenizer, name=critic.name, sha256=critic.sha256,
+                          device=device)
+    model.train()  # the wrapper's constructor sets eval mode
     random.Random(1).shuffle(val_w)
     val_w = val_w[: cfg.val_windows]
     n_train_tokens = sum(len(w[0]) for w in train_w)
-    pos = sum(int((w[1] != 2).sum() - (w[1] == IGNORE).sum()) for w in train_w)
+    pos = sum(int((w[1] != O).sum() - (w[1] == IGNORE).sum()) for w in train_w)
     log(event="windows", train_windows=len(train_w), val_windows=len(val_w), train_tokens=n_train_tokens,
         evidence_token_share=round(pos / max(n_train_tokens, 1), 4))
 
@@ -345,7 +335,7 @@ def train(cfg: TrainConfig) -> Path:
             scale = min(1.0, frac / 0.03) if frac < 0.03 else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))
             for g in opt.param_groups:
                 g["lr"] = lr * scale
-            ids, mask, labels = collate(train_w, idx, critic.pad_id, device)
+            ids, mask, labels = collate(train_w, idx, critic, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 logits = critic.logits(ids, mask)
             loss = F.cross_entropy(logits.float().view(-1, 4), labels.view(-1), weight=weights, ignore_index=IGNORE)
