@@ -654,13 +654,21 @@ def _complete_outputs_only(ctx: Ctx) -> list[str]:
     return names
 
 
+def _interactive_sigint() -> None:
+    """In the child before exec: SIGINT as an interactive shell leaves it (default action), so
+    the case does not depend on how the test run itself was started (a job started with `&` by a
+    non-interactive shell, as CI may be, inherits SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _signal_mid_batch(signum: int) -> Callable[[Ctx], Result]:
     def run(ctx: Ctx) -> Result:
         root = _batch_inputs(ctx, 12)
         env = dict(os.environ, CPRS_FAKE_DELAY="0.15")
         proc = subprocess.Popen(fake_cli_cmd(["compress", str(root), *Q, "--quiet", "--output-dir",
                                               str(ctx.out)]),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ctx.dir)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ctx.dir,
+                                preexec_fn=_interactive_sigint)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
             if ctx.out.exists() and sum(1 for p in ctx.out.iterdir() if not p.name.startswith(".")) >= 3:
@@ -980,7 +988,7 @@ def _interrupt(signum: int, n: int, mode: str, ignored: bool = False) -> Callabl
             (ctx.out / "res.jsonl").write_text("old result\n")
             out = ["-f", "jsonl", "-o", str(ctx.out / "res.jsonl")]
         env = dict(os.environ, CPRS_FAKE_DELAY="0.1", CPRS_FAKE_TRACE=str(trace))
-        pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None
+        pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else _interactive_sigint
         proc = subprocess.Popen(fake_cli_cmd(["compress", str(root), *Q, "--quiet", *out]),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ctx.dir,
                                 preexec_fn=pre)
