@@ -119,16 +119,16 @@ def dynamic_units(kept: np.ndarray, ranges: np.ndarray) -> np.ndarray:
     return np.array(sorted(chosen), dtype=np.int64)
 
 
-def unit_costs(text: str, units: np.ndarray, separator_tokens: int) -> np.ndarray:
-    """cl100k cost of keeping each unit: its tokens plus the costlier of the separator and the
-    whitespace before it. A unit whose neighbour is also kept is merged with it, whitespace and
-    all, instead of being joined by the separator, and a run of blank lines or wide spaces can
-    cost more than the separator."""
-    if len(units) == 0:
+def unit_costs(text: str, units: np.ndarray, separator_tokens: int, idx: np.ndarray | None = None) -> np.ndarray:
+    """cl100k cost of keeping each unit (or each unit of `idx`): its tokens plus the costlier of
+    the separator and the whitespace before it. A unit whose neighbour is also kept is merged
+    with it, whitespace and all, instead of being joined by the separator, and a run of blank
+    lines or wide spaces can cost more than the separator."""
+    idx = np.arange(len(units)) if idx is None else np.asarray(idx, dtype=np.int64)
+    if len(idx) == 0:
         return np.zeros(0, np.int64)
-    counts = np.asarray(count_many([text[s:e] for s, e in units]), dtype=np.int64)
-    gaps = np.asarray(count_many([text[units[j - 1, 1]:units[j, 0]] if j else "" for j in range(len(units))]),
-                      dtype=np.int64)
+    counts = np.asarray(count_many([text[units[j, 0]:units[j, 1]] for j in idx]), dtype=np.int64)
+    gaps = np.asarray(count_many([text[units[j - 1, 1]:units[j, 0]] if j else "" for j in idx]), dtype=np.int64)
     return counts + np.maximum(separator_tokens, gaps)
 
 
@@ -439,7 +439,12 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
     elif policy is not None and threshold is None:
         if input_tokens is None:
             input_tokens = count_tokens(text)
-        chosen = relative_units(scores, unit_costs(text, units, count_tokens(separator)), input_tokens, policy)
+        # only units that pass the rule's cut can be kept: count the tokens of those alone
+        costs = np.zeros(len(units), np.int64)
+        if len(scores) and scores.max() >= policy.floor:
+            cand = np.flatnonzero(scores >= max(policy.floor, policy.relative * float(scores.max())))
+            costs[cand] = unit_costs(text, units, count_tokens(separator), cand)
+        chosen = relative_units(scores, costs, input_tokens, policy)
     else:
         kept = tags.kept_mask(probs, threshold, max_gap, min_span_tokens)
         chosen = dynamic_units(kept, ranges)

@@ -27,7 +27,7 @@ def main(*json_reports: str) -> None:
         a, b = text.index("<!-- summary -->"), text.index("<!-- /summary -->") + len("<!-- /summary -->\n")
         text = text[:a] + text[b:]
     head_end = text.index("<!-- quality:")
-    DOC.write_text(text[:head_end] + block.rstrip() + "\n\n" + text[head_end:])
+    DOC.write_text(text[:head_end].rstrip() + "\n\n" + block.rstrip() + "\n\n" + text[head_end:])
 
 
 if __name__ == "__main__":
