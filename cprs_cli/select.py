@@ -50,6 +50,12 @@ class DynamicPolicy:
     relative: float = 0.3
     max_share: float = 0.4
 
+    def candidates(self, scores: np.ndarray) -> np.ndarray:
+        """Indices of the units whose score passes the rule's cut (none below the floor)."""
+        if len(scores) == 0 or scores.max() < self.floor:
+            return np.zeros(0, np.int64)
+        return np.flatnonzero(scores >= max(self.floor, self.relative * float(scores.max())))
+
     @classmethod
     def from_dict(cls, d: dict | None) -> "DynamicPolicy":
         d = d or {}
@@ -146,11 +152,9 @@ def budget_units(costs: np.ndarray, scores: np.ndarray, budget: int, separator_t
 
 def relative_units(scores: np.ndarray, costs: np.ndarray, input_tokens: int,
                    policy: DynamicPolicy) -> np.ndarray:
-    """Indices of the units dynamic mode keeps under `policy` (see `DynamicPolicy`)."""
-    if len(scores) == 0 or scores.max() < policy.floor:
-        return np.zeros(0, np.int64)
-    cut = max(policy.floor, policy.relative * float(scores.max()))
-    cand = np.flatnonzero(scores >= cut)
+    """Indices of the units dynamic mode keeps under `policy` (see `DynamicPolicy`); only the
+    costs of `policy.candidates(scores)` are read."""
+    cand = policy.candidates(scores)
     cand = cand[np.argsort(-scores[cand], kind="stable")]
     cap = policy.max_share * input_tokens
     chosen, total = [], 0
@@ -441,9 +445,8 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
             input_tokens = count_tokens(text)
         # only units that pass the rule's cut can be kept: count the tokens of those alone
         costs = np.zeros(len(units), np.int64)
-        if len(scores) and scores.max() >= policy.floor:
-            cand = np.flatnonzero(scores >= max(policy.floor, policy.relative * float(scores.max())))
-            costs[cand] = unit_costs(text, units, count_tokens(separator), cand)
+        cand = policy.candidates(scores)
+        costs[cand] = unit_costs(text, units, count_tokens(separator), cand)
         chosen = relative_units(scores, costs, input_tokens, policy)
     else:
         kept = tags.kept_mask(probs, threshold, max_gap, min_span_tokens)

@@ -148,17 +148,12 @@ class BM25Baseline:
     name = "bm25"
 
     def select(self, document: str, query: str, budget_tokens: int) -> str:
-        import bm25s
+        from cprs_cli.lexical import bm25_scores
 
         spans = chunk_spans(document)
         if not spans:
             return ""
-        corpus = [document[s:e] for s, e in spans]
-        tokens = bm25s.tokenize(corpus, stopwords="en", show_progress=False)
-        retriever = bm25s.BM25()
-        retriever.index(tokens, show_progress=False)
-        q = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0]
-        scores = np.asarray(retriever.get_scores(q), dtype=np.float64)
+        scores = bm25_scores([document[s:e] for s, e in spans], query)
         # best first; ties (e.g. all zero) keep document order
         order = np.lexsort((np.arange(len(scores)), -scores)).tolist()
         return _fill(document, spans, order, budget_tokens)

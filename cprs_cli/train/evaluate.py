@@ -371,7 +371,11 @@ def evaluate_item(comp, spec: RowSpec, item: Item, dense: DenseScorer | None, ca
     in_tok = count_tokens(doc)
     units = sentences if spec.granularity == "sentence" else segment.paragraph_spans(doc)
     costs = unit_costs(doc, units, _sep_tokens())
-    bm25 = dense_s = None
+    # each retriever's unit scores, computed once per document and reused by every mode
+    retrievers = {"bm25": lambda: lexical.unit_bm25(doc, units, item.query)}
+    if dense is not None:
+        retrievers["dense"] = lambda: dense.scores(doc, units, item.query)
+    retriever_scores: dict[str, np.ndarray] = {}
     row = {"id": item.id, "source": item.source, "answerable": item.answerable, "input_tokens": in_tok,
            "critic_seconds": round(secs, 4), **item.meta, "modes": {}}
     for mode in spec.modes if item.answerable else ("dynamic",):
@@ -385,19 +389,13 @@ def evaluate_item(comp, spec: RowSpec, item: Item, dense: DenseScorer | None, ca
         res = {"output_tokens": out_tok, "ratio": in_tok / max(out_tok, 1)}
         if item.answerable:
             res["critic"] = _score(spec, item, text, kept)
-            if bm25 is None:
-                bm25 = lexical.unit_bm25(doc, units, item.query)
-            b_spans = baseline_spans(costs, units, bm25, out_tok)
-            b_text = spans_text(doc, b_spans)
-            res["bm25"] = _score(spec, item, b_text, b_spans)
-            res["bm25_tokens"] = count_tokens(b_text) if b_text else 0
-            if dense is not None:
-                if dense_s is None:
-                    dense_s = dense.scores(doc, units, item.query)
-                d_spans = baseline_spans(costs, units, dense_s, out_tok)
-                d_text = spans_text(doc, d_spans)
-                res["dense"] = _score(spec, item, d_text, d_spans)
-                res["dense_tokens"] = count_tokens(d_text) if d_text else 0
+            for who, scores_of in retrievers.items():
+                if who not in retriever_scores:
+                    retriever_scores[who] = scores_of()
+                r_spans = baseline_spans(costs, units, retriever_scores[who], out_tok)
+                r_text = spans_text(doc, r_spans)
+                res[who] = _score(spec, item, r_text, r_spans)
+                res[f"{who}_tokens"] = count_tokens(r_text) if r_text else 0
         row["modes"][mode] = res
     return row
 
