@@ -11,11 +11,17 @@ One file, one loop (in the spirit of nanoGPT):
                 `cls_head` initialised from the LM-head rows of tag words (LM as critic)
 4. loop       ← AdamW, bf16 autocast, learning rate on a wall-clock cosine, stops at --minutes
 5. export     ← only what training changed (delta.safetensors, fp16) + critic.json
+
+Several GPUs: `torchrun --nproc_per_node N -m cprs_cli.train ...` runs data-parallel (DDP over
+NCCL; gloo on CPU). Each rank encodes and trains on its own share of the examples with
+`--batch-tokens` per rank; the ranks agree on the wall-clock schedule and the stop step; rank 0
+evaluates, logs and exports.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -28,7 +34,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from ..critic import CRITICS, build_model
 from ..critic import base_model_dir, base_state, critic_config
@@ -228,6 +236,51 @@ def collate(windows, idx, critic, device):
     return ids.to(device, non_blocking=True), mask.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
+# ----------------------------------------------------------------------------- ranks
+
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process sits in a torchrun job (world 1 = a plain single-process run)."""
+    rank: int = 0
+    world: int = 1
+    local: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_ranks(device: str) -> Ranks:
+    """Join the torchrun job when there is one (WORLD_SIZE > 1). Called after the encoding
+    workers have forked and exited, so no child inherits a process group or a CUDA context."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Ranks()
+    ranks = Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    cuda = device != "cpu" and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(ranks.local)
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return ranks
+
+
+def agree_max(value: float, ranks: Ranks, device: torch.device) -> float:
+    """The largest value over all ranks (the ranks' clocks drift; the slowest decides)."""
+    if ranks.world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
+def agree_sum(value: int, ranks: Ranks, device: torch.device) -> int:
+    if ranks.world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return int(t.item())
+
+
 # ----------------------------------------------------------------------------- loop
 
 CLASS_WEIGHTS = (1.5, 1.5, 1.0, 1.5)  # B, I, O, E: evidence tokens are rare and matter more
@@ -265,13 +318,15 @@ def train(cfg: TrainConfig) -> Path:
     window_tokens = cfg.window_tokens or preset["window_tokens"]
     lr = cfg.lr or preset["lr"]
     batch_tokens = cfg.batch_tokens or preset["batch_tokens"]
-    device = resolve_device(cfg.device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "train_log.jsonl"
-    log_f = open(log_path, "w")
+    log_f = open(out / "train_log.jsonl", "w") if rank == 0 else None
 
     def log(**row):
+        if log_f is None:
+            return
         row = {"t": round(time.time() - t_start, 2), **row}
         log_f.write(json.dumps(row) + "\n")
         log_f.flush()
@@ -289,7 +344,8 @@ def train(cfg: TrainConfig) -> Path:
     val_ex = data.build_validation_set(seed=cfg.seed, n_synthetic=max(50, cfg.n_synthetic // 20))
     if cfg.limit_examples:
         train_ex, val_ex = train_ex[: cfg.limit_examples], val_ex[: max(8, cfg.limit_examples // 4)]
-    log(event="data", train_examples=len(train_ex), val_examples=len(val_ex), stats=data.stats(train_ex))
+    log(event="data", train_examples=len(train_ex), val_examples=len(val_ex), world=world,
+        stats=data.stats(train_ex))
 
     # built on the CPU and moved only after the windows are encoded: the encoding workers fork,
     # and a forked child must not inherit an initialised CUDA context
@@ -299,35 +355,47 @@ def train(cfg: TrainConfig) -> Path:
 
         path = CRITICS[cfg.critic].delta_path if cfg.resume == "shipped" else Path(cfg.resume)
         log(event="resume", delta=str(path), tensors=load_delta(model, load_file(str(path))))
-    workers = cfg.workers or os.cpu_count() or 1
-    train_w = encode_all(train_ex, critic, window_tokens, cfg.neg_keep, workers, cfg.seed)
-    val_w = encode_all(val_ex, critic, window_tokens, cfg.neg_keep, workers, cfg.seed + 1)
+    # each rank encodes its own share of the examples, with its share of the cores
+    workers = cfg.workers or max(1, (os.cpu_count() or 1) // world)
+    train_w = encode_all(train_ex[rank::world], critic, window_tokens, cfg.neg_keep, workers, cfg.seed + rank * 7919)
+    val_w = encode_all(val_ex, critic, window_tokens, cfg.neg_keep, workers, cfg.seed + 1) if rank == 0 else []
+    ranks = init_ranks(cfg.device)
+    device = torch.device("cuda", ranks.local) if ranks.world > 1 and cfg.device != "cpu" and \
+        torch.cuda.is_available() else resolve_device(cfg.device)
     # the critic wrapper takes its device in the constructor: a new one for the moved model
     critic = type(critic)(model.to(device), critic.tokenizer, name=critic.name, sha256=critic.sha256,
                           device=device)
     model.train()  # the wrapper's constructor sets eval mode
+    # the training forward goes through DDP (gradients averaged over ranks in backward);
+    # evaluation on rank 0 uses the bare model, so it needs no collective
+    fwd = critic
+    if ranks.world > 1:
+        fwd = copy.copy(critic)
+        fwd.model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     random.Random(1).shuffle(val_w)
     val_w = val_w[: cfg.val_windows]
-    n_train_tokens = sum(len(w[0]) for w in train_w)
-    pos = sum(int((w[1] != O).sum() - (w[1] == IGNORE).sum()) for w in train_w)
-    log(event="windows", train_windows=len(train_w), val_windows=len(val_w), train_tokens=n_train_tokens,
-        evidence_token_share=round(pos / max(n_train_tokens, 1), 4))
+    n_train_tokens = agree_sum(sum(len(w[0]) for w in train_w), ranks, device)
+    pos = agree_sum(sum(int((w[1] != O).sum() - (w[1] == IGNORE).sum()) for w in train_w), ranks, device)
+    n_windows = agree_sum(len(train_w), ranks, device)
+    log(event="windows", train_windows=n_windows, val_windows=len(val_w),
+        train_tokens=n_train_tokens, evidence_token_share=round(pos / max(n_train_tokens, 1), 4))
 
     params = [p for p in model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in params)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98), fused=device.type == "cuda")
     weights = torch.tensor(CLASS_WEIGHTS, device=device)
     log(event="model", critic=cfg.critic, trainable_params=n_trainable, lr=lr, batch_tokens=batch_tokens,
-        window_tokens=window_tokens, device=str(device))
+        window_tokens=window_tokens, device=str(device), world=ranks.world)
 
     budget_s = cfg.minutes * 60
     t_loop = time.time()
     step, epoch, seen = 0, 0, 0
-    rng = random.Random(cfg.seed)
+    rng = random.Random(cfg.seed + ranks.rank)
     done = False
     while not done:
         for idx in batches(train_w, batch_tokens, rng):
-            frac = (time.time() - t_loop) / budget_s
+            # every rank takes the same decision at the same step (one tiny all-reduce)
+            frac = agree_max((time.time() - t_loop) / budget_s, ranks, device)
             if frac >= 1 or (cfg.max_steps and step >= cfg.max_steps):
                 done = True
                 break
@@ -337,7 +405,7 @@ def train(cfg: TrainConfig) -> Path:
                 g["lr"] = lr * scale
             ids, mask, labels = collate(train_w, idx, critic, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = critic.logits(ids, mask)
+                logits = fwd.logits(ids, mask)
             loss = F.cross_entropy(logits.float().view(-1, 4), labels.view(-1), weight=weights, ignore_index=IGNORE)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -347,16 +415,23 @@ def train(cfg: TrainConfig) -> Path:
             seen += int(mask.sum())
             if step % 25 == 0:
                 el = time.time() - t_loop
+                total = agree_sum(seen, ranks, device)
                 log(event="step", step=step, epoch=epoch, loss=round(loss.item(), 4), lr=lr * scale,
-                    tokens=seen, tok_per_s=round(seen / el))
-            if cfg.eval_every and step % cfg.eval_every == 0:
+                    tokens=total, tok_per_s=round(total / el))
+            if cfg.eval_every and step % cfg.eval_every == 0 and ranks.main:
                 log(event="eval", step=step, **evaluate(critic, val_w, batch_tokens, device))
         epoch += 1
-    final = evaluate(critic, val_w, batch_tokens, device)
-    log(event="final", step=step, epochs=epoch, tokens=seen, **final)
-    export(model, cfg, overrides, out, final | {"steps": step, "train_tokens_seen": seen,
-                                                "train_windows": len(train_w)})
-    log_f.close()
+    seen = agree_sum(seen, ranks, device)
+    if ranks.main:
+        final = evaluate(critic, val_w, batch_tokens, device)
+        log(event="final", step=step, epochs=epoch, tokens=seen, world=ranks.world, **final)
+        export(model, cfg, overrides, out, final | {"steps": step, "train_tokens_seen": seen,
+                                                    "train_windows": n_windows,
+                                                    "world": ranks.world})
+        log_f.close()
+    if ranks.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
     return out
 
 
@@ -386,7 +461,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     cfg = TrainConfig(**vars(args))
     path = train(cfg)
-    print(f"wrote {path}/delta.safetensors and critic.json", file=sys.stderr)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"wrote {path}/delta.safetensors and critic.json", file=sys.stderr)
 
 
 if __name__ == "__main__":
