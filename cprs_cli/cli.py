@@ -197,10 +197,17 @@ _CLICK_ERRORS = tuple({click.exceptions.ClickException} | {
 _ABORTS = (click.exceptions.Abort, typer.Abort)
 
 
+def _hide_flag_types(params: Sequence[Any]) -> None:
+    """A flag takes no value, so --help shows no type for it (Typer would print "<bool>")."""
+    for param in params:
+        if param is not None and getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
 class _CprsGroup(typer.core.TyperGroup):
     """The `cprs` group. Argument-parsing errors (unknown option, value out of range) are one
     `cprs: error:` line with exit 2, like every other error (Click and Typer would draw a
-    multi-line box)."""
+    multi-line box); the flags of every command show no "<bool>" in --help."""
 
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
@@ -216,6 +223,17 @@ class _CprsGroup(typer.core.TyperGroup):
             print_error("aborted")
             sys.exit(EXIT_INTERNAL)
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        _hide_flag_types(params)
+        return params
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _hide_flag_types([*command.params, command.get_help_option(ctx)])
+        return command
 
 
 def _usage_message(err: Any) -> str:

@@ -721,6 +721,14 @@ def test_no_function_in_cli_is_over_sixty_lines():
     assert long == []
 
 
+@pytest.mark.parametrize("args", [[], ["compress"], ["models"], ["bench"]])
+def test_flags_show_no_bool_type_in_help(args, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    r = invoke(*args, "--help")
+    assert r.exit_code == 0
+    assert "--help" in r.stdout and "<bool>" not in r.stdout
+
+
 def test_short_documents_share_critic_batches(model, tmp_path, monkeypatch):
     """The batch loop is Compressor.compress_many: five one-window documents, one critic batch."""
     from cprs_cli.critic.base import Critic
