@@ -41,11 +41,9 @@ TEMP_PREFIX, TEMP_SUFFIX = ".cprs-", ".tmp"
 
 
 def render_text(result: CompressionResult) -> str:
-    """The compressed text, ending in exactly one newline (empty output stays empty)."""
-    text = result.compressed_text
-    if not text:
-        return ""
-    return text.rstrip("\n") + "\n"
+    """The compressed text, ending in exactly one newline; a result that kept nothing is one
+    empty line, so every text result is whole lines (and a result file is never empty)."""
+    return result.compressed_text.rstrip("\n") + "\n"
 
 
 def render_text_many(results: Sequence[CompressionResult]) -> str:

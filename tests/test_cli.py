@@ -783,6 +783,17 @@ def test_directory_gives_html_json_csv_and_names_what_it_skips(model, docs, tmp_
     assert r.exit_code == 0 and r.stderr == ""  # --quiet: no note
 
 
+def test_text_output_ends_with_a_newline_when_nothing_is_kept(model, tmp_path):
+    src = tmp_path / "a.txt"
+    src.write_text(TEXT_A)
+    keep_nothing = ["--threshold", "0.9999", "--granularity", "word"]  # the random critic never is this sure
+    r = invoke("compress", src, "-q", "q", "--model", model, "-f", "json", "--quiet", *keep_nothing)
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["compressed_text"] == ""
+    r = invoke("compress", src, "-q", "q", "--model", model, "--quiet", *keep_nothing)
+    assert r.stdout == "\n"
+
+
 def test_progress_shows_while_a_pdf_is_read_and_the_critic_loads(model, tmp_path, monkeypatch):
     from badinput.pdfbuild import make_pdf
     from rich.console import Console

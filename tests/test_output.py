@@ -47,10 +47,13 @@ def test_render_text_ends_with_one_newline():
     assert render_text(r) == "kept\n"
 
 
-def test_render_text_empty_result_stays_empty():
+def test_render_text_of_an_empty_result_is_one_newline():
+    """Text output always ends with a newline: a result that kept nothing is one empty line
+    (issue 8; it used to be no bytes at all)."""
     r = make_result(keep=())
     assert r.compressed_text == ""
-    assert render_text(r) == ""
+    assert render_text(r) == "\n"
+    assert render_text_many([make_result("a.txt"), r]).endswith("==> doc.txt <==\n\n")
 
 
 def test_render_text_many_headers_only_for_several():

@@ -61,7 +61,7 @@ class KeepEverything:
 def expected_text(path: Path) -> bytes:
     """What `--format text` writes for a plain UTF-8 input under this stand-in."""
     text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
-    return (text.rstrip("\n") + "\n").encode("utf-8") if text else b""
+    return (text.rstrip("\n") + "\n").encode("utf-8")
 
 
 if __name__ == "__main__":
