@@ -413,8 +413,9 @@ _Format = Annotated[Format, typer.Option(
     help="text: the compressed document; json: one object per document; jsonl: one "
          "object per line.", rich_help_panel=_OUTPUT)]
 _Quiet = Annotated[bool, typer.Option(
-    "--quiet", help="No stats table, progress bar or notes (such as skipped files); errors and "
-                    "warnings are still shown.", rich_help_panel=_OUTPUT)]
+    "--quiet", help="No stats table, progress bar or notes (such as skipped files), and the "
+                    "libraries' own progress bars kept off stderr; errors and warnings are still "
+                    "shown.", rich_help_panel=_OUTPUT)]
 _NoProgress = Annotated[bool, typer.Option(
     "--no-progress", help="No progress bar.", rich_help_panel=_OUTPUT)]
 _Debug = Annotated[bool, typer.Option(
@@ -591,11 +592,12 @@ class _Run:
         return doc
 
     def _load_critic(self) -> Any:
-        """The Compressor, shown as a stage and timed. Stops at once (ModelError, exit 4) if the
-        critic cannot be loaded."""
+        """The Compressor, shown as a stage and timed; under --quiet what libraries write to
+        stderr while it loads (the GGUF de-quantisation bar) is kept off it. Stops at once
+        (ModelError, exit 4) if the critic cannot be loaded."""
         s = self.setup
         start = time.perf_counter()
-        with self.ui.stage("loading critic", s.model or "(default)"):
+        with self.ui.stage("loading critic", s.model or "(default)"), console.quiet_libraries(s.quiet):
             try:
                 compressor = _load_compressor(s.model, s.device, s.batch_size, s.window_tokens)
             except CprsError:

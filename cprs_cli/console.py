@@ -3,7 +3,8 @@ stats table.
 
 Everything here goes to stderr, so stdout carries only results (`cprs compress ... | llm` stays
 clean). On a terminal rich draws the progress and the table; elsewhere messages are plain lines,
-never wrapped.
+never wrapped. `quiet_libraries` keeps what the libraries cprs loads write to stderr (tqdm bars
+such as transformers' GGUF de-quantisation, their notes) off it under `--quiet`.
 
 The CLI's own module: the library raises, and `cli.py` prints through here.
 """
@@ -88,6 +89,19 @@ def skipped_note(paths: Sequence[Path]) -> str:
     files = "file" if len(paths) == 1 else "files"
     return (f"skipped {len(paths)} {files} of a type cprs does not read: {names}{more} "
             "(name a file to read it anyway, or pick files with --glob)")
+
+
+@contextlib.contextmanager
+def quiet_libraries(enabled: bool) -> Iterator[None]:
+    """While the body runs, and only if `enabled` (--quiet): what the libraries cprs loads write to
+    stderr (tqdm progress bars, such as transformers' GGUF de-quantisation, and their notes) goes
+    to /dev/null. Python-level writes (sys.stderr), which is where tqdm and print write; the
+    exceptions the body raises are printed by the CLI after it, to the real stderr."""
+    if not enabled:
+        yield
+        return
+    with open(os.devnull, "w", encoding="utf-8") as devnull, contextlib.redirect_stderr(devnull):
+        yield
 
 
 # --------------------------------------------------------------------------- progress

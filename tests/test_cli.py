@@ -794,6 +794,29 @@ def test_text_output_ends_with_a_newline_when_nothing_is_kept(model, tmp_path):
     assert r.stdout == "\n"
 
 
+def test_quiet_keeps_library_progress_bars_off_stderr(model, tmp_path, monkeypatch):
+    """A GGUF base is de-quantised with a tqdm bar on the first load of `small`; --quiet hides
+    it (and whatever else a library prints while the critic loads)."""
+    from tqdm import tqdm
+
+    real = cli._load_compressor
+
+    def noisy(*args, **kwargs):
+        for _ in tqdm(range(3), desc="Converting and de-quantizing GGUF tensors..."):
+            pass
+        print("cprs: converting SmolLM2.gguf to a cached model (once)…", file=sys.stderr)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "_load_compressor", noisy)
+    src = tmp_path / "a.txt"
+    src.write_text(TEXT_A)
+    r = invoke("compress", src, "-q", "q", "--model", model, "--quiet")
+    assert r.exit_code == 0
+    assert r.stderr == ""
+    r = invoke("compress", src, "-q", "q", "--model", model, "--no-progress")
+    assert "de-quantizing" in r.stderr  # not hidden without --quiet
+
+
 def test_progress_shows_while_a_pdf_is_read_and_the_critic_loads(model, tmp_path, monkeypatch):
     from badinput.pdfbuild import make_pdf
     from rich.console import Console

@@ -1,15 +1,17 @@
-"""cprs_cli.console: what stderr shows (progress, the stats table, notes)."""
+"""cprs_cli.console: what stderr shows (progress, the stats table, notes) and --quiet's silence."""
 
 from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path
 
 from rich.console import Console
 from test_output import make_result
 
-from cprs_cli.console import ProgressUI, skipped_note, stats_table
+from cprs_cli import console as cli_console
+from cprs_cli.console import ProgressUI, quiet_libraries, skipped_note, stats_table
 
 
 def _render(table) -> str:
@@ -101,3 +103,18 @@ def test_skipped_note_names_the_first_files_and_counts_the_rest():
     assert one.startswith("skipped 1 file of a type cprs does not read: /d/logo.png (")
     many = skipped_note([Path(f"/d/{i}.png") for i in range(5)])
     assert "skipped 5 files" in many and "/d/2.png and 2 more" in many and "/d/3.png" not in many
+
+
+def test_quiet_libraries_keeps_library_output_off_stderr(capsys):
+    from tqdm import tqdm
+
+    with quiet_libraries(True):
+        for _ in tqdm(range(3), desc="Converting and de-quantizing GGUF tensors..."):
+            pass
+        print("cprs: converting a GGUF base (once)…", file=sys.stderr)
+    assert capsys.readouterr().err == ""
+    with quiet_libraries(False):
+        print("shown", file=sys.stderr)
+    assert capsys.readouterr().err == "shown\n"
+    cli_console.print_error("after the silence")  # stderr is back
+    assert capsys.readouterr().err == "cprs: error: after the silence\n"
