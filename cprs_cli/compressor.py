@@ -11,22 +11,24 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from . import segment
-from .critic import Critic, load_critic
 from .errors import UsageError
-from .ingest import normalise_text
+from .ingest import Document, normalise_text
 from .options import MIN_BATCH_SIZE, MIN_WINDOW_TOKENS, CompressOptions
 from .result import CompressionResult, Span, Stats, text_sha256
 from .select import DEFAULT_SEPARATOR, assemble, select
 from .tags import OFFICIAL_MAX_GAP
 from .tokens import count_tokens
 from .windows import Plan, plan
+
+if TYPE_CHECKING:
+    from .critic import Critic
 
 Progress = Callable[[int, int], None]
 
@@ -89,7 +91,11 @@ class Compressor:
             raise UsageError(f"batch_size must be at least {MIN_BATCH_SIZE}", params=("batch_size",))
         if window_tokens is not None and window_tokens < MIN_WINDOW_TOKENS:
             raise UsageError(f"window_tokens must be at least {MIN_WINDOW_TOKENS}", params=("window_tokens",))
-        self.critic = critic or load_critic(model, device, window_tokens)
+        if critic is None:
+            from .critic import load_critic  # torch: imported when a critic is loaded, not with this module
+
+            critic = load_critic(model, device, window_tokens)
+        self.critic = critic
         self.window_tokens = window_tokens or self.critic.default_window_tokens
         # batches are bounded by tokens whatever batch_size says: a window holds at most
         # max_positions tokens, prompt included
@@ -134,9 +140,14 @@ class Compressor:
                  "message": f"the query is {n:,} tokens long; the critic reads only its first {limit} "
                             f"(the query limit of critic {self.model_name})"}]
 
-    def compress_document(self, doc, **kwargs) -> CompressionResult:
-        kwargs.setdefault("source", doc.source)
-        return self.compress(doc.text, **kwargs)
+    def compress_document(self, doc: Document, *, options: CompressOptions | None = None,
+                          source: str | None = None, progress: Progress | None = None,
+                          **kwargs) -> CompressionResult:
+        """Compress an `ingest.Document` (its text normalised by ingest already, so not again);
+        the result names `source`, else the document's own. Options as for `compress`."""
+        if source is not None:
+            doc = replace(doc, source=source)
+        return self._one(doc, self._options(options, kwargs), progress)
 
     def plan(self, text: str, instruction: str, query: str, sentences: np.ndarray | None = None) -> Plan:
         """The windows of `text` for this critic and prompt (`windows.plan`)."""
@@ -222,8 +233,10 @@ class Compressor:
         """Compress one text. The options come as `options=CompressOptions(...)` or as keywords
         (`query=..., rate=...`: the fields of `CompressOptions`), not both. Raises UsageError for
         bad options; the one-item case of `compress_many`, which it runs."""
-        opts = self._options(options, kwargs)
-        (out,) = list(self.compress_many([Item(text, source)], opts, progress=progress))
+        return self._one(Item(text, source), self._options(options, kwargs), progress)
+
+    def _one(self, item: Item | Document, opts: CompressOptions, progress: Progress | None) -> CompressionResult:
+        (out,) = list(self.compress_many([item], opts, progress=progress))
         if isinstance(out, ItemError):
             raise out.error
         return out
@@ -241,10 +254,16 @@ class Compressor:
         input order.
 
         `items`: texts (`str`, source "<text>"), `ingest.Document`s (their source), or `Item`s
-        (text, source and, optionally, the item's own options). `options` (or the same keywords
-        as `compress`) apply to every item without options of its own; bad call-level options
-        raise UsageError at once, before any work. One item's failure (its own bad options, a
-        query too long for the window, a bug) is yielded as an `ItemError` and the others go on.
+        (text, source and, optionally, the item's own options), or zero-argument callables that
+        return one of these: such an item is read only when its turn comes (the CLI reads each
+        file so), and an exception it raises is that item's `ItemError`. `options` (or the same
+        keywords as `compress`) apply to every item without options of its own; bad call-level
+        options raise UsageError at once, before any work. One item's failure (its own bad
+        options, a query too long for the window, a bug) is yielded as an `ItemError` and the
+        others go on.
+
+        Code points that are not text are replaced (`ingest.normalise_text`) in a copy the stages
+        see; a `Document` is taken as ingest made it, its text already normalised.
 
         The critic's batches are filled across documents: consecutive documents are gathered
         until their windows fill a batch, and run together. `progress(done, total)` counts the
@@ -273,11 +292,13 @@ class Compressor:
         """Validate, clean, segment, tokenise and plan one item (or its ItemError)."""
         source = "<text>"
         try:
+            if callable(raw):  # read lazily: a failure to read is this item's own
+                raw = raw()
             if isinstance(raw, str):
                 text, opts = raw, None
             elif isinstance(raw, Item):
                 text, source, opts = raw.text, raw.source, raw.options
-            elif hasattr(raw, "text") and hasattr(raw, "source"):  # ingest.Document
+            elif isinstance(raw, Document):
                 text, source, opts = raw.text, raw.source, None
             else:
                 raise UsageError(f"item {index}: expected a str, a Document or an Item, "
@@ -287,8 +308,10 @@ class Compressor:
                 raise UsageError("query must not be empty", params=("query",))
             start = time.perf_counter()
             # tokenizers raise on lone surrogates and mangle NUL: the stages see a cleaned copy
-            # (one character for one, so offsets agree) and the spans are cut from the caller's text
-            clean, query = normalise_text(text), normalise_text(opts.query)
+            # (one character for one, so offsets agree) and the spans are cut from the caller's
+            # text; ingest has cleaned a Document's text already
+            clean = text if isinstance(raw, Document) else normalise_text(text)
+            query = normalise_text(opts.query)
             input_count = pool.submit(count_tokens, clean)
             sentences = segment.sentence_spans(clean)  # window cuts, and the units at sentence level
             p = self.plan(clean, opts.instruction_text, query, sentences)

@@ -36,6 +36,7 @@ __all__ = [
     "Converter",
     "register_converter",
     "converter_for",
+    "readable_suffixes",
     "load_path",
     "load_stdin",
     "read_stdin_bytes",
@@ -86,6 +87,11 @@ def register_converter(suffixes: tuple[str, ...], fn: Converter) -> None:
 def converter_for(path: str | os.PathLike) -> Converter | None:
     """The converter registered for ``path``'s suffix, or None."""
     return _REGISTRY.get(Path(path).suffix.lower())
+
+
+def readable_suffixes() -> tuple[str, ...]:
+    """Every suffix with a registered converter, sorted: the file types a directory gives."""
+    return tuple(sorted(_REGISTRY))
 
 
 def _one_line(msg: object, limit: int = 120) -> str:

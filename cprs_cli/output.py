@@ -1,4 +1,4 @@
-"""Rendering and writing of compression results: text / json / jsonl, atomic files, stats table.
+"""Rendering and writing of compression results: text / json / jsonl, atomic files, stdout.
 
 Everything here is pure (no model, no CLI state) so it can be used from the library as well:
 
@@ -23,18 +23,16 @@ import os
 import re
 import signal
 import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from rich.table import Table
-
+from .errors import OutputError
 from .result import CompressionResult
 
 FORMATS = ("text", "json", "jsonl")
-# suffix of the per-document output files that `--output-dir` writes
-OUTPUT_SUFFIX = {"text": ".cprs.txt", "json": ".cprs.json", "jsonl": ".cprs.jsonl"}
 # temporary files of atomic writes: `.cprs-XXXXXXXX.tmp` (8 random characters) in the target's folder
 TEMP_PREFIX, TEMP_SUFFIX = ".cprs-", ".tmp"
 
@@ -43,11 +41,9 @@ TEMP_PREFIX, TEMP_SUFFIX = ".cprs-", ".tmp"
 
 
 def render_text(result: CompressionResult) -> str:
-    """The compressed text, ending in exactly one newline (empty output stays empty)."""
-    text = result.compressed_text
-    if not text:
-        return ""
-    return text.rstrip("\n") + "\n"
+    """The compressed text, ending in exactly one newline; a result that kept nothing is one
+    empty line, so every text result is whole lines (and a result file is never empty)."""
+    return result.compressed_text.rstrip("\n") + "\n"
 
 
 def render_text_many(results: Sequence[CompressionResult]) -> str:
@@ -111,31 +107,6 @@ def render(results: Sequence[CompressionResult], fmt: str) -> str:
 
 
 # --------------------------------------------------------------------------- files
-
-
-def output_path_for(input_path: str | os.PathLike, input_root: str | os.PathLike | None,
-                    output_dir: str | os.PathLike, fmt: str) -> Path:
-    """Where `--output-dir` puts the result for `input_path`.
-
-    The input's place below `input_root` (the directory given on the command line, or the
-    file's own directory) is mirrored below `output_dir`, and the full input file name gets
-    the format's suffix: `docs/a/report.pdf` under root `docs` → `OUT/a/report.pdf.cprs.txt`.
-    Keeping the input's own suffix in the name means `x.md` and `x.txt` never collide.
-    """
-    if fmt not in OUTPUT_SUFFIX:
-        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    src = Path(input_path)
-    rel: Path
-    if input_root is not None:
-        try:
-            rel = Path(os.path.relpath(os.path.abspath(src), os.path.abspath(input_root)))
-        except ValueError:  # different drives (Windows)
-            rel = Path(src.name)
-        if rel.parts and rel.parts[0] == os.pardir:
-            rel = Path(src.name)
-    else:
-        rel = Path(src.name)
-    return Path(output_dir) / rel.parent / (rel.name + OUTPUT_SUFFIX[fmt])
 
 
 def write_atomic(path: str | os.PathLike, text: str | bytes, *, make_parents: bool = False) -> Path:
@@ -340,46 +311,34 @@ def _fsync_dir(directory: Path) -> None:
         os.close(dfd)
 
 
-# --------------------------------------------------------------------------- stats
+# --------------------------------------------------------------------------- stdout
 
 
-def stats_table(results: Sequence[CompressionResult], title: str | None = None) -> Table:
-    """A rich table: one row per document, and a total row when there are several."""
-    table = Table(title=title, show_footer=len(results) > 1, header_style="bold",
-                  footer_style="bold")
-    total_in = sum(r.stats.input_tokens for r in results)
-    total_out = sum(r.stats.output_tokens for r in results)
-    total_windows = sum(r.stats.windows for r in results)
-    total_seconds = sum(r.stats.seconds for r in results)
-    devices = sorted({r.stats.device for r in results})
-
-    table.add_column("source", footer=f"total ({len(results)})", overflow="fold")
-    table.add_column("input\ntokens", justify="right", footer=f"{total_in:,}", no_wrap=True)
-    table.add_column("output\ntokens", justify="right", footer=f"{total_out:,}", no_wrap=True)
-    table.add_column("ratio", justify="right", footer=_ratio(total_in, total_out), no_wrap=True)
-    table.add_column("windows", justify="right", footer=f"{total_windows:,}", no_wrap=True)
-    table.add_column("seconds", justify="right", footer=f"{total_seconds:.2f}", no_wrap=True)
-    table.add_column("device", footer=", ".join(devices), no_wrap=True)
-    for r in results:
-        s = r.stats
-        table.add_row(_display_source(r.source), f"{s.input_tokens:,}", f"{s.output_tokens:,}",
-                      f"{s.ratio:.1f}x", f"{s.windows:,}",
-                      f"{s.seconds:.2f}", s.device)
-    return table
+def write_stdout(text: str) -> None:
+    """A result to stdout, as UTF-8. EPIPE propagates (the CLI exits quietly, as `head` users
+    expect); a closed or full stdout (`>&-`, `/dev/full`) is an OutputError."""
+    try:
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is not None:
+            sys.stdout.flush()
+            write_all(buffer, encode_output(text))
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError, AttributeError) as err:
+        silence_stdout()  # else the interpreter's exit flush fails again, with a traceback
+        reason = getattr(err, "strerror", None) or ("standard output is closed"
+                                                    if not isinstance(err, OSError) else err)
+        raise OutputError(f"<stdout>: cannot write: {reason}") from None
 
 
-def _display_source(source: str) -> str:
-    """A path below the working directory is shown relative to it (shorter table rows); bytes
-    of a non-UTF-8 name are shown as \\udcXX, so the table measures what it prints."""
-    shown = source
-    if not (source.startswith("<") or not os.path.isabs(source)):
-        try:
-            rel = os.path.relpath(source)
-        except ValueError:
-            rel = os.pardir
-        shown = source if rel.startswith(os.pardir) else rel
-    return shown.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _ratio(input_tokens: int, output_tokens: int) -> str:
-    return f"{input_tokens / max(output_tokens, 1):.1f}x"
+def silence_stdout() -> None:
+    """Point stdout at /dev/null (after EPIPE, `cprs ... | head`, or a failed write), so the
+    interpreter's exit flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -332,6 +332,35 @@ def test_compress_many_keeps_order_and_reports_failures(enc_comp):
     assert long_.index == 3 and "too long" in long_.message and "\n" not in long_.message
 
 
+def test_compress_many_reads_callables_in_turn_and_isolates_their_failures(enc_comp):
+    """A zero-argument callable is an item read when its turn comes (the CLI reads each file so);
+    what it raises is that item's ItemError, and the others go on."""
+    from cprs_cli.compressor import ItemError
+    from cprs_cli.errors import InputError
+    from cprs_cli.result import CompressionResult
+
+    read: list[str] = []
+
+    def reader(source: str):
+        def read_it():
+            read.append(source)
+            return Document(text=TEXT, source=source, kind="text")
+        return read_it
+
+    def unreadable():
+        raise InputError("corrupt or unreadable PDF", "broken.pdf")
+
+    items = iter([reader("a.txt"), unreadable, reader("c.txt")])
+    out = enc_comp.compress_many(items, query=QUERY)
+    assert read == []  # nothing is read before the results are asked for
+    out = list(out)
+    assert read == ["a.txt", "c.txt"]
+    assert isinstance(out[0], CompressionResult) and out[0].source == "a.txt"
+    assert isinstance(out[1], ItemError) and out[1].index == 1
+    assert out[1].message == "broken.pdf: corrupt or unreadable PDF" and isinstance(out[1].error, InputError)
+    assert isinstance(out[2], CompressionResult) and out[2].source == "c.txt"
+
+
 def test_compress_many_rejects_bad_call_options_at_once(enc_comp):
     with pytest.raises(UsageError, match="rate must be in"):
         enc_comp.compress_many([TEXT], query=QUERY, rate=0)

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from cprs_cli import critic as critic_pkg
 from cprs_cli.critic import CRITICS, critic_status, list_critics, load_critic, registry
 from cprs_cli.critic import base as base_mod
-from cprs_cli.critic.base import LABELS, Critic, hash_files, resolve_device
+from cprs_cli.critic.base import Critic, hash_files, resolve_device
 from cprs_cli.critic.encoder import MAX_QUERY_TOKENS as ENC_MAX_QUERY
 from cprs_cli.critic.hybrid import MAX_QUERY_TOKENS as HYB_MAX_QUERY
 from cprs_cli.critic.hybrid import SYSTEM_PROMPT, HybridTagger
@@ -32,6 +32,7 @@ from cprs_cli.critic.lora import (
     unwrap_lora,
 )
 from cprs_cli.errors import ModelError, UsageError
+from cprs_cli.tags import LABELS
 
 INSTR, QUERY = "Extract the sentences that answer the question.", "When did Apollo land?"
 CONTEXT = "The quick brown fox jumps over the lazy dog. Apollo landed on the Moon in 1969. " * 3

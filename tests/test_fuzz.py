@@ -15,6 +15,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from badinput.pdfbuild import make_pdf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -119,17 +120,6 @@ def _one_line_error_or_document(convert, data: bytes) -> None:
     assert isinstance(doc, ingest.Document)
 
 
-def _valid_pdf() -> bytes:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.set_font("helvetica", size=12)
-    for text in ("First page about apples.", "Second page about pears."):
-        pdf.add_page()
-        pdf.multi_cell(0, 10, text)
-    return bytes(pdf.output())
-
-
 def _valid_docx() -> bytes:
     import docx
 
@@ -141,44 +131,36 @@ def _valid_docx() -> bytes:
     return out.getvalue()
 
 
-VALID_PDF = _valid_pdf()
-VALID_DOCX = _valid_docx()
+# converter, the format's magic bytes, a valid file of the format
+CONTAINERS = {
+    "pdf": (ingest.convert_pdf, b"%PDF-1.7\n", make_pdf(["First page about apples.", "Second page about pears."])),
+    "docx": (ingest.convert_docx, b"PK\x03\x04", _valid_docx()),
+}
 
 
-def _mutate(data: bytes, edits: list[tuple[int, int]], cut: int | None) -> bytes:
+def _mutate(data: bytes, edits: list[tuple[int, int]], cut: float | None) -> bytes:
+    """`data` with bytes replaced at `edits` (positions wrap around), then cut to the share `cut`
+    of its length (at least one byte)."""
     buf = bytearray(data)
     for pos, value in edits:
         buf[pos % len(buf)] = value
-    return bytes(buf[:cut] if cut else buf)
+    return bytes(buf[:max(1, int(len(buf) * cut))] if cut is not None else buf)
 
 
 edits = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=20)
 
 
+@pytest.mark.parametrize("kind", sorted(CONTAINERS))
 @FUZZ
-@given(data=st.binary(max_size=4000))
-def test_random_bytes_as_pdf(data):
-    _one_line_error_or_document(ingest.convert_pdf, data)
-    _one_line_error_or_document(ingest.convert_pdf, b"%PDF-1.7\n" + data)
-
-
-@FUZZ
-@given(changes=edits, cut=st.one_of(st.none(), st.integers(1, len(VALID_PDF))))
-def test_damaged_pdf(changes, cut):
-    _one_line_error_or_document(ingest.convert_pdf, _mutate(VALID_PDF, changes, cut))
-
-
-@FUZZ
-@given(data=st.binary(max_size=4000))
-def test_random_bytes_as_docx(data):
-    _one_line_error_or_document(ingest.convert_docx, data)
-    _one_line_error_or_document(ingest.convert_docx, b"PK\x03\x04" + data)
-
-
-@FUZZ
-@given(changes=edits, cut=st.one_of(st.none(), st.integers(1, len(VALID_DOCX))))
-def test_damaged_docx(changes, cut):
-    _one_line_error_or_document(ingest.convert_docx, _mutate(VALID_DOCX, changes, cut))
+@given(data=st.binary(max_size=4000), changes=edits,
+       cut=st.one_of(st.none(), st.floats(0.0, 1.0, exclude_max=True)))
+def test_random_and_damaged_bytes(kind, data, changes, cut):
+    """Random bytes, bare and behind the format's magic, and a valid file with bytes changed or
+    cut off: each is a document or a one-line InputError."""
+    convert, magic, valid = CONTAINERS[kind]
+    _one_line_error_or_document(convert, data)
+    _one_line_error_or_document(convert, magic + data)
+    _one_line_error_or_document(convert, _mutate(valid, changes, cut))
 
 
 @FUZZ

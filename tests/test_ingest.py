@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from badinput.pdfbuild import odd_pdf
+from badinput.pdfbuild import make_pdf, odd_pdf
 
 from cprs_cli.errors import InputError
 from cprs_cli.ingest import (Document, load_path, load_stdin, normalise_text, read_stdin_bytes,
@@ -183,17 +183,6 @@ def test_stdin_pdf_sniffed():
 
 
 # -- PDF ----------------------------------------------------------------------------------------
-
-
-def make_pdf(pages: list[str]) -> bytes:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.set_font("helvetica", size=12)
-    for text in pages:
-        pdf.add_page()
-        pdf.multi_cell(0, 10, text)
-    return bytes(pdf.output())
 
 
 def encrypt_pdf(data: bytes, user_password: str, owner_password: str = "owner",

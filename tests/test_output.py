@@ -1,4 +1,4 @@
-"""cprs_cli.output: renderers, output paths, atomic writes, the stats table."""
+"""cprs_cli.output: renderers, atomic writes."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from cprs_cli import output
-from cprs_cli.output import (output_path_for, render, render_json, render_jsonl, render_text,
-                             render_text_many, stats_table, write_atomic, write_output)
+from cprs_cli.output import (render, render_json, render_jsonl, render_text, render_text_many, write_atomic,
+                             write_output)
 from cprs_cli.result import CompressionResult, Span, Stats
 
 SOURCE_TEXT = "Apollo 11 landed on 20 July 1969. It was hot in Houston. Armstrong stepped out."
@@ -48,10 +47,13 @@ def test_render_text_ends_with_one_newline():
     assert render_text(r) == "kept\n"
 
 
-def test_render_text_empty_result_stays_empty():
+def test_render_text_of_an_empty_result_is_one_newline():
+    """Text output always ends with a newline: a result that kept nothing is one empty line
+    (issue 8; it used to be no bytes at all)."""
     r = make_result(keep=())
     assert r.compressed_text == ""
-    assert render_text(r) == ""
+    assert render_text(r) == "\n"
+    assert render_text_many([make_result("a.txt"), r]).endswith("==> doc.txt <==\n\n")
 
 
 def test_render_text_many_headers_only_for_several():
@@ -115,39 +117,6 @@ def test_text_headers_keep_the_name_bytes(tmp_path):
     out = tmp_path / "o.txt"
     write_output(out, render_text_many([make_result(source=name), make_result()]))
     assert out.read_bytes().startswith(b"==> caf\xe9.txt <==\n")
-
-
-def test_stats_table_shows_non_utf8_names_escaped():
-    text = _render(stats_table([make_result(source=os.fsdecode(b"caf\xe9.txt"))]))
-    assert "caf\\udce9.txt" in text
-
-
-# --------------------------------------------------------------------------- paths
-
-
-def test_output_path_mirrors_tree(tmp_path):
-    root = tmp_path / "docs"
-    src = root / "a" / "b" / "report.pdf"
-    out = tmp_path / "out"
-    assert output_path_for(src, root, out, "text") == out / "a" / "b" / "report.pdf.cprs.txt"
-    assert output_path_for(src, root, out, "json") == out / "a" / "b" / "report.pdf.cprs.json"
-    assert output_path_for(src, root, out, "jsonl") == out / "a" / "b" / "report.pdf.cprs.jsonl"
-
-
-def test_output_path_keeps_suffix_so_names_do_not_collide(tmp_path):
-    out = tmp_path / "out"
-    a = output_path_for(tmp_path / "x.md", tmp_path, out, "text")
-    b = output_path_for(tmp_path / "x.txt", tmp_path, out, "text")
-    assert a != b
-
-
-def test_output_path_file_outside_root_or_no_root(tmp_path):
-    out = tmp_path / "out"
-    assert output_path_for(tmp_path / "elsewhere" / "f.txt", tmp_path / "root", out, "text") == \
-        out / "f.txt.cprs.txt"
-    assert output_path_for("stdin", None, out, "json") == out / "stdin.cprs.json"
-    with pytest.raises(ValueError):
-        output_path_for("f.txt", None, out, "xml")
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -343,27 +312,3 @@ def test_write_all_raises_instead_of_losing_the_rest():
 def test_write_output_directory_is_refused(tmp_path):
     with pytest.raises(OSError, match="directory"):
         write_output(tmp_path, "x")
-
-
-# --------------------------------------------------------------------------- stats table
-
-
-def _render(table) -> str:
-    console = Console(record=True, width=140, color_system=None)
-    console.print(table)
-    return console.export_text()
-
-
-def test_stats_table_one_row():
-    text = _render(stats_table([make_result("doc.txt")]))
-    for word in ("source", "input", "output", "ratio", "windows", "seconds", "device", "doc.txt",
-                 "cpu", "1.7x"):
-        assert word in text
-    assert "total" not in text
-
-
-def test_stats_table_totals_for_several():
-    text = _render(stats_table([make_result("a.txt"), make_result("b.txt")]))
-    assert "a.txt" in text and "b.txt" in text
-    assert "total (2)" in text
-    assert "40" in text and "24" in text  # summed input / output tokens

@@ -11,7 +11,7 @@ import importlib
 from .registry import CRITICS, DEFAULT_CRITIC, CriticInfo, cache_dir, critic_status, list_critics
 
 _LAZY = {
-    "Critic": "base", "LABELS": "base", "resolve_device": "base", "hash_files": "base",
+    "Critic": "base", "resolve_device": "base", "hash_files": "base",
     "EncoderCritic": "encoder", "HybridCritic": "hybrid", "HybridTagger": "hybrid",
     "load_critic": "loader", "load_critic_dir": "loader", "build_model": "loader",
     "base_model_dir": "loader", "base_state": "loader", "critic_config": "loader", "critic_kind": "loader",

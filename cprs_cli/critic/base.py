@@ -12,8 +12,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..tags import LABELS  # noqa: F401 - re-exported: {0: B, 1: I, 2: O, 3: E}
-
 IGNORE = -100  # the label of a token that is not scored (prompt tokens, padding)
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelError
-from .base import LABELS, Critic, default_dtype, hash_files, resolve_device
+from ..tags import LABELS
+from .base import Critic, default_dtype, hash_files, resolve_device
 from .encoder import EncoderCritic
 from .hybrid import HybridCritic, HybridTagger
 from .registry import CRITICS, DEFAULT_CRITIC, CriticSpec, cache_dir, critic_status, default_critic

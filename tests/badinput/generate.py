@@ -12,7 +12,7 @@ import os
 import zipfile
 from pathlib import Path
 
-from pdfbuild import odd_pdf
+from pdfbuild import make_pdf, odd_pdf
 
 GOOD_TEXT = ("Apollo 11 landed on the Moon on 20 July 1969. Neil Armstrong and Buzz Aldrin walked on "
              "the surface. Michael Collins stayed in orbit aboard Columbia.\n\nThe crew returned on "
@@ -32,19 +32,8 @@ def put(directory: Path, name: str | bytes, data: bytes) -> Path:
 # --------------------------------------------------------------------------- PDF
 
 
-def pdf_bytes(pages: list[str]) -> bytes:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.set_font("helvetica", size=12)
-    for text in pages:
-        pdf.add_page()
-        pdf.multi_cell(0, 10, text)
-    return bytes(pdf.output())
-
-
 def good_pdf() -> bytes:
-    return pdf_bytes(["Apollo 11 landed on the Moon in July 1969. Armstrong walked first.",
+    return make_pdf(["Apollo 11 landed on the Moon in July 1969. Armstrong walked first.",
                       "Collins stayed in orbit. The crew came home safely."])
 
 

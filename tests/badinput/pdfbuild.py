@@ -1,8 +1,22 @@
-"""Hand-built PDFs for the bad-input tests: fpdf2 and pypdf's writer only produce well-formed
-text, and these cases need a font whose ToUnicode map yields code points that are not text
-(lone surrogates, NUL, U+FFFF). A PDF is a few lines of ASCII, so it is assembled here."""
+"""PDFs for the tests, made at test time: `make_pdf` (fpdf2, one page per text) for well-formed
+files, used by the ingest, fuzz and bad-input tests alike; and hand-built ones, because fpdf2 and
+pypdf's writer only produce well-formed text and some bad-input cases need a font whose ToUnicode
+map yields code points that are not text (lone surrogates, NUL, U+FFFF). A PDF is a few lines of
+ASCII, so those are assembled here."""
 
 from __future__ import annotations
+
+
+def make_pdf(pages: list[str]) -> bytes:
+    """A PDF with one page per string of `pages` (Helvetica, 12 pt)."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=12)
+    for text in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 10, text)
+    return bytes(pdf.output())
 
 
 def pdf_with_tounicode(mapping: dict[int, str], codes: bytes) -> bytes:
