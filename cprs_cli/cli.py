@@ -754,7 +754,7 @@ def corpus(
 
     Local Ray by default, or a cluster with --address; GPU actors when the cluster has GPUs. Progress goes to stderr, then one stats line: documents, tokens in and out, tokens/s, errors.
     """
-    from .corpus import run_corpus
+    from .corpus import run_corpus, written
 
     with _sigterm_raises():
         options = CompressOptions(
@@ -762,23 +762,18 @@ def corpus(
             granularity=granularity.value, rate=rate, max_tokens=max_tokens, threshold=threshold,
             min_span_tokens=min_span_tokens, separator=separator, lexical_weight=lexical_weight)
         _check_text_options(query=query or "", instruction=instruction, separator=separator, password=None)
-        seen: list[Any] = []  # the run's stats (updated as shards finish), for an interrupted run's line
-
-        def keep(stats: Any) -> None:
-            seen[:] = [stats]
-
         try:
             stats = run_corpus(input, output, options, model=model, device=device, batch_size=batch_size,
                                window_tokens=window_tokens, workers=workers, cpus_per_worker=cpus_per_worker,
                                address=address, fmt=fmt.value, shard_tokens=shard_tokens,
                                shard_rows=shard_rows, max_input_bytes=int(max_input_mb * (1 << 20)),
-                               quiet=quiet, on_progress=keep)
+                               quiet=quiet)
         except (KeyboardInterrupt, Terminated) as err:
             what, code = (("interrupted", EXIT_INTERRUPTED) if isinstance(err, KeyboardInterrupt)
                           else ("terminated", EXIT_TERMINATED))
-            done = (f"{seen[0].done_before + seen[0].written} of {seen[0].shards} shards written under "
-                    f"{output}/" if seen else "no shard written")
-            print_error(f"{what}: {done}; rerun the same command to resume")
+            done, total = written(output)
+            print_error(f"{what}: {done} of {total} shards written under {output}/; "
+                        "rerun the same command to resume")
             raise typer.Exit(code) from None
         for line in stats.failed:
             print_error(line)

@@ -198,7 +198,7 @@ def dataset(tmp_path_factory):
     (root / "docs" / "note.txt").write_text(sentences(30, 99))
     good: dict[str, tuple[str, CompressOptions]] = {}
     lines = []
-    for i in range(230):
+    for i in range(160):
         row = {"id": f"j{i}", "text": sentences(2 + (i * 7) % 40, i), "query": QUERIES[i % 3]}
         opts = {"query": row["query"]}
         if i % 4 == 1:
@@ -351,7 +351,7 @@ def test_a_killed_run_resumes_to_every_row_exactly_once(ray_address, dataset, fi
     written = sorted(p.name for p in out.glob("part-*"))
     assert proc.returncode == 143, stderr
     assert "Traceback" not in stderr
-    assert f"cprs: error: terminated: {len(written)} of {len(planned)} shards written" in stderr
+    assert f"cprs: error: terminated: {len(written)} of {len(planned)} shards written" in stderr, stderr[-600:]
     assert 0 < len(written) < len(planned)  # killed midway
     for name in written:  # whole shards only: no partial file under a final name
         assert len((out / name).read_text(encoding="utf-8").splitlines()) == planned[name]

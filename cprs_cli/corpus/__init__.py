@@ -9,6 +9,7 @@ cluster (`address`). Design and measurements: docs/corpus.md.
 Importing this package needs neither Ray nor pyarrow (the `corpus` extra); running does.
 """
 
+from .manifest import written
 from .run import RAY_MISSING, CorpusStats, run_corpus
 
-__all__ = ["RAY_MISSING", "CorpusStats", "run_corpus"]
+__all__ = ["RAY_MISSING", "CorpusStats", "run_corpus", "written"]

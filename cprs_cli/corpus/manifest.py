@@ -145,3 +145,15 @@ class Output:
 
     def done(self, shard: Shard, fmt: str) -> bool:
         return (self.dir / shard.output_name(fmt)).exists()
+
+
+def written(directory: str | Path) -> tuple[int, int]:
+    """(shards written, shards planned) in an output directory, from its manifest and the files
+    present: what an interrupted run leaves, counted from the disk (a shard's file may have
+    been renamed into place after the driver last heard of it). (0, 0) without a manifest."""
+    path = Path(directory) / MANIFEST_NAME
+    try:
+        shards = json.loads(path.read_text(encoding="utf-8"))["shards"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0, 0
+    return sum((Path(directory) / s["output"]).exists() for s in shards), len(shards)

@@ -29,7 +29,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,8 +188,7 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
                window_tokens: int | None = None, workers: int | None = None,
                cpus_per_worker: int | None = None, address: str | None = None, fmt: str = "parquet",
                shard_tokens: int = DEFAULT_SHARD_TOKENS, shard_rows: int = DEFAULT_SHARD_ROWS,
-               max_input_bytes: int = DEFAULT_MAX_INPUT_MB * MB, quiet: bool = False,
-               on_progress: Callable[[CorpusStats], None] | None = None) -> CorpusStats:
+               max_input_bytes: int = DEFAULT_MAX_INPUT_MB * MB, quiet: bool = False) -> CorpusStats:
     """Compress every row of the dataset `input` (a JSONL or Parquet file, a directory or a
     glob) into output shards under `output`; rerun the same call to resume.
 
@@ -198,7 +196,7 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
     (`query`, `instruction`/`task`, `rate`/`max_tokens`, `granularity`); `options.query` may be
     empty when the rows carry their queries. `device`: "auto" (GPU actors when the cluster has
     GPUs), "cpu" or "cuda". `workers`: actors (default: one per GPU, or CPUs / `cpus_per_worker`).
-    `on_progress(stats)` is called once the plan is known and after each shard.
+    An interrupted call leaves whole shards only; `written(output)` counts them.
 
     Raises UsageError (bad options, Ray missing, an output directory of another run or in
     use), InputError (no dataset files, an unreadable one), ModelError (the critic). Rows that
@@ -228,7 +226,8 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
         use_gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
         if use_gpu and gpus == 0:
             raise UsageError("device cuda: the Ray cluster has no GPUs", params=("device",))
-        per_worker = cpus_per_worker or (1 if use_gpu else min(CPUS_PER_WORKER, cpus))
+        # a GPU actor's CPUs tokenise, segment and select beside the GPU: a share of the host's
+        per_worker = cpus_per_worker or (max(1, min(8, cpus // gpus)) if use_gpu else min(CPUS_PER_WORKER, cpus))
         n_workers = workers or (gpus if use_gpu else max(1, cpus // per_worker))
 
         resolved = _resolve_model(model, use_gpu)
@@ -248,14 +247,12 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
                             workers=min(n_workers, len(pending)), device="GPU" if use_gpu else "CPU")
         spec = {"model": resolved, "model_sha256": compressor.model_sha256,
                 "device": "cuda" if use_gpu else "cpu", "batch_size": batch_size,
-                "window_tokens": window_tokens, "threads": None if use_gpu else per_worker,
+                "window_tokens": window_tokens, "threads": per_worker,
                 "options": _options_dict(options), "output": str(out.dir.resolve()), "format": fmt,
                 "run_key": run_key(identity), "max_bytes": max_input_bytes}
         del compressor
-        if on_progress:
-            on_progress(stats)
         if pending:
-            _execute(ray, pending, spec, stats, use_gpu, per_worker, quiet, on_progress)
+            _execute(ray, pending, spec, stats, use_gpu, per_worker, quiet)
         return stats
     finally:
         out.close()
@@ -264,7 +261,7 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
 
 
 def _execute(ray, pending: list[Shard], spec: dict, stats: CorpusStats, use_gpu: bool, per_worker: int,
-             quiet: bool, on_progress: Callable[[CorpusStats], None] | None) -> None:
+             quiet: bool) -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = not quiet
     if quiet:
@@ -288,9 +285,6 @@ def _execute(ray, pending: list[Shard], spec: dict, stats: CorpusStats, use_gpu:
                 stats.errors += int(row["errors"])
                 stats.input_tokens += int(row["input_tokens"])
                 stats.output_tokens += int(row["output_tokens"])
-            stats.seconds = time.perf_counter() - start
-            if on_progress:
-                on_progress(stats)
     except CprsError:
         raise
     except Exception as err:  # noqa: BLE001 - a Ray job failure (an actor that cannot start)
