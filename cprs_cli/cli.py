@@ -705,7 +705,15 @@ of another run), 3 no dataset files, an unreadable one, or a shard that failed (
 retry), 4 the critic could not be loaded, 130 interrupted, 143 terminated.
 """
 
-CorpusFormat = enum.Enum("CorpusFormat", {"parquet": "parquet", "jsonl": "jsonl"}, type=str)  # type: ignore[misc]
+
+class CorpusFormat(enum.StrEnum):
+    """The output shards of `cprs corpus` (corpus.worker.FORMATS; not imported here: it loads
+    numpy, and `cprs --help` stays instant)."""
+
+    parquet = "parquet"
+    jsonl = "jsonl"
+
+
 _RAY = "Ray"
 
 
@@ -728,9 +736,9 @@ def corpus(
     separator: _Separator = None, model: _Model = None, device: _Device = "auto",
     batch_size: _BatchSize = None, window_tokens: _WindowTokens = None,
     max_input_mb: _MaxInputMb = 512,
-    fmt: Annotated[CorpusFormat, typer.Option(  # type: ignore[valid-type]
+    fmt: Annotated[CorpusFormat, typer.Option(
         "--format", "-f", case_sensitive=False, help="Output shards as Parquet or JSON Lines.",
-        rich_help_panel=_OUTPUT)] = CorpusFormat.parquet,  # type: ignore[attr-defined]
+        rich_help_panel=_OUTPUT)] = CorpusFormat.parquet,
     address: Annotated[str | None, typer.Option(
         metavar="ADDR", help="An existing Ray cluster ('auto', or HOST:PORT); default: a local Ray.",
         rich_help_panel=_RAY)] = None,
@@ -738,7 +746,8 @@ def corpus(
         min=1, metavar="N", help="Actors, each with one critic (default: one per GPU, else CPUs / "
                                  "--cpus-per-worker).", rich_help_panel=_RAY)] = None,
     cpus_per_worker: Annotated[int | None, typer.Option(
-        "--cpus-per-worker", min=1, metavar="N", help="CPU cores (torch threads) of a CPU actor.",
+        "--cpus-per-worker", min=1, metavar="N", help="CPU cores (torch threads) of each actor (default: 2 on CPUs; with GPUs, "
+                                 "the CPUs per GPU, at most 8).",
         rich_help_panel=_RAY)] = None,
     shard_tokens: Annotated[int, typer.Option(
         "--shard-tokens", min=1, metavar="N", help="Estimated input tokens per shard (bytes / 4).",
@@ -752,7 +761,7 @@ def corpus(
 ) -> None:
     """Compress a dataset (JSONL or Parquet, one document per row) on Ray, resumably.
 
-    Local Ray by default, or a cluster with --address; GPU actors when the cluster has GPUs. Progress goes to stderr, then one stats line: documents, tokens in and out, tokens/s, errors.
+    A local Ray, or a cluster with --address; GPU actors where there are GPUs. Ends with one stats line.
     """
     from .corpus import run_corpus, written
 

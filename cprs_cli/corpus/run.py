@@ -35,6 +35,7 @@ from pathlib import Path
 from ..errors import CprsError, ModelError, UsageError
 from ..ingest import DEFAULT_MAX_INPUT_MB, MB
 from ..options import CompressOptions
+from ..select import DynamicPolicy
 from .manifest import Output
 from .shards import DEFAULT_SHARD_ROWS, DEFAULT_SHARD_TOKENS, Shard, discover, plan_shards
 from .worker import FORMATS, ShardStats, process_shard
@@ -179,7 +180,7 @@ def _critic_identity(compressor, model: str) -> dict:
     dynamic = critic.dynamic
     return {"name": compressor.model_name, "model": model, "sha256": compressor.model_sha256,
             "thresholds": dict(critic.thresholds), "lexical_weight": critic.lexical_weight,
-            "dynamic": dataclasses.asdict(dynamic) if dataclasses.is_dataclass(dynamic) else None,
+            "dynamic": dataclasses.asdict(dynamic) if isinstance(dynamic, DynamicPolicy) else None,
             "window_tokens": compressor.window_tokens}
 
 
