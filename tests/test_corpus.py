@@ -89,6 +89,37 @@ def test_parquet_shards_hold_every_row_once(tmp_path):
         assert "other" not in got[0].fields  # columns cprs does not read are not read
 
 
+def test_a_file_changed_after_planning_fails_its_shard(tmp_path):
+    f = write_jsonl(tmp_path / "d.jsonl", [json.dumps({"text": "a"})] * 6)
+    shards = plan_shards(discover(str(f)), shard_rows=3)
+    f.write_text(json.dumps({"text": "a"}) + "\n\n\n" + json.dumps({"text": "b"}) * 5)
+    with pytest.raises(InputError, match="d.jsonl: changed since the shards were planned"):
+        read_shard(shards[0])
+    f.unlink()
+    with pytest.raises(InputError, match="d.jsonl: cannot read"):
+        read_shard(shards[1])
+
+
+def test_an_actor_reports_a_failed_shard_and_goes_on(tmp_path, tiny_encoder_critic_dir):
+    from cprs_cli.corpus.run import ShardActor
+
+    f = write_jsonl(tmp_path / "d.jsonl", [json.dumps({"id": i, "text": "Apollo landed.", "query": "when?"})
+                                           for i in range(4)])
+    shards = plan_shards(discover(str(f)), shard_rows=2)
+    comp = Compressor(str(tiny_encoder_critic_dir), device="cpu")
+    out = tmp_path / "out"
+    out.mkdir()
+    actor = ShardActor({"model": str(tiny_encoder_critic_dir), "model_sha256": comp.model_sha256,
+                        "device": "cpu", "batch_size": None, "window_tokens": None, "threads": None,
+                        "options": {"query": ""}, "output": str(out), "format": "jsonl", "run_key": "k",
+                        "max_bytes": 1 << 20})
+    gone = json.dumps({**shards[1].to_dict(), "path": str(tmp_path / "gone.jsonl")})
+    stats = actor({"shard": [json.dumps(shards[0].to_dict()), gone]})
+    assert stats["failed"][0] == "" and stats["rows"][0] == 2
+    assert stats["failed"][1].startswith("shard 1 (d.jsonl (lines from 3)): d.jsonl: cannot read")
+    assert sorted(p.name for p in out.iterdir()) == ["part-000000.jsonl"]
+
+
 def test_bad_dataset_files_are_input_errors(tmp_path):
     pq.write_table(pa.table({"id": [1], "body": ["x"]}), tmp_path / "notext.parquet")
     with pytest.raises(InputError, match="notext.parquet: no 'text' or 'path' column"):
