@@ -194,6 +194,21 @@ def test_manifest_refuses_another_run_and_foreign_directories(tmp_path):
         Output(tmp_path / "foreign").load()
 
 
+def test_a_cprs_error_inside_an_actor_keeps_its_line_and_exit_code():
+    from cprs_cli.corpus.run import _ray_failure
+    from cprs_cli.errors import ModelError
+
+    remote = RuntimeError("ray.exceptions.ActorDiedError: ...\nTraceback (most recent call last):\n"
+                          "  File \"run.py\", line 96, in __init__\n"
+                          "cprs_cli.errors.ModelError: critic x on this worker has sha256 2b2a…, the driver's 0f0f…")
+    remote.__cause__ = RuntimeError("")
+    err = _ray_failure(remote)
+    assert isinstance(err, ModelError) and err.exit_code == 4
+    assert str(err) == "critic x on this worker has sha256 2b2a…, the driver's 0f0f…"
+    assert str(_ray_failure(RuntimeError("Traceback\n  File x\nOSError: no space"))) == \
+        "the Ray job failed: OSError: no space"
+
+
 def test_without_ray_one_line_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(UsageError) as err:

@@ -26,13 +26,14 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CprsError, ModelError, UsageError
+from ..errors import CprsError, InputError, ModelError, OutputError, UsageError
 from ..ingest import DEFAULT_MAX_INPUT_MB, MB
 from ..options import CompressOptions
 from ..select import DynamicPolicy
@@ -289,15 +290,30 @@ def _execute(ray, pending: list[Shard], spec: dict, stats: CorpusStats, use_gpu:
     except CprsError:
         raise
     except Exception as err:  # noqa: BLE001 - a Ray job failure (an actor that cannot start)
-        if isinstance(err, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise CprsError(f"the Ray job failed: {_ray_reason(err)}") from err
+        raise _ray_failure(err) from err
     stats.seconds = time.perf_counter() - start
 
 
-def _ray_reason(err: BaseException) -> str:
-    """The innermost cause of a Ray error, in one line."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return (lines[-1] if lines else type(err).__name__)[:300]
+# a cprs error raised inside an actor reaches the driver as the text of Ray's error (its remote
+# traceback); its class and line are found there, so the CLI prints that line and exit code
+_REMOTE_ERROR = re.compile(r"cprs_cli\.errors\.(\w+): (.+)")
+_ERRORS = {cls.__name__: cls for cls in (InputError, ModelError, OutputError, UsageError)}
+
+
+def _ray_failure(err: BaseException) -> CprsError:
+    """A Ray job failure as one line: the cprs error an actor raised, else the last line of
+    the first message in the exception chain."""
+    first = ""
+    chain: BaseException | None = err
+    for _ in range(20):  # a chain, not a cycle
+        if chain is None:
+            break
+        text = str(chain)
+        found = _REMOTE_ERROR.findall(text)
+        if found:
+            name, message = found[-1]
+            return _ERRORS.get(name, CprsError)(message.strip())
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        first = first or (lines[-1] if lines else "")
+        chain = chain.__cause__ or chain.__context__
+    return CprsError(f"the Ray job failed: {(first or type(err).__name__)[:300]}")
