@@ -228,11 +228,21 @@ SHARD_ROWS = 10
 
 
 @pytest.fixture(scope="module")
-def ray_address():
+def ray_address(tmp_path_factory):
+    """One local Ray for the module. Its workers keep the environment it starts with, so the
+    cprs cache of conftest's `_isolated_cache` is set for them here (a module fixture runs
+    before that function fixture)."""
+    saved = {k: os.environ.get(k) for k in ("RAY_USAGE_STATS_ENABLED", "CPRS_CACHE_DIR")}
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ["CPRS_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "cprs-cache")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
