@@ -715,55 +715,56 @@ class CorpusFormat(enum.StrEnum):
 
 
 _RAY = "Ray"
+_Dataset = Annotated[str, typer.Argument(
+    metavar="INPUT", help="A JSONL or Parquet file, a directory of them, or a glob.")]
+_CorpusOutput = Annotated[Path, typer.Option(
+    "--output", "-o", metavar="DIR", file_okay=False,
+    help="Directory of the output shards and their manifest (new, empty, or this run's own).",
+    rich_help_panel=_OUTPUT)]
+_RowsQuery = Annotated[str | None, typer.Option(
+    "--query", "-q", metavar="TEXT", help="The query of rows without a 'query' column.", rich_help_panel=_KEEP)]
+_CorpusFormat = Annotated[CorpusFormat, typer.Option(
+    "--format", "-f", case_sensitive=False, help="Output shards as Parquet or JSON Lines.",
+    rich_help_panel=_OUTPUT)]
+_Address = Annotated[str | None, typer.Option(
+    metavar="ADDR", help="An existing Ray cluster ('auto', or HOST:PORT); default: a local Ray.",
+    rich_help_panel=_RAY)]
+_Workers = Annotated[int | None, typer.Option(
+    min=1, metavar="N", help="Actors, each with one critic (default: one per GPU, else CPUs / --cpus-per-worker).",
+    rich_help_panel=_RAY)]
+_CpusPerWorker = Annotated[int | None, typer.Option(
+    "--cpus-per-worker", min=1, metavar="N",
+    help="CPU cores (torch threads) of each actor (default: 2 on CPUs; with GPUs, the CPUs per GPU, at most 8).",
+    rich_help_panel=_RAY)]
+_ShardTokens = Annotated[int, typer.Option(
+    "--shard-tokens", min=1, metavar="N", help="Estimated input tokens per shard (bytes / 4).",
+    rich_help_panel=_RAY)]
+_ShardRows = Annotated[int, typer.Option(
+    "--shard-rows", min=1, metavar="N", help="Rows per shard at most.", rich_help_panel=_RAY)]
+_CorpusQuiet = Annotated[bool, typer.Option(
+    "--quiet", help="No progress, Ray logs or final stats line; errors are still shown.", rich_help_panel=_OUTPUT)]
 
 
 @app.command(epilog=CORPUS_EPILOG)
 @_handle_errors
 def corpus(
-    input: Annotated[str, typer.Argument(
-        metavar="INPUT", help="A JSONL or Parquet file, a directory of them, or a glob.")],
-    output: Annotated[Path, typer.Option(
-        "--output", "-o", metavar="DIR", file_okay=False,
-        help="Directory of the output shards and their manifest (new, empty, or this run's own).",
-        rich_help_panel=_OUTPUT)],
-    query: Annotated[str | None, typer.Option(
-        "--query", "-q", metavar="TEXT", help="The query of rows without a 'query' column.",
-        rich_help_panel=_KEEP)] = None,
+    input: _Dataset, output: _CorpusOutput, query: _RowsQuery = None,
     instruction: _Instruction = None, task: _Task = None,
     granularity: _Granularity = Granularity.sentence, rate: _Rate = None,
     max_tokens: _MaxTokens = None, threshold: _Threshold = None,
     min_span_tokens: _MinSpanTokens = None, lexical_weight: _LexicalWeight = None,
     separator: _Separator = None, model: _Model = None, device: _Device = "auto",
     batch_size: _BatchSize = None, window_tokens: _WindowTokens = None,
-    max_input_mb: _MaxInputMb = 512,
-    fmt: Annotated[CorpusFormat, typer.Option(
-        "--format", "-f", case_sensitive=False, help="Output shards as Parquet or JSON Lines.",
-        rich_help_panel=_OUTPUT)] = CorpusFormat.parquet,
-    address: Annotated[str | None, typer.Option(
-        metavar="ADDR", help="An existing Ray cluster ('auto', or HOST:PORT); default: a local Ray.",
-        rich_help_panel=_RAY)] = None,
-    workers: Annotated[int | None, typer.Option(
-        min=1, metavar="N", help="Actors, each with one critic (default: one per GPU, else CPUs / "
-                                 "--cpus-per-worker).", rich_help_panel=_RAY)] = None,
-    cpus_per_worker: Annotated[int | None, typer.Option(
-        "--cpus-per-worker", min=1, metavar="N", help="CPU cores (torch threads) of each actor (default: 2 on CPUs; with GPUs, "
-                                 "the CPUs per GPU, at most 8).",
-        rich_help_panel=_RAY)] = None,
-    shard_tokens: Annotated[int, typer.Option(
-        "--shard-tokens", min=1, metavar="N", help="Estimated input tokens per shard (bytes / 4).",
-        rich_help_panel=_RAY)] = 1_000_000,
-    shard_rows: Annotated[int, typer.Option(
-        "--shard-rows", min=1, metavar="N", help="Rows per shard at most.", rich_help_panel=_RAY)] = 10_000,
-    quiet: Annotated[bool, typer.Option(
-        "--quiet", help="No progress, Ray logs or final stats line; errors are still shown.",
-        rich_help_panel=_OUTPUT)] = False,
-    debug: _Debug = False,
+    max_input_mb: _MaxInputMb = 512, fmt: _CorpusFormat = CorpusFormat.parquet,
+    address: _Address = None, workers: _Workers = None, cpus_per_worker: _CpusPerWorker = None,
+    shard_tokens: _ShardTokens = 1_000_000, shard_rows: _ShardRows = 10_000,
+    quiet: _CorpusQuiet = False, debug: _Debug = False,
 ) -> None:
     """Compress a dataset (JSONL or Parquet, one document per row) on Ray, resumably.
 
     A local Ray, or a cluster with --address; GPU actors where there are GPUs. Ends with one stats line.
     """
-    from .corpus import run_corpus, written
+    from .corpus import run_corpus
 
     with _sigterm_raises():
         options = CompressOptions(
@@ -778,18 +779,24 @@ def corpus(
                                shard_rows=shard_rows, max_input_bytes=int(max_input_mb * (1 << 20)),
                                quiet=quiet)
         except (KeyboardInterrupt, Terminated) as err:
-            what, code = (("interrupted", EXIT_INTERRUPTED) if isinstance(err, KeyboardInterrupt)
-                          else ("terminated", EXIT_TERMINATED))
-            done, total = written(output)
-            print_error(f"{what}: {done} of {total} shards written under {output}/; "
-                        "rerun the same command to resume")
-            raise typer.Exit(code) from None
+            _corpus_stopped(err, output)
         for line in stats.failed:
             print_error(line)
         if not quiet:
             print_note(stats.summary())
         if stats.failed:
             raise typer.Exit(EXIT_INPUT)
+
+
+def _corpus_stopped(err: BaseException, output: Path) -> None:
+    """An interrupted corpus run: one line with the shards on disk (whole ones only), and 130/143."""
+    from .corpus import written
+
+    what, code = (("interrupted", EXIT_INTERRUPTED) if isinstance(err, KeyboardInterrupt)
+                  else ("terminated", EXIT_TERMINATED))
+    done, total = written(output)
+    print_error(f"{what}: {done} of {total} shards written under {output}/; rerun the same command to resume")
+    raise typer.Exit(code) from None
 
 
 # --------------------------------------------------------------------------- models
