@@ -57,7 +57,22 @@ def _prose_gaps(line: str) -> list[tuple[int, int]]:
 
 
 def _blank_at(line: str, c: int) -> bool:
-    return c >= len(line) or (line[c] == " " and (c == 0 or line[c - 1] == " "))
+    return _split_at(line, c) is not None
+
+
+_NEAR = 6  # characters: layout mode places text on a fixed-width grid, so a gutter can drift
+_TWO_SPACES = re.compile(r" {2,}")
+
+
+def _split_at(line: str, c: int) -> int | None:
+    """Where `line` splits at gutter `c`: `c` itself when it is blank there, else the middle of
+    a run of two or more spaces within `_NEAR` characters of it; None when text crosses it."""
+    if c >= len(line) or (line[c] == " " and (c == 0 or line[c - 1] == " ")):
+        return c
+    for m in _TWO_SPACES.finditer(line, max(c - _NEAR - 2, 0), c + _NEAR + 2):
+        if m.start() <= c + _NEAR and m.end() >= c - _NEAR:
+            return (m.start() + m.end()) // 2
+    return None
 
 
 def _column_blocks(lines: list[str]) -> list[tuple[int, int, int]]:
@@ -70,7 +85,16 @@ def _column_blocks(lines: list[str]) -> list[tuple[int, int, int]]:
                 votes[c] = votes.get(c, 0) + 1
     blocks: list[tuple[int, int, int]] = []
     used: set[int] = set()
-    for c, n in sorted(votes.items(), key=lambda kv: (-kv[1], kv[0])):
+    # the middle of each plateau of equal votes: the gutter's centre, which lines that run a
+    # little long on the left (layout mode's grid is fixed-width) do not reach
+    ranked: list[tuple[int, int]] = []
+    for c in sorted(votes):
+        if ranked and c == ranked[-1][1] + 1 and votes[c] == votes[ranked[-1][0]]:
+            ranked[-1] = (ranked[-1][0], c)
+        else:
+            ranked.append((c, c))
+    centres = sorted(((votes[a], (a + b) // 2) for a, b in ranked), key=lambda vc: (-vc[0], vc[1]))
+    for n, c in centres:
         if n < MIN_COLUMN_LINES:
             break
         split = [i for i, g in enumerate(gaps) if any(a < c < b for a, b in g) and i not in used]
@@ -115,8 +139,9 @@ def page_lines(layout_text: str) -> list[Line]:
         ordered.extend(raw[i:first])
         if first < len(raw):
             block = raw[first:last + 1]
-            ordered.extend(line[:c] for line in block)
-            ordered.extend(line[c:] for line in block)
+            cuts = [_split_at(line, c) or c for line in block]
+            ordered.extend(line[:k] for line, k in zip(block, cuts))
+            ordered.extend(line[k:] for line, k in zip(block, cuts))
         i = last + 1
     out: list[Line] = []
     for line in ordered:
