@@ -405,7 +405,7 @@ class Compressor:
                                  granularity=str(opts.granularity), model_name=self.model_name,
                                  model_sha256=self.model_sha256, spans=spans, compressed_text=compressed,
                                  stats=stats, text_length=len(original), text_sha256=text_sha256(original),
-                                 queries=tuple(opts.queries), empty=empty)
+                                 queries=tuple(opts.queries), empty=empty, separator=separator)
 
 
 EMPTY_MESSAGE = ("no span judged relevant to the query; use max_tokens or min_tokens to force output")

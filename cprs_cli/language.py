@@ -4,8 +4,8 @@ The shipped critics were trained on English only. On a Chinese filing they keep 
 before issue 11 that looked like "nothing relevant" instead of "wrong language". This module
 guesses, cheaply, whether a text is English: first by the script of its letters (Unicode
 character names: Han, Cyrillic, Arabic ... are not English whatever the words), then, for Latin
-script, by the share of the most common English function words among its words (French, German,
-Spanish prose has almost none of "the", "and", "of" ...).
+script, by function words: French, German, Spanish ... prose is full of "le", "und", "y" and has
+almost none of "the", "and", "of"; text with neither kind (keyword lists, tables) counts as English.
 
 Hand-written rather than a language-identification package: the question is only "English or
 not", the script decides it for the case that produced empty output, and a model-based detector
@@ -25,12 +25,19 @@ CRITIC_LANGUAGE = "English"
 SAMPLE_CHARS = 60_000
 MIN_LETTERS = 200  # below this, say nothing: too little text to judge
 LATIN_SHARE = 0.5  # letters in Latin script, at least
-ENGLISH_FUNCTION_SHARE = 0.08  # share of words that are English function words, at least
+FOREIGN_FUNCTION_SHARE = 0.08  # share of words that are other languages' function words
 
 # The most frequent English words (function words); running English prose has 25-45% of them.
 _FUNCTION = frozenset("""the of and to a in is that for it as was with be by on not he this are
 or his from at which but have an they you were her she there their one all we can has been if
 more when will would who so no its our these than into also may""".split())
+# The same for French, German, Spanish, Italian, Portuguese and Dutch (none an English word):
+# Latin-script text is called foreign only when these outnumber the English ones, so keyword
+# lists, tables and code, which have neither, are not.
+_FOREIGN = frozenset("""le la les des du et est une un que qui dans pour pas sur au avec ce il elle
+sont der die das und ist nicht ein eine den von mit sich auf für im dem zu el los las del y que por
+con para una es se lo di che è per della nel sono o os da do em não uma com het een van niet dat
+zijn ook""".split())
 _WORD = re.compile(r"[^\W\d_]+")
 
 
@@ -73,8 +80,10 @@ def detect(text: str) -> tuple[str, str] | None:
     if counts.get("Latin", 0) < LATIN_SHARE * letters:
         return script, "non-latin"
     words = [w.lower() for w in _WORD.findall(sample)]
-    share = sum(w in _FUNCTION for w in words) / max(len(words), 1)
-    return "Latin", ("english" if share >= ENGLISH_FUNCTION_SHARE else "latin-other")
+    english = sum(w in _FUNCTION for w in words) / max(len(words), 1)
+    foreign = sum(w in _FOREIGN for w in words) / max(len(words), 1)
+    other = foreign >= FOREIGN_FUNCTION_SHARE and foreign > english
+    return "Latin", ("latin-other" if other else "english")
 
 
 def language_warning(text: str) -> dict[str, str] | None:

@@ -80,6 +80,8 @@ class CompressionResult:
     # every query when several were given (`query` is the first); dynamic mode kept nothing
     queries: tuple[str, ...] = ()
     empty: bool = False
+    # what joins the spans in `compressed_text` (not in the JSON object: it is in the text)
+    separator: str = "\n[...]\n"
 
     def to_dict(self) -> dict:
         """The `--format json` object (schema_version 1)."""
