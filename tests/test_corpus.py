@@ -163,8 +163,11 @@ def test_row_options_replace_the_calls_own():
         row_options(call, {"rate": 2})
     with pytest.raises(RowError, match="no query"):
         row_options(CompressOptions(query=""), {"text": "x"})
-    with pytest.raises(RowError, match="query must be text"):
+    with pytest.raises(RowError, match="query must be text or a list of texts"):
         row_options(call, {"query": 7})
+    assert row_options(call, {"query": ["a?", "b?"]}).queries == ("a?", "b?")
+    with pytest.raises(UsageError, match="query must not be empty"):
+        row_options(call, {"query": ["a?", 3]})
 
 
 def test_manifest_refuses_another_run_and_foreign_directories(tmp_path):

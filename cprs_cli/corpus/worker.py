@@ -70,8 +70,9 @@ def _number(name: str, value):
 
 
 def row_options(defaults: CompressOptions, values: dict) -> CompressOptions:
-    """The row's options: the call's `defaults` with the row's own `query`, `instruction` /
-    `task`, `rate` / `max_tokens` and `granularity` columns (null: not given) in their place."""
+    """The row's options: the call's `defaults` with the row's own `query` (a text, or a list of
+    texts: one critic pass each), `instruction` / `task`, `rate` / `max_tokens` and
+    `granularity` columns (null: not given) in their place."""
     given = {k: _number(k, values.get(k)) for k in ("query", *_PROMPT, *_BUDGET, "granularity")}
     given = {k: v for k, v in given.items() if v is not None}
     change = dict(given)
@@ -79,12 +80,16 @@ def row_options(defaults: CompressOptions, values: dict) -> CompressOptions:
         if any(k in given for k in pair):
             for k in pair:
                 change.setdefault(k, None)
+    if isinstance(change.get("query"), list):  # several queries (a JSON array, a Parquet list)
+        change["query"] = tuple(change["query"])
     opts = replace(defaults, **change)
-    for k in ("query", "instruction", "task", "granularity"):
+    for k in ("instruction", "task", "granularity"):
         v = getattr(opts, k)
         if v is not None and not isinstance(v, str):
             raise RowError(f"{k} must be text, not {type(v).__name__}")
-    if not opts.query.strip():
+    if not isinstance(opts.query, (str, tuple)):
+        raise RowError(f"query must be text or a list of texts, not {type(opts.query).__name__}")
+    if opts.query == "":
         raise RowError("no query: the row has no 'query' and no query was given for every row")
     return opts.validate()
 
