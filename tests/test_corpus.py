@@ -118,6 +118,7 @@ def test_an_actor_reports_a_failed_shard_and_goes_on(tmp_path, tiny_encoder_crit
     assert stats["failed"][0] == "" and stats["rows"][0] == 2
     assert stats["failed"][1].startswith("shard 1 (d.jsonl (lines from 3)): d.jsonl: cannot read")
     assert sorted(p.name for p in out.iterdir()) == ["part-000000.jsonl"]
+    assert [r["id"] for r in read_outputs(out)] == ["0", "1"]  # ids are text
 
 
 def test_bad_dataset_files_are_input_errors(tmp_path):

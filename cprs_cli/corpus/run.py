@@ -68,7 +68,7 @@ class CorpusStats:
 
     def summary(self) -> str:
         errors = f" ({self.errors:,} with an error)" if self.errors else ""
-        line = (f"{self.documents:,} documents{errors} in {self.written:,} shards, "
+        line = (f"{self.documents:,} documents{errors} in {self.written:,} shard{'s' if self.written != 1 else ''}, "
                 f"{self.input_tokens:,} -> {self.output_tokens:,} tokens, "
                 f"{self.tokens_per_second:,.0f} tokens/s on {self.workers} {self.device} "
                 f"worker{'s' if self.workers != 1 else ''} in {self.seconds:,.1f} s")

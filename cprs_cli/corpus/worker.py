@@ -98,7 +98,12 @@ def _row_id(row: Row, shard: Shard) -> str:
     value = row.fields.get("id") if row.fields is not None else None
     if value is None:
         return f"{shard.name}:{row.number}"
-    return normalise_text(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+    if isinstance(value, str):
+        return normalise_text(value)
+    try:
+        return normalise_text(json.dumps(value, ensure_ascii=False))  # 7 -> "7", [1, 2] -> "[1, 2]"
+    except (TypeError, ValueError):  # bytes, dates: their Python text
+        return normalise_text(str(value))
 
 
 def _item(row: Row, rid: str, defaults: CompressOptions, base: Path, max_bytes: int):
