@@ -389,3 +389,24 @@ def test_options_that_cannot_apply_are_rejected(enc_comp, kwargs, param):
     with pytest.raises(UsageError) as err:
         enc_comp.compress(TEXT, query=QUERY, **kwargs)
     assert param in err.value.params and str(err.value).startswith(param)
+
+
+def test_an_item_with_its_document_keeps_the_documents_pages(enc_comp, tmp_path):
+    """`Item(text, source, options, document)`: an item's own options with a Document's
+    structure and pages (what `cprs corpus` gives a `path` row)."""
+    from badinput.pdfbuild import make_pdf
+
+    from cprs_cli.compressor import Item
+    from cprs_cli.ingest import load_path
+    from cprs_cli.options import CompressOptions
+
+    path = tmp_path / "two.pdf"
+    path.write_bytes(make_pdf([make_text(8, 1), make_text(8, 2)]))
+    doc = load_path(path)
+    opts = CompressOptions(query=QUERY, rate=0.5)
+    (with_doc,) = enc_comp.compress_many([Item(doc.text, "two.pdf", opts, document=doc)])
+    assert with_doc.spans == enc_comp.compress_document(doc, options=opts).spans
+    assert with_doc.spans and [s.page for s in with_doc.spans] == [
+        1 + sum(start <= s.start for start in doc.pages[1:]) for s in with_doc.spans]
+    (text_only,) = enc_comp.compress_many([Item(doc.text, "two.pdf", opts)])
+    assert text_only.spans and {s.page for s in text_only.spans} == {None}

@@ -10,6 +10,7 @@ option or critic on the same output directory is refused.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import signal
@@ -251,12 +252,18 @@ def ray_address(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """A directory with a JSONL file (good rows, a `path` row, bad rows) and a Parquet file.
-    Returns (directory, {id: (text, options)} of the good rows, every id in file order)."""
+    """A directory with a JSONL file (good rows, `path` rows to a text file and a PDF, bad rows)
+    and a Parquet file. Returns (directory, {id: the compress_many Item} of the good rows, every
+    id in file order)."""
+    from badinput.pdfbuild import make_pdf
+
+    from cprs_cli.ingest import load_path
+
     root = tmp_path_factory.mktemp("dataset")
     (root / "docs").mkdir()
     (root / "docs" / "note.txt").write_text(sentences(30, 99))
-    good: dict[str, tuple[str, CompressOptions]] = {}
+    (root / "docs" / "two.pdf").write_bytes(make_pdf([sentences(8, 1), sentences(8, 2)]))
+    good: dict[str, Item] = {}
     lines = []
     for i in range(160):
         row = {"id": f"j{i}", "text": sentences(2 + (i * 7) % 40, i), "query": QUERIES[i % 3]}
@@ -270,10 +277,12 @@ def dataset(tmp_path_factory):
         if i % 7 == 4:
             row["task"] = opts["task"] = "answers"
         lines.append(json.dumps(row))
-        good[row["id"]] = (row["text"], CompressOptions(**opts))
+        good[row["id"]] = Item(row["text"], row["id"], CompressOptions(**opts))
         if i == 100:
-            lines.append(json.dumps({"id": "by-path", "path": "docs/note.txt", "query": QUERIES[0]}))
-            good["by-path"] = ((root / "docs" / "note.txt").read_text(), CompressOptions(query=QUERIES[0]))
+            for rid, name, extra in (("by-path", "note.txt", {}), ("pdf", "two.pdf", {"rate": 0.5})):
+                lines.append(json.dumps({"id": rid, "path": f"docs/{name}", "query": QUERIES[0], **extra}))
+                doc = load_path(root / "docs" / name)
+                good[rid] = Item(doc.text, rid, CompressOptions(query=QUERIES[0], **extra), document=doc)
             lines += [
                 "{not json",
                 "[1, 2]",
@@ -296,7 +305,7 @@ def dataset(tmp_path_factory):
                    row_group_size=16)
     for i, q in enumerate(queries):
         if q is not None:
-            good[ids[i]] = (texts[i], CompressOptions(query=q))
+            good[ids[i]] = Item(texts[i], ids[i], CompressOptions(query=q))
     order = [json.loads(line).get("id") if line.startswith("{\"") else None for line in lines]
     all_ids = [rid if rid is not None else f"a.jsonl:{k + 1}" for k, rid in enumerate(order)] + ids
     return root, good, all_ids
@@ -328,8 +337,7 @@ def test_outputs_equal_compress_many(first_run, dataset, tiny_encoder_critic_dir
     assert sorted(r["id"] for r in rows) == sorted(all_ids)
     assert (stats.documents, stats.written, stats.failed) == (len(all_ids), stats.shards, [])
     comp = Compressor(str(tiny_encoder_critic_dir), device="cpu")
-    ids = list(good)
-    want = dict(zip(ids, comp.compress_many(Item(good[i][0], i, good[i][1]) for i in ids)))
+    want = dict(zip(good, comp.compress_many(good.values())))
     by_id = {r["id"]: r for r in rows}
     kept = 0
     for rid, res in want.items():
@@ -339,12 +347,16 @@ def test_outputs_equal_compress_many(first_run, dataset, tiny_encoder_critic_dir
         assert got["compressed_text"] == res.compressed_text
         assert [(s["start"], s["end"]) for s in got["spans"]] == [(s.start, s.end) for s in res.spans]
         assert [s["score"] for s in got["spans"]] == pytest.approx([s.score for s in res.spans], abs=1e-5)
-        assert all(s["page"] is None for s in got["spans"])  # text rows have no pages
+        assert [s["page"] for s in got["spans"]] == [s.page for s in res.spans]
         assert (got["input_tokens"], got["output_tokens"], got["ratio"]) == (
             res.stats.input_tokens, res.stats.output_tokens, res.stats.ratio)
         assert (got["model"], got["model_sha256"]) == (comp.model_name, comp.model_sha256)
         kept += bool(res.spans)
     assert kept > len(want) // 2  # the comparison covers texts that kept something
+    assert all(s["page"] is None for s in by_id["j0"]["spans"])  # a text has no pages
+    pdf = by_id["pdf"]["spans"]  # a PDF's spans name the page they start on
+    starts = good["pdf"].document.pages
+    assert pdf and [s["page"] for s in pdf] == [bisect.bisect_right(starts, s["start"]) for s in pdf]
     assert stats.input_tokens == sum(r.stats.input_tokens for r in want.values())
 
 

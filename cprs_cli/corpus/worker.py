@@ -127,7 +127,7 @@ def _item(row: Row, rid: str, defaults: CompressOptions, base: Path, max_bytes: 
 
     def read() -> Item:
         doc = ingest.load_path(file, max_bytes=max_bytes)
-        return Item(doc.text, rid, opts)  # ingest normalised it
+        return Item(doc.text, rid, opts, document=doc)  # its structure and pages count
 
     return read
 
