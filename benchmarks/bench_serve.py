@@ -16,8 +16,9 @@ with one of a few queries):
    batch one window: one at a time on the device. Skipped with `--url`.
 
 Both servers run side by side and the phases alternate, `--repeat` times, so a change in the
-machine's other load during the run falls on all phases alike; each phase's row is the median
-run (by throughput). Per phase: requests, errors, p50 / p99 latency, requests/s, input tokens/s
+machine's other load during the run falls on all phases alike; each phase's row is its median
+run (by throughput), and the gains are medians of the ratios within a run. The server's CPU
+seconds per request (from /proc, for the servers it started) hardly depend on other load. Per phase: requests, errors, p50 / p99 latency, requests/s, input tokens/s
 (cl100k, from each result's stats), and from the server's /metrics the compress_many calls and
 requests per call. The gain of batching is concurrent over concurrent-unbatched throughput.
 Every run is bounded by its request count and `--timeout` per request. Prints a Markdown table
@@ -142,9 +143,25 @@ async def run_phase(url: str, headers: dict, bodies: list[dict], clients: int, t
             "req_per_s": round(len(bodies) / wall, 3), "input_tokens_per_s": round(tokens / wall, 1)}
 
 
-def phase(name: str, url: str, headers: dict, bodies: list[dict], clients: int, timeout: float) -> dict:
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process and its threads (Linux /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def phase(name: str, url: str, headers: dict, bodies: list[dict], clients: int, timeout: float,
+          pid: int | None = None) -> dict:
     before = scrape(url, headers)
+    cpu0 = cpu_seconds(pid)
     row = {"phase": name, **asyncio.run(run_phase(url, headers, bodies, clients, timeout))}
+    cpu1 = cpu_seconds(pid)
+    # the server's own CPU per request: unlike wall time, hardly moved by other load on the machine
+    row["server_cpu_s_per_request"] = round((cpu1 - cpu0) / len(bodies), 4) if cpu0 is not None else None
     after = scrape(url, headers)
     calls = after["cprs_batches_total"] - before["cprs_batches_total"]
     row["compress_many_calls"] = int(calls)
@@ -171,10 +188,10 @@ def main(argv=None) -> int:
     ap.add_argument("--url", help="a running cprs serve on a loopback address (default: start one)")
     ap.add_argument("--api-key", default=os.environ.get("CPRS_API_KEY"))
     ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--requests", type=int, default=96, help="requests per phase")
+    ap.add_argument("--requests", type=int, default=48, help="requests per phase run")
     ap.add_argument("--doc-tokens", type=int, default=600)
     ap.add_argument("--max-batch-tokens", type=int)
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each phase, alternating")
+    ap.add_argument("--repeat", type=int, default=5, help="runs of each phase, alternating")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
     ap.add_argument("--out", default="benchmarks/results/serve.jsonl")
     args = ap.parse_args(argv)
@@ -192,6 +209,7 @@ def main(argv=None) -> int:
     batch_args = ["--max-batch-tokens", str(args.max_batch_tokens)] if args.max_batch_tokens else []
     procs = []
     try:
+        pids: dict = {}
         if args.url:
             urls = {"sequential": args.url, "concurrent": args.url}
         else:
@@ -200,13 +218,14 @@ def main(argv=None) -> int:
             unbatched, url1 = start_server(args, ["--max-batch-tokens", "1"])
             procs.append(unbatched)
             urls = {"sequential": url, "concurrent": url, "concurrent-unbatched": url1}
+            pids = {"sequential": batched.pid, "concurrent": batched.pid, "concurrent-unbatched": unbatched.pid}
         for u in set(urls.values()):
             asyncio.run(run_phase(u, headers, warm, 1, args.timeout))  # warm-up: kernels, caches
         runs: dict[str, list[dict]] = {name: [] for name in urls}
         for _ in range(args.repeat):
             for name, u in urls.items():
                 runs[name].append(phase(name, u, headers, bodies, 1 if name == "sequential" else args.clients,
-                                        args.timeout))
+                                        args.timeout, pids.get(name)))
     finally:
         for proc in procs:
             stop_server(proc)
@@ -222,19 +241,25 @@ def main(argv=None) -> int:
     meta = {"date": stamp, "model": args.model, "device": args.device, "doc_tokens": args.doc_tokens,
             "max_batch_tokens": args.max_batch_tokens, "machine": machine()}
     print("| phase | clients | requests | errors | p50 s | p99 s | req/s | input tok/s | compress_many calls "
-          "| requests per call | req/s of each run |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+          "| requests per call | server CPU s / request | req/s of each run |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(f"| {r['phase']} | {r['clients']} | {r['requests']} | {r['errors']} | {r['p50_s']} | {r['p99_s']} "
               f"| {r['req_per_s']} | {r['input_tokens_per_s']:,.0f} | {r['compress_many_calls']} "
-              f"| {r['requests_per_call']} | {', '.join(str(x) for x in r['req_per_s_runs'])} |")
-    by = {r["phase"]: r for r in rows}
-    if "concurrent-unbatched" in by:
-        gain = by["concurrent"]["req_per_s"] / by["concurrent-unbatched"]["req_per_s"]
-        print(f"\nbatching gain (concurrent / concurrent-unbatched throughput): {gain:.2f}x")
-        meta["batching_gain"] = round(gain, 3)
-    meta["gain_over_sequential"] = round(by["concurrent"]["req_per_s"] / by["sequential"]["req_per_s"], 3)
-    print(f"concurrent / sequential throughput: {meta['gain_over_sequential']:.2f}x")
+              f"| {r['requests_per_call']} | {r['server_cpu_s_per_request']} "
+              f"| {', '.join(str(x) for x in r['req_per_s_runs'])} |")
+    # gains: the median over runs of the ratio within a run (the phases of one run are adjacent in
+    # time, so a change in the machine's other load falls on both)
+    def gain(a: str, b: str) -> float:
+        return statistics.median(x["req_per_s"] / y["req_per_s"] for x, y in zip(runs[a], runs[b]))
+
+    if "concurrent-unbatched" in runs:
+        meta["batching_gain"] = round(gain("concurrent", "concurrent-unbatched"), 3)
+        print(f"\nbatching gain (concurrent / concurrent-unbatched throughput, median of {args.repeat} paired "
+              f"runs): {meta['batching_gain']:.2f}x")
+    meta["gain_over_sequential"] = round(gain("concurrent", "sequential"), 3)
+    print(f"concurrent / sequential throughput (median of {args.repeat} paired runs): "
+          f"{meta['gain_over_sequential']:.2f}x")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a") as f:
