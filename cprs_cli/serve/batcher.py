@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
 from ..compressor import Compressor, Item, ItemError
@@ -36,6 +36,18 @@ Outcome = CompressionResult | ItemError
 
 class ShuttingDown(RuntimeError):
     """The server stopped before the job was run."""
+
+
+def _settle(future: Future, result=None, error: BaseException | None = None) -> None:
+    """Set a job's outcome unless it is settled already: the event loop may cancel it (its
+    client left) at any moment, and that must not fail the other jobs of the batch."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
 
 
 def estimate_tokens(items: list[Item]) -> int:
@@ -112,8 +124,7 @@ class Batcher:
             self._queue.clear()
             self._cv.notify_all()
         for job in waiting:
-            if not job.future.done():
-                job.future.set_exception(ShuttingDown("the server is shutting down"))
+            _settle(job.future, error=ShuttingDown("the server is shutting down"))
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
@@ -159,11 +170,10 @@ class Batcher:
                 job, k = owners[i]
                 outcomes[id(job)][k] = out
                 left[id(job)] -= 1
-                if left[id(job)] == 0 and not job.future.done():
-                    job.future.set_result(outcomes[id(job)])
+                if left[id(job)] == 0:
+                    _settle(job.future, outcomes[id(job)])
         except BaseException as err:  # noqa: BLE001 - a failed batch fails its jobs, never the worker
             for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(err)
+                _settle(job.future, error=err)
             if not isinstance(err, Exception):
                 raise

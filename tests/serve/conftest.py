@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from serve_helpers import MAX_BODY_MB, ServerProcess
+from .serve_helpers import MAX_BODY_MB, ServerProcess
 
 
 @pytest.fixture(scope="session")

@@ -163,7 +163,7 @@ def mcp_call(args: list[str], env: dict, calls: list[tuple[str, dict]]):
 
 @pytest.mark.parametrize("remote", [False, True], ids=["in-process", "base_url"])
 def test_mcp_server_over_stdio(remote, compressor, server, tiny_encoder_critic_dir, serve_cache, tmp_path):
-    from serve_helpers import cprs_env
+    from .serve_helpers import cprs_env
 
     doc = tmp_path / "notes.md"
     doc.write_text(PARAGRAPHS[1])

@@ -24,7 +24,7 @@ from cprs_cli.ingest import load_bytes
 from cprs_cli.options import CompressOptions
 from cprs_cli.tokens import count_tokens
 
-from serve_helpers import MAX_BODY_MB, ServerProcess, cprs_env
+from .serve_helpers import MAX_BODY_MB, ServerProcess, cprs_env
 
 REPO = Path(__file__).resolve().parents[2]
 APOLLO = (REPO / "cprs_cli" / "samples" / "apollo11.md").read_text()
@@ -450,15 +450,23 @@ def test_auth_off(server):
 
 
 def test_restart_on_the_same_port_gives_the_same_answers(tiny_encoder_critic_dir, serve_cache, tmp_path):
+    """The first server runs two worker processes (`--workers 2`), the restarted one a single
+    process: the answers are the same."""
     log = tmp_path / "server.log"
-    first = ServerProcess(tiny_encoder_critic_dir, serve_cache, log).start()
+    first = ServerProcess(tiny_encoder_critic_dir, serve_cache, log, "--workers", "2").start()
     requests = [("/v1/compress", {"text": APOLLO, "query": QUERY, "rate": 0.3}),
                 ("/qwen_long_compress_server", official_example_body(QUERY, APOLLO))]
-    with first.client() as c:
-        before = [c.post(path, json=body).json() for path, body in requests]
-    rc = first.stop()
+    try:
+        with first.client() as c:
+            before = [c.post(path, json=body).json() for path, body in requests]
+            for _ in range(3):  # whichever worker answers, the same answers
+                again = [c.post(path, json=body).json() for path, body in requests]
+                assert comparable(again[0]) == comparable(before[0]) and again[1] == before[1]
+        wait_for(lambda: first.log().count("Application startup complete") == 2, "both workers up")
+    finally:
+        rc = first.stop()
     assert rc in (0, -15, 143), first.log()  # a graceful stop
-    assert "Traceback" not in first.log()
+    assert "2 worker processes" in first.log() and "Traceback" not in first.log()
     second = ServerProcess(tiny_encoder_critic_dir, serve_cache, log, port=first.port).start()
     try:
         with second.client() as c:
@@ -532,3 +540,30 @@ def test_missing_extra_is_one_line_and_exit_5(monkeypatch):
         assert r.exit_code == 5
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and f"pip install 'cprs-cli[{extra}]'" in lines[0], r.stderr
+
+
+def test_batcher_a_job_cancelled_while_running_does_not_fail_its_batch(compressor):
+    from cprs_cli.serve.batcher import Batcher
+
+    jobs = []
+
+    class CancelFirstMidway:
+        """Cancels the first job's future while its batch runs, as the event loop does when
+        that client leaves."""
+
+        def compress_many(self, items):
+            for k, out in enumerate(compressor.compress_many(items)):
+                if k == 0:
+                    jobs[0].future.cancel()
+                yield out
+
+    batcher = Batcher(CancelFirstMidway(), max_batch_tokens=10_000)
+    opts = CompressOptions(query=QUERY)
+    jobs.extend(batcher.submit([Item(f"Sentence {i}. Another one.", f"s{i}", opts)]) for i in range(3))
+    batcher.start()
+    try:
+        outs = [job.future.result(60) for job in jobs[1:]]
+    finally:
+        batcher.close()
+    assert jobs[0].future.cancelled()
+    assert [o[0].source for o in outs] == ["s1", "s2"]
