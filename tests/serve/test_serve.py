@@ -329,6 +329,15 @@ def test_probes_models_metrics(server, tiny_encoder_critic_dir):
     assert r.headers["content-type"].startswith("text/plain")
     assert metric(r.text, "cprs_requests_total", route="/liveness", code="200") >= 1
     assert "cprs_request_duration_seconds_bucket" in r.text
+    # the API description: every reference resolves, cprs's request schema included
+    spec = c.get("/openapi.json").json()
+    refs = re.findall(r'"\$ref": "#/([^"]+)"', json.dumps(spec))
+    assert "components/schemas/CompressRequest" in refs
+    for ref in refs:
+        node = spec
+        for part in ref.split("/"):
+            node = node[part]
+    assert "query" in spec["components"]["schemas"]["CompressRequest"]["properties"]
 
 
 # --------------------------------------------------------------------------- under load
