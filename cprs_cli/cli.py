@@ -768,6 +768,71 @@ def bench(
     print_note(f"benchmark results written to {out_dir}")
 
 
+# --------------------------------------------------------------------------- serve, mcp
+
+
+@app.command()
+@_handle_errors
+def serve(
+    host: Annotated[str, typer.Option(
+        help="Address to listen on. Anything but loopback without --api-key prints a warning.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8091,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", metavar="NAME|PATH",
+        help="Critic: a shipped name (mini, small) or a critic directory (default: mini on CPU, "
+             "small on CUDA).")] = None,
+    device: Annotated[str, typer.Option(
+        metavar="auto|cpu|cuda[:N]", callback=_check_device, help="Where the critic runs.")] = "auto",
+    max_batch_tokens: Annotated[int | None, typer.Option(
+        min=1, metavar="TOKENS", help="Concurrent requests are batched together on the device up to "
+                                      "this many tokens (default: the critic's batch).")] = None,
+    max_body_mb: Annotated[float, typer.Option(
+        min=0.001, metavar="MB", help="Request bodies larger than this get 413.")] = 64.0,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Server processes, each with its own copy of the critic.")] = 1,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="CPRS_API_KEY", show_envvar=True, show_default=False,
+        help="Require 'Authorization: Bearer KEY' on every request.")] = None,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show full tracebacks for unexpected errors.")] = False,
+) -> None:
+    """Serve the HTTP API: cprs's POST /v1/compress and the official POST /qwen_long_compress_server."""
+    from .extras import require
+
+    require("serve")
+    from .serve.server import ServeSettings, run_server
+
+    run_server(ServeSettings(host=host, port=port, model=model, device=device,
+                             max_batch_tokens=max_batch_tokens, max_body_mb=max_body_mb,
+                             workers=workers, api_key=api_key), say=print_note)
+
+
+@app.command("mcp")
+@_handle_errors
+def mcp_server(
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", metavar="NAME|PATH", help="Critic to load (default: mini on CPU, small on CUDA).")
+    ] = None,
+    device: Annotated[str, typer.Option(
+        metavar="auto|cpu|cuda[:N]", callback=_check_device, help="Where the critic runs.")] = "auto",
+    base_url: Annotated[str | None, typer.Option(
+        metavar="URL", help="Compress on a running 'cprs serve' instead of loading a critic here.")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="CPRS_API_KEY", show_envvar=True, show_default=False,
+        help="API key of the server at --base-url.")] = None,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show full tracebacks for unexpected errors.")] = False,
+) -> None:
+    """Run a Model Context Protocol server on stdio with one tool, compress."""
+    from .extras import require
+
+    require("mcp")
+    from .adapters.mcp import run_stdio
+
+    run_stdio(model=model, device=device, base_url=base_url, api_key=api_key)
+
+
 # --------------------------------------------------------------------------- entry point
 
 

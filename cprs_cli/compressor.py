@@ -170,7 +170,8 @@ class Compressor:
 
         Windows of all the plans are sorted longest first and cut into batches of `batch_size`
         windows (which the constructor bounds by `max_batch_tokens`), so short documents share
-        batches and padded batches hold windows of similar length."""
+        batches; a window at most half as long as its batch's first starts a new batch
+        (`_batches`), so no window is padded to more than twice its length."""
         probs = [np.zeros((len(p.doc), 4), dtype=np.float32) for p in plans]
         work = []  # (plan index, window index, seq, span)
         for k, p in enumerate(plans):
@@ -179,8 +180,7 @@ class Compressor:
         order = sorted(range(len(work)), key=lambda i: -len(work[i][2]))
         spent = [0.0] * len(plans)
         done = 0
-        for b in range(0, len(order), self.batch_size):
-            idx = order[b:b + self.batch_size]
+        for idx in _batches(order, [len(w[2]) for w in work], self.batch_size):
             t = time.perf_counter()
             outs = self.critic.predict([work[i][2] for i in idx], [work[i][3] for i in idx])
             for i, out in zip(idx, outs):
@@ -482,6 +482,21 @@ def _cut_spans(text: str, spans: list[Span], skip) -> list[Span]:
         for a, b in _cut_around(np.array([[sp.start, sp.end]], dtype=np.int64), skip, nonspace):
             out.append(Span(a, b, text[a:b], sp.score))
     return out
+
+
+def _batches(order: list[int], lengths: list[int], size: int) -> Iterator[list[int]]:
+    """Cut `order` (window indices, longest first) into batches of at most `size` windows,
+    starting a new batch at a window at most half as long as the batch's first: padding a short
+    window (a document's last) to a full one costs more compute than the larger batch saves,
+    most of all on a CPU, and when several requests of `cprs serve` share a batch."""
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) == size or 2 * lengths[i] <= lengths[batch[0]]):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 def _one_line(err: BaseException) -> str:

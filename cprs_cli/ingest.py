@@ -43,6 +43,7 @@ __all__ = [
     "load_source",
     "is_url",
     "load_stdin",
+    "load_bytes",
     "read_stdin_bytes",
     "decode_text",
     "normalise_text",
@@ -781,11 +782,20 @@ def load_path(path: str | os.PathLike, password: str | None = None,
     except OSError as e:
         raise InputError(f"cannot read ({_one_line(e.strerror or e)})", source) from None
 
+    return load_bytes(data, source, password=password, max_bytes=max_bytes, progress=progress)
+
+
+def load_bytes(data: bytes, source: str, password: str | None = None,
+               max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB,
+               progress: Progress | None = None) -> Document:
+    """Convert a file's bytes that came without a file (an upload to `cprs serve`): by the suffix
+    of ``source`` (a file name), else by content, else as text; the rule of ``load_path``."""
+    max_bytes = _limit(max_bytes)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise InputError(_too_large(max_bytes), source)
     if not data.strip():
         raise InputError("empty document", source)
-    fn = converter_for(p)
-    if fn is None:
-        fn = _sniff(data) or convert_text
+    fn = converter_for(source) or _sniff(data) or convert_text
     _check_zip_expansion(data, source, max_bytes)
     return _finish(_convert(fn, data, source, password, progress), source)
 
