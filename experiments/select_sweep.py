@@ -16,8 +16,8 @@ import numpy as np
 from cprs_cli import segment
 from cprs_cli.select import DEFAULT_SEPARATOR, budget_units, unit_costs, unit_scores, unit_token_ranges
 from cprs_cli.tokens import count_tokens
-from cprs_cli.train import evaluate as ev
-from cprs_cli.train.data import load_split
+from cprs_cli.evaluation.metrics import coverage_recall
+from cprs_cli.evaluation.qa import load_split
 from cprs_cli.windows import tokenize
 
 
@@ -39,7 +39,7 @@ def oracle(tag: str, cache_dir: str, tokenizer, rates=(0.2, 0.1), split: str = "
         n_in = count_tokens(r.document)
         for rate in rates:
             chosen = budget_units(costs, gold + 0.01 * critic, max(1, round(rate * n_in)), sep)
-            vals[rate].append(ev.coverage_recall(r.evidence, [(int(units[j, 0]), int(units[j, 1])) for j in chosen]))
+            vals[rate].append(coverage_recall(r.evidence, [(int(units[j, 0]), int(units[j, 1])) for j in chosen]))
     return {rate: (float(np.mean(v)), len(v)) for rate, v in vals.items()}
 
 

@@ -1,4 +1,7 @@
-"""cprs_cli.train.data: loading, the by-document split, examples, augmentation, long packing."""
+"""training.data: examples, augmentation, long packing, hard negatives, the training and validation sets.
+
+The loading and the by-document split it builds on are cprs_cli.evaluation.qa's (tests/test_qa.py);
+the `data_dir` fixture (a tiny data directory) is in conftest.py."""
 
 from __future__ import annotations
 
@@ -10,108 +13,12 @@ import re
 import pytest
 
 from cprs_cli.instructions import TASKS
-from cprs_cli.train import data as D
-
-
-def _doc(i: int) -> str:
-    return (
-        f"Article {i}\nThe town of Place{i} was founded in {1800 + i}. "
-        f"Its mayor is Person{i}. It has {i * 10} inhabitants.\n\n"
-        f"Place{i} lies on a river. The river is called River{i}."
-    )
-
-
-def _records() -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {"tinytok": [], "tinysent": []}
-    # token level: 25 documents, 3 queries each, one of them unanswerable
-    for i in range(25):
-        doc = _doc(i)
-        ans = f"Person{i}"
-        s = doc.index(ans)
-        out["tinytok"].append(dict(id=f"t{i}a", source="tinytok", query=f"Who is mayor of Place{i}?",
-                                   document=doc, evidence=[[s, s + len(ans)]], evidence_level="token",
-                                   answers=[ans], answerable=True))
-        year = str(1800 + i)
-        s = doc.index(year)
-        out["tinytok"].append(dict(id=f"t{i}b", source="tinytok", query=f"When was Place{i} founded?",
-                                   document=doc, evidence=[[s, s + len(year)]], evidence_level="token",
-                                   answers=[year], answerable=True))
-        out["tinytok"].append(dict(id=f"t{i}c", source="tinytok", query="Who won the 1990 World Cup?",
-                                   document=doc, evidence=[], evidence_level="token",
-                                   answers=[], answerable=False))
-    # sentence level: 5 documents only (the minimum-2-val rule), 2 queries each
-    for i in range(100, 105):
-        doc = _doc(i)
-        sent = f"Its mayor is Person{i}."
-        s = doc.index(sent)
-        out["tinysent"].append(dict(id=f"s{i}a", source="tinysent", query=f"Who is mayor of Place{i}?",
-                                    document=doc, evidence=[[s, s + len(sent)]], evidence_level="sentence",
-                                    answers=[f"Person{i}"], answerable=True))
-        sent = f"The river is called River{i}."
-        s = doc.index(sent)
-        out["tinysent"].append(dict(id=f"s{i}b", source="tinysent", query=f"Which river flows by Place{i}?",
-                                    document=doc, evidence=[[s, s + len(sent)]], evidence_level="sentence",
-                                    answers=["yes"], answerable=True))
-    return out
-
-
-@pytest.fixture()
-def data_dir(tmp_path):
-    for name, recs in _records().items():
-        with gzip.open(tmp_path / f"{name}.jsonl.gz", "wt", encoding="utf-8") as fh:
-            for r in recs:
-                fh.write(json.dumps(r) + "\n")
-    D._val_hashes_for.cache_clear()
-    return tmp_path
-
-
-def test_resolve_data_dir_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("CPRS_DATA", str(tmp_path))
-    assert D.resolve_data_dir() == tmp_path
-    assert D.resolve_data_dir("/x/y") == D.Path("/x/y")
-
-
-def test_load_records(data_dir):
-    recs = list(D.load_records(["tinytok"], data_dir))
-    assert len(recs) == 75
-    r = recs[0]
-    assert isinstance(r, D.Record) and r.evidence and isinstance(r.evidence[0], tuple)
-    assert r.document[slice(*r.evidence[0])] == "Person0"
-    assert set(D.available_sources(data_dir)) == {"tinytok", "tinysent"}
-
-
-def test_split_is_by_document_and_stable(data_dir):
-    train = D.load_split("train", data_dir=data_dir)
-    val = D.load_split("val", data_dir=data_dir)
-    assert len(train) + len(val) == 75 + 10
-    train_docs = {r.document for r in train}
-    val_docs = {r.document for r in val}
-    assert not train_docs & val_docs  # no document in both splits
-    # every query of a document goes with it
-    for r in D.load_records(data_dir=data_dir):
-        assert D.split_of(r, data_dir) == ("val" if r.document in val_docs else "train")
-    # at least 2 val documents per source, even for a 5-document source
-    for src in ("tinytok", "tinysent"):
-        assert len({r.document for r in val if r.source == src}) >= 2
-        assert len({r.document for r in train if r.source == src}) >= 1
-    # ~10% of 25 documents
-    assert len({r.document for r in val if r.source == "tinytok"}) == 3
-    # stable: same answer again, and independent of the record id
-    assert [r.id for r in D.load_split("val", data_dir=data_dir)] == [r.id for r in val]
-    r = val[0]
-    clone = D.Record(**{**r.__dict__, "id": "other-id", "query": "another query"})
-    assert D.split_of(clone, data_dir) == "val"
-
-
-def test_select_val_hashes_rule():
-    hs = [f"{i:04x}" for i in range(29)]
-    assert D.select_val_hashes(hs) == frozenset(sorted(hs)[::10])
-    assert len(D.select_val_hashes(hs[:5])) == 2
-    assert len(D.select_val_hashes(hs[:1])) == 0  # a single document stays in train
+from cprs_cli.evaluation import qa as Q
+from training import data as D
 
 
 def test_to_examples_instruction_and_unanswerable(data_dir):
-    recs = list(D.load_records(data_dir=data_dir))
+    recs = list(Q.load_records(data_dir=data_dir))
     exs = D.to_examples(recs)
     assert len(exs) == len(recs)
     for r, ex in zip(recs, exs):
@@ -123,7 +30,7 @@ def test_to_examples_instruction_and_unanswerable(data_dir):
 
 
 def test_augmentation(data_dir):
-    recs = list(D.load_records(data_dir=data_dir))
+    recs = list(Q.load_records(data_dir=data_dir))
     exs = D.to_examples(recs, augment=True, rng=random.Random(1), augment_fraction=1.0)
     aug = [e for e in exs if e.meta.get("augmented")]
     # sentence-level: only the records whose answer occurs in the evidence ("yes" does not)
@@ -157,7 +64,7 @@ def test_find_occurrences_whole_word():
 
 
 def test_long_packing_keeps_evidence_exact(data_dir):
-    recs = list(D.load_records(data_dir=data_dir))
+    recs = list(Q.load_records(data_dir=data_dir))
     rng = random.Random(3)
     for target in (2_000, (500, 3_000), 0):
         longs = D.make_long_examples(recs, rng, target)
@@ -205,17 +112,7 @@ def test_build_sets_and_stats(data_dir):
     assert [(e.id, e.document) for e in tr] == [(e.id, e.document) for e in tr2]
 
 
-@pytest.mark.skipif(not (D.DATA_DIR / "squad2.jsonl.gz").exists(), reason="shared data not present")
-def test_real_data_split_small_sources():
-    for src in ("squad2", "policyqa"):
-        val = D.load_split("val", [src])
-        train = D.load_split("train", [src])
-        vd, td = {r.document for r in val}, {r.document for r in train}
-        assert len(vd) >= 2 and not vd & td
-
-
 def test_synthetic_examples_convert():
-    pytest.importorskip("cprs_cli.synthetic")
     exs = D.synthetic_examples(6, random.Random(0), (2_000, 6_000))
     assert len(exs) == 6
     for ex in exs:
@@ -224,21 +121,8 @@ def test_synthetic_examples_convert():
         assert ex.evidence == D.merge_spans(ex.evidence)
 
 
-def test_calib_and_test_halve_val_by_document(data_dir):
-    val = D.load_split("val", data_dir=data_dir)
-    calib = D.load_split("calib", data_dir=data_dir)
-    test = D.load_split("test", data_dir=data_dir)
-    assert sorted(r.id for r in calib + test) == sorted(r.id for r in val)
-    assert calib and test
-    assert not {r.document for r in calib} & {r.document for r in test}
-    train_docs = {r.document for r in D.load_split("train", data_dir=data_dir)}
-    assert not train_docs & {r.document for r in calib + test}
-    with pytest.raises(ValueError):
-        D.load_split("dev", data_dir=data_dir)
-
-
 def test_hard_examples_share_query_words_but_never_the_answer(data_dir):
-    recs = D.load_split("train", data_dir=data_dir)
+    recs = Q.load_split("train", data_dir=data_dir)
     exs = D.to_examples([r for r in recs if r.evidence][:10])
     hard = D.make_hard_examples(exs, random.Random(0), recs, target_chars=(300, 600))
     assert hard

@@ -1,4 +1,4 @@
-"""What a benchmark or evaluation ran on, for its report."""
+"""What a benchmark or quality run ran on, recorded in its report (platform, CPU, RAM, torch, GPU)."""
 
 from __future__ import annotations
 
