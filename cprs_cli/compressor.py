@@ -9,11 +9,11 @@ documents at once (many short documents share one batch) and yields results in i
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -71,7 +71,7 @@ class _Job:
     options: CompressOptions
     sentences: np.ndarray
     plan: Plan
-    input_count: object  # a Future of the cl100k count
+    input_count: Future[int]  # the cl100k count, counted in a worker thread
     probs: np.ndarray | None = None
     seconds: float = 0.0  # time spent on this document alone
     tokenize: float = 0.0
@@ -161,7 +161,7 @@ class Compressor:
         windows (which the constructor bounds by `max_batch_tokens`), so short documents share
         batches and padded batches hold windows of similar length."""
         probs = [np.zeros((len(p.doc), 4), dtype=np.float32) for p in plans]
-        work = []  # (plan index, window index, seq, span)
+        work: list[tuple[int, int, list[int], tuple[int, int]]] = []  # (plan index, window index, seq, span)
         for k, p in enumerate(plans):
             seqs, spans = p.inputs()
             work.extend((k, w, seq, span) for w, (seq, span) in enumerate(zip(seqs, spans)))
@@ -345,6 +345,7 @@ class Compressor:
         opts = job.options
         t2 = time.perf_counter()
         input_tokens = job.input_count.result()
+        assert job.probs is not None  # compress_many computed them before selection
         warnings = [*self.warnings, *self.query_warnings(job.query)]
         notes: list[str] = []
         separator = DEFAULT_SEPARATOR if opts.separator is None else opts.separator

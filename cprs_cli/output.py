@@ -28,6 +28,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import OutputError
 from .result import CompressionResult
@@ -151,7 +152,7 @@ def _signals_deferred():
         yield
         return
     pending: list[int] = []
-    saved = {}
+    saved: dict[int, Any] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
             saved[signum] = signal.signal(signum, lambda n, f: pending.append(n))
@@ -160,8 +161,8 @@ def _signals_deferred():
     try:
         yield
     finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
         if pending:
             _redeliver(pending[0], saved.get(pending[0]))
 

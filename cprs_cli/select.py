@@ -57,7 +57,7 @@ class DynamicPolicy:
         return np.flatnonzero(scores >= max(self.floor, self.relative * float(scores.max())))
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "DynamicPolicy":
+    def from_dict(cls, d: dict | None) -> DynamicPolicy:
         d = d or {}
         return cls(**{k: float(d[k]) for k in ("floor", "relative", "max_share") if k in d})
 
@@ -157,7 +157,8 @@ def relative_units(scores: np.ndarray, costs: np.ndarray, input_tokens: int,
     cand = policy.candidates(scores)
     cand = cand[np.argsort(-scores[cand], kind="stable")]
     cap = policy.max_share * input_tokens
-    chosen, total = [], 0
+    chosen: list[int] = []
+    total = 0
     for j in cand:
         if not chosen or total + costs[j] <= cap:
             chosen.append(int(j))
@@ -412,8 +413,8 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
         kept = tags.kept_mask(probs, threshold, max_gap, min_span_tokens)
         token_runs = tags.runs(kept)
         spans = snap_to_words(tags.char_spans(token_runs, offsets, text), text)
-        scores = [float(keep[s:e].mean()) for s, e in token_runs if e > s]
-        return merge_spans([(s, e, sc) for (s, e), sc in zip(spans, scores)], text)
+        run_scores = [float(keep[s:e].mean()) for s, e in token_runs if e > s]
+        return merge_spans([(s, e, sc) for (s, e), sc in zip(spans, run_scores)], text)
     units = unit_spans(text, granularity) if units is None else units
     ranges = unit_token_ranges(units, offsets)
     scores = unit_scores(keep, ranges)
@@ -434,11 +435,11 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
             sep = count_tokens(separator)
             costs = unit_costs(text, units, sep)
             if len(oversized_units(text, units, costs, budget, sep)):  # a unit alone exceeds the budget
-                kept = finer_units(text, units, scores, ranked, costs, budget, sep, keep, offsets,
-                                   granularity, sentences)
+                finer = finer_units(text, units, scores, ranked, costs, budget, sep, keep, offsets,
+                                    granularity, sentences)
                 if notes is not None:
                     notes.append(FINER_UNITS_NOTE.format(unit=granularity, budget=budget))
-                return merge_spans(kept, text)
+                return merge_spans(finer, text)
             chosen = budget_units(costs, ranked, budget, sep)
     elif policy is not None and threshold is None:
         if input_tokens is None:

@@ -12,12 +12,12 @@ import json
 import numpy as np
 
 from cprs_cli import segment
-from cprs_cli.instructions import TASKS
-from cprs_cli.select import budget_units, unit_costs, unit_scores, unit_token_ranges
-from cprs_cli.tokens import count_tokens
 from cprs_cli.evaluation import quality as ev
 from cprs_cli.evaluation.metrics import bootstrap_ci, coverage_recall
 from cprs_cli.evaluation.qa import load_split
+from cprs_cli.instructions import TASKS
+from cprs_cli.select import budget_units, unit_costs, unit_scores, unit_token_ranges
+from cprs_cli.tokens import count_tokens
 
 
 def main() -> None:

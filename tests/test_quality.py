@@ -7,9 +7,8 @@ import gzip
 import json
 import pickle
 
-import pytest
-
 import numpy as np
+import pytest
 
 from cprs_cli import segment
 from cprs_cli.evaluation import baselines as B
@@ -19,7 +18,6 @@ from cprs_cli.evaluation import quality as E
 from cprs_cli.evaluation import report as R
 from cprs_cli.select import unit_costs
 from cprs_cli.tokens import count_tokens
-
 
 # --------------------------------------------------------------------------- metrics
 

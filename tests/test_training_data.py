@@ -5,15 +5,11 @@ the `data_dir` fixture (a tiny data directory) is in conftest.py."""
 
 from __future__ import annotations
 
-import gzip
-import json
 import random
 import re
 
-import pytest
-
-from cprs_cli.instructions import TASKS
 from cprs_cli.evaluation import qa as Q
+from cprs_cli.instructions import TASKS
 from training import data as D
 
 

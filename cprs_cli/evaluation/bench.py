@@ -50,14 +50,14 @@ _PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 BUDGET_FLOOR = 32  # baselines never get fewer tokens than this
 SCHEMA = "cprs-bench/1"
 
-QUICK = {
+QUICK: dict[str, Any] = {
     "lengths": [4096, 8192],
     "samples": 1,
     "depths": [0.0, 0.5, 1.0],
     "depth_samples": 1,
     "speed_lengths": [10_000, 100_000],
 }
-FULL = {
+FULL: dict[str, Any] = {
     "lengths": [4096, 8192, 16384, 32768, 65536, 131072],
     "samples": 3,
     "depths": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
@@ -112,7 +112,7 @@ def model_label(model: Any) -> str:
 
 def default_command() -> str:
     argv = list(sys.argv)
-    if not argv or not argv[0] or argv[0] == "-c" or argv[0].endswith("cli.py"):
+    if not argv or not argv[0] or argv[0] == "-c" or argv[0].endswith(("cli.py", "__main__.py")):
         return shlex.join(["cprs", *argv[1:]]) if len(argv) > 1 else "cprs bench"
     if argv[0].endswith(("bench.py", "-m")):
         return shlex.join(["python", "-m", "cprs_cli.evaluation.bench", *argv[1:]])
@@ -291,13 +291,10 @@ def _speed_measure(spec: dict, compressor: Any = None) -> dict:
     out["rss_before_mb"] = rss_before
     out["rss_loaded_mb"] = rss_loaded
     out["peak_rss_mb"] = _peak_rss_mb()
-    try:
-        import torch
+    import torch
 
-        if torch.cuda.is_available() and str(spec.get("device", "")).startswith("cuda"):
-            out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    except Exception:  # pragma: no cover
-        pass
+    if torch.cuda.is_available() and str(spec.get("device", "")).startswith("cuda"):
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
 
 
@@ -449,9 +446,9 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
         speed["in_process"] = in_process
         speed["lengths"] = speed_lengths
 
-    results = {
+    results: dict[str, Any] = {
         "schema": SCHEMA,
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command or default_command(),
         "machine": machine_info(dev),
         "config": {"quick": quick, "models": list(compressors), "lengths": lengths, "samples": samples,

@@ -168,7 +168,7 @@ def niah_items(tokens: int, quick: bool, seed: int) -> list[Item]:
             for d in depths:
                 ex = synthetic.make_example(kind, length_chars, rng, d)
                 items.append(Item(f"{kind}-{tokens}-{d:.1f}-{rep}", f"synthetic:{kind}", ex.query, ex.document,
-                                  [tuple(x) for x in ex.evidence], list(ex.answers), True,
+                                  [(int(s), int(e)) for s, e in ex.evidence], list(ex.answers), True,
                                   {"kind": kind, "depth": d}))
     return items
 
@@ -338,7 +338,10 @@ def summarize_mode(spec: RowSpec, mode: str, results: list[dict]) -> dict:
     return out
 
 
-def run_row(comp, spec: RowSpec, items: list[Item], dense, cache: ProbsCache, log=print) -> tuple[list[dict], list[dict], int]:
+def run_row(comp: Any, spec: RowSpec, items: list[Item], dense: DenseBaseline | None, cache: ProbsCache,
+            log: Log = print) -> tuple[list[dict], list[dict], int]:
+    """Every example of a row (one failure is logged and counted, the others go on), then the
+    row's summary per mode: (summaries, per-example results, errors)."""
     t0 = time.perf_counter()
     results: list[dict] = []
     errors = 0
@@ -417,13 +420,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a small sample per row (minutes on a CPU)")
     ap.add_argument("--rows", default=None, help=f"comma-separated subset of: {', '.join(ROW_BY_NAME)}")
     ap.add_argument("--split", default="test", choices=("test", "calib", "val"))
-    ap.add_argument("--probs", default=None, help="directory of cached keep probabilities (experiments/cache_probs.py --light)")
+    ap.add_argument("--probs", default=None,
+                    help="directory of cached keep probabilities (experiments/cache_probs.py --light)")
     ap.add_argument("--probs-tag", default=None, help="file-name tag of the cached probabilities (default: the model)")
     ap.add_argument("--no-dense", action="store_true", help="skip the dense-retrieval baseline")
     ap.add_argument("--dense-cache", default=None, help="file that keeps the dense baseline's embeddings between runs")
     ap.add_argument("--lexical-weight", type=float, default=None, help="override the critic's BM25 weight (ablation)")
     ap.add_argument("--dynamic", choices=("calibrated", "tags"), default="calibrated",
-                    help="dynamic mode: the critic's calibrated per-document rule, or tags at its per-task threshold (ablation)")
+                    help="dynamic mode: the critic's calibrated per-document rule, or tags at its per-task "
+                         "threshold (ablation)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--window-tokens", type=int, default=None)
@@ -454,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "model": label, "model_arg": args.model, "mode": mode, "split": args.split,
         "command": "python -m cprs_cli.evaluation.quality " + shlex.join(argv),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(str(comp.device)),
         "probs_from": f"`{args.probs}` (cached)" if args.probs else None,
         "seconds": time.perf_counter() - t0, "seed": args.seed,

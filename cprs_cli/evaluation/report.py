@@ -110,7 +110,8 @@ def bench_markdown(results: dict, files: dict[str, Path], out_dir: Path, report_
         "reference strings present, case-insensitive) for the synthetic tasks, `string_match_part` "
         "(any reference present) for qa. It measures whether the evidence survived compression, "
         "not what an LLM answers.",
-        f"- **Machine**: {mach.get('platform')}, {mach.get('cpu_model') or mach.get('processor') or mach.get('machine')}, "
+        f"- **Machine**: {mach.get('platform')}, "
+        f"{mach.get('cpu_model') or mach.get('processor') or mach.get('machine')}, "
         f"{mach.get('cpu_count')} CPUs, {mach.get('ram_gb')} GB RAM, torch {mach.get('torch', '?')}, "
         f"device `{mach.get('device')}`" + (f" ({mach['gpu']})" if mach.get("gpu") else ""),
     ]
@@ -262,12 +263,14 @@ def quality_section(report: dict) -> str:
         f"Command: `{report['command']}`  ",
         f"Date: {report['date']}  ",
         f"Machine: {where} ({m.get('cpu_count') or m.get('cpus')} CPUs, device `{m.get('device', '?')}`)  ",
-        f"Split: `{report.get('split', 'test')}`; critic probabilities: {report.get('probs_from') or 'computed by this run'}  ",
+        f"Split: `{report.get('split', 'test')}`; "
+        f"critic probabilities: {report.get('probs_from') or 'computed by this run'}  ",
         f"Wall time: {report['seconds']:.0f} s",
         "",
         "Scores in % with 95% bootstrap intervals; Δ = critic − retriever on the same documents (paired).",
         "",
-        "| Documents | Mode | n | Critic | BM25 | Dense | Δ BM25 | Δ Dense | Ratio | Ratio p10/p50/p90 | Target | Met |",
+        "| Documents | Mode | n | Critic | BM25 | Dense | Δ BM25 | Δ Dense | Ratio | Ratio p10/p50/p90 "
+        "| Target | Met |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|:---:|",
     ]
     for r in report["rows"]:

@@ -28,12 +28,12 @@ import bisect
 import functools
 import importlib.util
 import math
+import random
 import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-import random
 
 from .deps import require
 

@@ -229,7 +229,7 @@ def build_suite(tasks: list[str], lengths: list[int], samples: int, seed: int = 
                 continue
         for length in lengths:
             on_grid = task == "niah_single" and bool(depths)
-            grid: list[float | None] = list(depths) if on_grid else [None]
+            grid: list[float | None] = list(depths or []) if on_grid else [None]
             n = (depth_samples or samples) if on_grid else samples
             for depth in grid:
                 for i in range(n):
