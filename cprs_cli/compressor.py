@@ -8,6 +8,7 @@ documents at once (many short documents share one batch) and yields results in i
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,9 +21,11 @@ import numpy as np
 from . import segment
 from .errors import UsageError
 from .ingest import Document, normalise_text
+from .language import language_warning
 from .options import MIN_BATCH_SIZE, MIN_WINDOW_TOKENS, CompressOptions
 from .result import CompressionResult, Span, Stats, text_sha256
 from .select import DEFAULT_SEPARATOR, assemble, select
+from .structure import structured_units
 from .tags import OFFICIAL_MAX_GAP
 from .tokens import count_tokens
 from .windows import Plan, plan
@@ -61,21 +64,27 @@ class ItemError:
 
 @dataclass
 class _Job:
-    """One document on its way through `compress_many`."""
+    """One document on its way through `compress_many` (one plan per query)."""
 
     index: int
     source: str
     original: str  # the caller's text (spans are cut from it)
     text: str  # the cleaned copy the stages see
-    query: str  # cleaned
+    queries: list[str]  # cleaned
     options: CompressOptions
     sentences: np.ndarray
-    plan: Plan
+    units: np.ndarray  # the granularity's units, with the document's structure
+    plans: list[Plan]
     input_count: Future[int]  # the cl100k count, counted in a worker thread
-    probs: np.ndarray | None = None
+    document: Document | None = None  # the ingest.Document, when the item was one
+    probs: list[np.ndarray] | None = None
     seconds: float = 0.0  # time spent on this document alone
     tokenize: float = 0.0
     critic: float = 0.0  # its share of the shared critic batches
+
+    @property
+    def plan(self) -> Plan:
+        return self.plans[0]
 
 
 class Compressor:
@@ -143,8 +152,10 @@ class Compressor:
     def compress_document(self, doc: Document, *, options: CompressOptions | None = None,
                           source: str | None = None, progress: Progress | None = None,
                           **kwargs) -> CompressionResult:
-        """Compress an `ingest.Document` (its text normalised by ingest already, so not again);
-        the result names `source`, else the document's own. Options as for `compress`."""
+        """Compress an `ingest.Document` (its text normalised by ingest already, so not again):
+        its structure (table rows and headings as units, page headers left out) shapes the units,
+        and every span carries its page and section. The result names `source`, else the
+        document's own. Options as for `compress`."""
         if source is not None:
             doc = replace(doc, source=source)
         return self._one(doc, self._options(options, kwargs), progress)
@@ -206,7 +217,8 @@ class Compressor:
                      min_span_tokens: int | None = None, max_gap: int = OFFICIAL_MAX_GAP,
                      separator: str = DEFAULT_SEPARATOR, lexical_weight: float | None = None,
                      sentences: np.ndarray | None = None, input_tokens: int | None = None,
-                     notes: list[str] | None = None):
+                     notes: list[str] | None = None, units: np.ndarray | None = None,
+                     forced: np.ndarray | None = None, min_tokens: int | None = None):
         """The selection stage with this critic's calibrated defaults, on probabilities already
         computed (`token_probs`); `compress` and the evaluation runner both go through it.
 
@@ -214,7 +226,9 @@ class Compressor:
         and paragraph units); at word granularity, or without such a rule, the critic's
         calibrated per-task threshold tags the tokens. An explicit `threshold` always tags.
         `notes`, a list when given, receives a line when a unit larger than the budget was
-        replaced by finer units inside it (`select.finer_units`).
+        replaced by finer units inside it (`select.finer_units`). `units` may carry the
+        granularity's units (with the document's structure, `structure.structured_units`);
+        `forced` and `min_tokens` are `select.select`'s guarantees.
         """
         if threshold is None and (granularity == "word" or self.critic.dynamic is None):
             threshold = self.critic.threshold_for(task)
@@ -224,9 +238,11 @@ class Compressor:
             sentences = segment.sentence_spans(text)
         return select(text, probs, offsets, granularity=granularity, budget=budget, threshold=threshold,
                       min_span_tokens=1 if min_span_tokens is None else int(min_span_tokens), max_gap=max_gap,
-                      separator=separator, units=sentences if granularity == "sentence" else None, query=query,
-                      lexical_weight=lexical_weight, policy=self.critic.dynamic,
-                      input_tokens=input_tokens, sentences=sentences, notes=notes)
+                      separator=separator,
+                      units=units if units is not None else (sentences if granularity == "sentence" else None),
+                      query=query, lexical_weight=lexical_weight, policy=self.critic.dynamic,
+                      input_tokens=input_tokens, sentences=sentences, notes=notes, forced=forced,
+                      min_tokens=min_tokens)
 
     def compress(self, text: str, *, options: CompressOptions | None = None, source: str = "<text>",
                  progress: Progress | None = None, **kwargs) -> CompressionResult:
@@ -281,7 +297,7 @@ class Compressor:
                 job = self._prepare(index, raw, default, pool)
                 group.append(job)
                 if isinstance(job, _Job):
-                    group_windows += len(job.plan.windows)
+                    group_windows += sum(len(p.windows) for p in job.plans)
                 if group_windows >= self.batch_size:
                     yield from self._finish(group, progress)
                     group, group_windows = [], 0
@@ -291,6 +307,7 @@ class Compressor:
     def _prepare(self, index: int, raw, default: CompressOptions | None, pool) -> _Job | ItemError:
         """Validate, clean, segment, tokenise and plan one item (or its ItemError)."""
         source = "<text>"
+        document = None
         try:
             if callable(raw):  # read lazily: a failure to read is this item's own
                 raw = raw()
@@ -299,7 +316,7 @@ class Compressor:
             elif isinstance(raw, Item):
                 text, source, opts = raw.text, raw.source, raw.options
             elif isinstance(raw, Document):
-                text, source, opts = raw.text, raw.source, None
+                text, source, opts, document = raw.text, raw.source, None, raw
             else:
                 raise UsageError(f"item {index}: expected a str, a Document or an Item, "
                                  f"not {type(raw).__name__}")
@@ -310,27 +327,35 @@ class Compressor:
             # tokenizers raise on lone surrogates and mangle NUL: the stages see a cleaned copy
             # (one character for one, so offsets agree) and the spans are cut from the caller's
             # text; ingest has cleaned a Document's text already
-            clean = text if isinstance(raw, Document) else normalise_text(text)
-            query = normalise_text(opts.query)
+            clean = text if document is not None else normalise_text(text)
+            queries = [normalise_text(q) for q in opts.queries]
             input_count = pool.submit(count_tokens, clean)
-            sentences = segment.sentence_spans(clean)  # window cuts, and the units at sentence level
-            p = self.plan(clean, opts.instruction_text, query, sentences)
+            blocks = document.blocks if document is not None else None
+            skip = document.skip if document is not None else None
+            # window cuts, and the units at sentence level (table rows and headings whole)
+            sentences = structured_units(clean, "sentence", blocks, skip)
+            units = (sentences if str(opts.granularity) == "sentence"
+                     else structured_units(clean, str(opts.granularity), blocks, skip))
+            plans = [self.plan(clean, opts.instruction_text, q, sentences) for q in queries]
             took = time.perf_counter() - start
-            return _Job(index, source, text, clean, query, opts, sentences, p, input_count,
-                        seconds=took, tokenize=took)
+            return _Job(index, source, text, clean, queries, opts, sentences, units, plans, input_count,
+                        document=document, seconds=took, tokenize=took)
         except Exception as err:  # noqa: BLE001 - one item's failure never stops the others
             return ItemError(index, source, _one_line(err), err)
 
     def _finish(self, group: list, progress: Progress | None) -> Iterator[CompressionResult | ItemError]:
         jobs = [j for j in group if isinstance(j, _Job)]
         try:
-            probs, spent = self._run_windows([j.plan for j in jobs], progress)
+            probs, spent = self._run_windows([p for j in jobs for p in j.plans], progress)
         except Exception as err:  # noqa: BLE001 - a failed batch fails its documents, not the run
             for j in group:
                 yield j if isinstance(j, ItemError) else ItemError(j.index, j.source, _one_line(err), err)
             return
-        for j, pr, took in zip(jobs, probs, spent):
-            j.probs, j.critic = pr, took
+        k = 0
+        for j in jobs:
+            n = len(j.plans)
+            j.probs, j.critic = probs[k:k + n], sum(spent[k:k + n])
+            k += n
         for j in group:
             if isinstance(j, ItemError):
                 yield j
@@ -341,40 +366,123 @@ class Compressor:
                 yield ItemError(j.index, j.source, _one_line(err), err)
 
     def _result(self, job: _Job) -> CompressionResult:
-        """Selection and the result of one document whose probabilities are computed."""
+        """Selection and the result of one document whose probabilities are computed: one
+        selection per query, their union in document order, page and section on every span."""
         opts = job.options
         t2 = time.perf_counter()
         input_tokens = job.input_count.result()
         assert job.probs is not None  # compress_many computed them before selection
-        warnings = [*self.warnings, *self.query_warnings(job.query)]
+        warnings = list(self.warnings)
+        for q in job.queries:
+            warnings += [w for w in self.query_warnings(q) if w not in warnings]
         notes: list[str] = []
         separator = DEFAULT_SEPARATOR if opts.separator is None else opts.separator
-        spans = self.select_spans(job.text, job.probs, job.plan.doc.offsets, query=job.query,
-                                  task=opts.threshold_task, granularity=str(opts.granularity),
-                                  budget=opts.budget(input_tokens), threshold=opts.threshold,
-                                  min_span_tokens=opts.min_span_tokens,
-                                  max_gap=OFFICIAL_MAX_GAP if opts.max_gap is None else opts.max_gap,
-                                  separator=separator, lexical_weight=opts.lexical_weight,
-                                  sentences=job.sentences, input_tokens=input_tokens, notes=notes)
-        warnings += [{"code": "finer_units", "message": note} for note in notes]
+        forced = forced_units(job.text, job.units, opts.keep, opts.keep_first)
+        per_query = []
+        for q, probs, p in zip(job.queries, job.probs, job.plans):
+            per_query.append(self.select_spans(
+                job.text, probs, p.doc.offsets, query=q, task=opts.threshold_task,
+                granularity=str(opts.granularity), budget=opts.budget(input_tokens), threshold=opts.threshold,
+                min_span_tokens=opts.min_span_tokens,
+                max_gap=OFFICIAL_MAX_GAP if opts.max_gap is None else opts.max_gap, separator=separator,
+                lexical_weight=opts.lexical_weight, sentences=job.sentences, input_tokens=input_tokens,
+                notes=notes, units=job.units, forced=forced, min_tokens=opts.min_tokens))
+        for note in dict.fromkeys(notes):
+            warnings.append({"code": "finer_units", "message": note})
+        skip = job.document.skip if job.document is not None else None
+        spans = _union(job.text, per_query, list(opts.queries), forced, job.units, skip)
+        locator = job.document.locator() if job.document is not None else None
         original = job.original
-        if job.text != original:
-            spans = [Span(sp.start, sp.end, original[sp.start:sp.end], sp.score) for sp in spans]
+        spans = [Span(sp.start, sp.end, original[sp.start:sp.end], sp.score,
+                      page=locator.page(sp.start) if locator else None,
+                      section=tuple(locator.section(sp.start)) if locator else (),
+                      queries=sp.queries, forced=sp.forced) for sp in spans]
         compressed = assemble(spans, separator)
         output_tokens = count_tokens(normalise_text(compressed))
+        empty = not spans
+        if empty and not opts.budgeted:
+            warnings.append({"code": "empty", "message": EMPTY_MESSAGE})
+        lang = language_warning(job.text)
+        if lang is not None:
+            warnings.append(lang)
         post = time.perf_counter() - t2
         timings = {"tokenize": job.tokenize, "critic": job.critic, "post": post}
         stats = Stats(input_tokens=input_tokens, output_tokens=output_tokens,
-                      ratio=round(input_tokens / max(output_tokens, 1), 3), windows=len(job.plan.windows),
+                      ratio=round(input_tokens / max(output_tokens, 1), 3),
+                      windows=sum(len(p.windows) for p in job.plans),
                       seconds=round(job.seconds + job.critic + post, 4), device=self.device,
                       timings={k: round(v, 4) for k, v in timings.items()},
                       query_truncated=any(w["code"] == "query_truncated" for w in warnings),
                       finer_units=bool(notes),
                       warnings=warnings)
-        return CompressionResult(source=job.source, query=opts.query, instruction=opts.instruction_text,
+        return CompressionResult(source=job.source, query=opts.first_query, instruction=opts.instruction_text,
                                  granularity=str(opts.granularity), model_name=self.model_name,
                                  model_sha256=self.model_sha256, spans=spans, compressed_text=compressed,
-                                 stats=stats, text_length=len(original), text_sha256=text_sha256(original))
+                                 stats=stats, text_length=len(original), text_sha256=text_sha256(original),
+                                 queries=tuple(opts.queries), empty=empty, separator=separator)
+
+
+EMPTY_MESSAGE = ("no span judged relevant to the query; use max_tokens or min_tokens to force output")
+
+
+def forced_units(text: str, units: np.ndarray, patterns, keep_first: int | None) -> np.ndarray:
+    """Indices of the units that `keep` patterns touch (every match of each regular expression
+    in the text; a unit a match overlaps is kept) and of the first `keep_first` units."""
+    chosen: set[int] = set(range(min(int(keep_first or 0), len(units))))
+    if patterns and len(units):
+        starts, ends = units[:, 0], units[:, 1]
+        for pattern in patterns:
+            for m in re.finditer(pattern, text):
+                a, b = m.start(), max(m.end(), m.start() + 1)
+                lo = int(np.searchsorted(ends, a, side="right"))
+                hi = int(np.searchsorted(starts, b, side="left"))
+                chosen.update(range(lo, hi))
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
+def _union(text: str, per_query: list[list[Span]], queries: list[str], forced: np.ndarray,
+           units: np.ndarray, skip) -> list[Span]:
+    """The spans kept for any query, in document order, each naming the queries that kept it
+    (overlapping or whitespace-separated spans merge; a merged span's score is its best part's)
+    and whether it holds a forced unit. Parts inside `skip` ranges are cut out."""
+    if skip:
+        per_query = [_cut_spans(text, spans, skip) for spans in per_query]
+    if len(per_query) == 1:
+        spans = per_query[0]
+        marks = [(int(units[j, 0]), int(units[j, 1])) for j in forced]
+        return [Span(sp.start, sp.end, sp.text, sp.score, queries=(queries[0],),
+                     forced=_touches(sp.start, sp.end, marks)) for sp in spans]
+    pieces = sorted((sp.start, sp.end, sp.score, qi) for qi, spans in enumerate(per_query) for sp in spans)
+    out: list[list] = []
+    for s, e, score, qi in pieces:
+        if out and (s <= out[-1][1] or not text[out[-1][1]:s].strip()):
+            prev = out[-1]
+            prev[1] = max(prev[1], e)
+            prev[2] = max(prev[2], score)
+            prev[3].add(qi)
+        else:
+            out.append([s, e, score, {qi}])
+    marks = [(int(units[j, 0]), int(units[j, 1])) for j in forced]
+    return [Span(s, e, text[s:e], score, queries=tuple(queries[i] for i in sorted(qs)),
+                 forced=_touches(s, e, marks)) for s, e, score, qs in out]
+
+
+def _touches(start: int, end: int, marks: list[tuple[int, int]]) -> bool:
+    return any(a < end and start < b for a, b in marks)
+
+
+def _cut_spans(text: str, spans: list[Span], skip) -> list[Span]:
+    """Spans with the parts inside `skip` (page headers and footers) removed: only word-level
+    tags can reach into them, units never include them."""
+    from .segment import _nonspace_positions
+    from .structure import _cut_around
+
+    nonspace = _nonspace_positions(text)
+    out = []
+    for sp in spans:
+        for a, b in _cut_around(np.array([[sp.start, sp.end]], dtype=np.int64), skip, nonspace):
+            out.append(Span(a, b, text[a:b], sp.score))
+    return out
 
 
 def _one_line(err: BaseException) -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cprs_cli.errors import InputError
+from cprs_cli.structure import Heading, Locator
 
 __all__ = [
     "Document",
@@ -38,6 +39,9 @@ __all__ = [
     "converter_for",
     "readable_suffixes",
     "load_path",
+    "load_url",
+    "load_source",
+    "is_url",
     "load_stdin",
     "read_stdin_bytes",
     "decode_text",
@@ -52,16 +56,38 @@ MB = 1 << 20
 
 @dataclass
 class Document:
-    """One input as plain text.
+    """One input as plain text, with what extraction knew about its structure.
 
     ``pages`` holds the character offset at which each page starts (``[0]`` for input that has
     no pages), so ``text[pages[i]:pages[i+1]]`` is page ``i`` (plus the separator).
+    ``headings`` (`structure.Heading`: span, level, title) give every offset a section path;
+    ``blocks`` are spans that segmentation keeps whole (table rows, headings, list items);
+    ``skip`` are spans no unit includes (page headers and footers repeated on every page). All
+    are offsets into ``text``, which they never change (`cprs_cli.structure`).
     """
 
     text: str
     source: str
-    kind: str  # 'text' | 'markdown' | 'pdf' | 'docx' | 'stdin'
+    kind: str  # 'text' | 'markdown' | 'pdf' | 'docx' | 'html' | 'stdin'
     pages: list[int] = field(default_factory=lambda: [0])
+    headings: list[Heading] = field(default_factory=list)
+    blocks: list[tuple[int, int]] = field(default_factory=list)
+    skip: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def paged(self) -> bool:
+        """Whether page numbers mean something (PDF)."""
+        return self.kind == "pdf"
+
+    def locator(self) -> Locator:
+        """Page (1-based) and section path of any offset (`structure.Locator`)."""
+        return Locator(self.pages, self.headings, self.paged)
+
+    def page_at(self, offset: int) -> int | None:
+        return self.locator().page(offset)
+
+    def section_at(self, offset: int) -> list[str]:
+        return self.locator().section(offset)
 
 
 # A converter gets the file's bytes, its display name and the optional password.
@@ -279,7 +305,106 @@ def _text_converter(kind: str) -> Converter:
 
 
 convert_text = _text_converter("text")
-convert_markdown = _text_converter("markdown")
+
+
+def _line_starts(text: str) -> list[int]:
+    return [0, *(m.end() for m in re.finditer("\n", text))]
+
+
+def markdown_structure(text: str) -> tuple[list[Heading], list[tuple[int, int]]]:
+    """Headings, table rows and list items of Markdown text, as offsets into it.
+
+    markdown-it-py (CommonMark, plus tables) finds them, so a "#" inside a code block or a
+    setext heading ("Title\n=====") is read as Markdown means it; its line maps become character
+    offsets. Blocks: headings, table rows, and list items that hold no nested list."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    starts = _line_starts(text)
+
+    def span(lines: list[int]) -> tuple[int, int]:
+        a = starts[lines[0]] if lines[0] < len(starts) else len(text)
+        b = starts[lines[1]] if lines[1] < len(starts) else len(text)
+        piece = text[a:b]
+        left = len(piece) - len(piece.lstrip())
+        return a + left, a + len(piece.rstrip())
+
+    headings: list[Heading] = []
+    blocks: list[tuple[int, int]] = []
+    for k, tok in enumerate(tokens):
+        if tok.map is None:
+            continue
+        if tok.type == "heading_open":
+            a, b = span(tok.map)
+            if tok.markup.startswith(("=", "-")):  # setext: the title is the first line
+                b = a + len(text[a:b].split("\n", 1)[0].rstrip())
+            title = tokens[k + 1].content.strip() if k + 1 < len(tokens) else text[a:b]
+            headings.append(Heading(a, b, int(tok.tag[1:]), " ".join(title.split())))
+            blocks.append((a, b))
+        elif tok.type == "tr_open":
+            blocks.append(span(tok.map))
+        elif tok.type == "list_item_open":
+            depth, nested = tok.level, False
+            for later in tokens[k + 1:]:
+                if later.type == "list_item_close" and later.level == depth:
+                    break
+                if later.type in ("bullet_list_open", "ordered_list_open"):
+                    nested = True
+                    break
+            if not nested:
+                blocks.append(span(tok.map))
+    blocks = sorted({b for b in blocks if b[1] > b[0]})
+    return headings, _disjoint(blocks)
+
+
+def _disjoint(blocks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(blocks):
+        if out and a < out[-1][1]:
+            continue
+        out.append((a, b))
+    return out
+
+
+def convert_markdown(data: bytes, source: str, password: str | None = None) -> Document:
+    """The file as text (the text rule, unchanged); headings, table rows and list items from
+    its Markdown structure."""
+    text = decode_text(data, source)
+    headings, blocks = markdown_structure(text)
+    return Document(text, source, "markdown", [0], headings=headings, blocks=blocks)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+
+
+def convert_html(data: bytes, source: str, password: str | None = None) -> Document:
+    """The main content of a web page as Markdown (trafilatura: navigation, footers and
+    boilerplate dropped; headings, lists and tables kept), then read as Markdown. A page where
+    trafilatura finds no main content falls back to all of its text."""
+    html = decode_text(data, source)
+    try:
+        import trafilatura
+
+        # trafilatura logs its parse troubles at ERROR level; they would reach stderr through
+        # Python's last-resort handler, and cprs reports what matters itself
+        logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
+        text = trafilatura.extract(html, output_format="markdown", include_tables=True,
+                                   include_links=False, include_images=False, include_comments=False,
+                                   favor_recall=True, with_metadata=False, deduplicate=False)
+        if not text or not text.strip():
+            text = trafilatura.html2txt(html) or ""
+        if not text.strip() and html.strip():  # a fragment with no <html>/<body>: trafilatura parses it to nothing
+            import lxml.html
+
+            text = lxml.html.fromstring(html).text_content()
+    except Exception as e:  # noqa: BLE001 - lxml parser errors on damaged markup
+        raise InputError(f"unreadable HTML ({_reason(e)})", source) from None
+    text = _normalise_newlines(text)
+    if not text.strip():
+        raise InputError("no text in the HTML page", source)
+    headings, blocks = markdown_structure(text)
+    return Document(text, source, "html", [0], headings=headings, blocks=blocks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,12 +455,21 @@ def check_password(password: str | None) -> None:
         _password_arg(password)
 
 
-def convert_pdf(data: bytes, source: str, password: str | None = None) -> Document:
-    """Text of every page in order, joined with a blank line; ``pages`` = each page's offset."""
+Progress = Callable[[int, int], None]
+
+
+def convert_pdf(data: bytes, source: str, password: str | None = None,
+                progress: Progress | None = None) -> Document:
+    """Text of every page in reading order, joined with a blank line; ``pages`` = each page's
+    offset. pypdf's layout mode, with two-column pages read column by column, table rows kept
+    on one line (``blocks``) and page headers / footers marked (``skip``): `cprs_cli.pdflayout`.
+    ``progress(done, total)`` is called after each page."""
     import warnings
 
     from pypdf import PdfReader
     from pypdf.errors import DependencyError
+
+    from cprs_cli import pdflayout
 
     with _quiet_pypdf(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -351,10 +485,13 @@ def convert_pdf(data: bytes, source: str, password: str | None = None) -> Docume
                         raise InputError(f"password {e}", source) from None
                     if not reader.decrypt(secret):
                         raise InputError("wrong password for encrypted PDF", source)
-            page_texts = []
-            for page in reader.pages:
-                t = _normalise_newlines(page.extract_text() or "")
-                page_texts.append(t.strip("\n").rstrip())
+            page_lines = []
+            total = len(reader.pages)
+            for n, page in enumerate(reader.pages, 1):
+                page_lines.append(pdflayout.page_lines(_page_layout_text(page)))
+                if progress is not None:
+                    progress(n, total)
+            outline = _pdf_outline(reader)
         except InputError:
             raise
         except DependencyError as e:  # AES needs `cryptography` (a dependency of cprs)
@@ -363,23 +500,93 @@ def convert_pdf(data: bytes, source: str, password: str | None = None) -> Docume
         except Exception as e:  # pypdf raises many kinds of errors on damaged files
             raise InputError(f"corrupt or unreadable PDF ({_reason(e)})", source) from None
 
-    if not page_texts:
+    if not page_lines:
         raise InputError("corrupt or unreadable PDF (no pages)", source)
-    if not any(t.strip() for t in page_texts):
+    if not any(ln.text.strip() for lines in page_lines for ln in lines):
         raise InputError("no extractable text (scanned PDF?)", source)
+    edges = pdflayout.repeated_edges(page_lines)
+    parts: list[str] = []
     offsets: list[int] = []
+    blocks: list[tuple[int, int]] = []
+    skip: list[tuple[int, int]] = []
     pos = 0
-    for t in page_texts:
+    for p, lines in enumerate(page_lines):
+        if p:
+            parts.append("\n\n")  # the page separator
+            pos += 2
         offsets.append(pos)
-        pos += len(t) + 2  # the "\n\n" separator
-    return Document("\n\n".join(page_texts), source, "pdf", offsets)
+        texts = [ln.text for ln in lines if ln.text]
+        edge_lines = set(texts[:2] + texts[-2:])
+        for k, ln in enumerate(lines):
+            if k:
+                parts.append("\n")
+                pos += 1
+            end = pos + len(ln.text)
+            if ln.row:
+                blocks.append((pos, end))
+            if ln.text in edge_lines and pdflayout.edge_key(ln.text) in edges:
+                skip.append((pos, end))
+            parts.append(ln.text)
+            pos = end
+    text = "".join(parts)
+    headings = _outline_headings(outline, text, offsets)
+    blocks = _disjoint(blocks + [(h.start, h.end) for h in headings if h.end > h.start])
+    return Document(text, source, "pdf", offsets, headings=headings, blocks=blocks, skip=skip)
+
+
+def _page_layout_text(page) -> str:
+    try:
+        return page.extract_text(extraction_mode="layout") or ""
+    except Exception:  # noqa: BLE001 - layout mode fails on some odd pages; the default mode reads them
+        return page.extract_text() or ""
+
+
+def _pdf_outline(reader) -> list[tuple[int, str, int]]:
+    """The PDF's bookmarks as (level, title, 0-based page), in order; [] without any."""
+    out: list[tuple[int, str, int]] = []
+
+    def walk(items, level):
+        for item in items:
+            if isinstance(item, list):
+                walk(item, level + 1)
+                continue
+            try:
+                page = reader.get_destination_page_number(item)
+                title = " ".join(str(item.title).split())
+            except Exception:  # noqa: BLE001 - a broken bookmark is not worth failing the file
+                continue
+            if title and page is not None and page >= 0:
+                out.append((level, title, page))
+
+    try:
+        walk(reader.outline, 1)
+    except Exception:  # noqa: BLE001
+        return []
+    return out
+
+
+def _outline_headings(outline, text: str, offsets: list[int]) -> list[Heading]:
+    """Headings from the bookmarks: each at its title's line on its page when the page shows
+    the title, else at the page's start (a zero-width heading)."""
+    headings = []
+    for level, title, page in outline:
+        if page >= len(offsets):
+            continue
+        start = offsets[page]
+        stop = offsets[page + 1] if page + 1 < len(offsets) else len(text)
+        at = text.find(title, start, stop)
+        if at >= 0:
+            headings.append(Heading(at, at + len(title), level, title))
+        else:
+            headings.append(Heading(start, start, level, title))
+    return headings
 
 
 # ---------------------------------------------------------------------------------------------
 # DOCX
 
 
-def _table_text(table) -> str:
+def _table_rows(table) -> list[str]:
     rows = []
     for row in table.rows:
         cells = []
@@ -392,33 +599,80 @@ def _table_text(table) -> str:
             cells.append(" ".join(cell.text.split()))
         if any(cells):
             rows.append(" | ".join(cells))
-    return "\n".join(rows)
+    return rows
+
+
+_HEADING_STYLE = re.compile(r"^(?:heading\s*(\d)|title)$", re.I)
+
+
+def _docx_kind(paragraph) -> tuple[str, int]:
+    """("heading", level), ("item", 0) for a list paragraph, or ("text", 0)."""
+    name = (paragraph.style.name if paragraph.style is not None else "") or ""
+    m = _HEADING_STYLE.match(name.strip())
+    if m:
+        return "heading", int(m.group(1) or 1)
+    ppr = paragraph._p.pPr
+    if name.lower().startswith("list") or (ppr is not None and ppr.numPr is not None):
+        return "item", 0
+    return "text", 0
 
 
 def convert_docx(data: bytes, source: str, password: str | None = None) -> Document:
-    """Paragraphs and tables in document order, separated by blank lines."""
+    """Paragraphs and tables in document order, separated by blank lines. Headings (styles
+    "Heading N", "Title") are headings; consecutive list paragraphs are one block of "- item"
+    lines; table rows are "cell | cell" lines. Headings, list items and table rows are units."""
     try:
         import docx
         from docx.table import Table
 
         document = docx.Document(io.BytesIO(data))
-        blocks: list[str] = []
+        groups: list[tuple[str, int, list[str]]] = []  # kind, level, lines
         for block in document.iter_inner_content():
             if isinstance(block, Table):
-                text = _table_text(block)
+                rows = _table_rows(block)
+                if rows:
+                    groups.append(("rows", 0, rows))
+                continue
+            text = _normalise_newlines(block.text).strip()
+            if not text:
+                continue
+            kind, level = _docx_kind(block)
+            if kind == "item":
+                line = "- " + " ".join(text.split())
+                if groups and groups[-1][0] == "item":
+                    groups[-1][2].append(line)
+                else:
+                    groups.append(("item", 0, [line]))
             else:
-                text = _normalise_newlines(block.text).strip()
-            if text:
-                blocks.append(text)
+                groups.append((kind, level, [text]))
     except Exception as e:  # zipfile.BadZipFile, KeyError, PackageNotFoundError, lxml errors, ...
         raise InputError(f"not a valid DOCX ({_reason(e)})", source) from None
-    return Document("\n\n".join(blocks), source, "docx", [0])
+    parts: list[str] = []
+    headings: list[Heading] = []
+    blocks: list[tuple[int, int]] = []
+    pos = 0
+    for kind, level, lines in groups:
+        if parts:
+            parts.append("\n\n")
+            pos += 2
+        for k, line in enumerate(lines):
+            if k:
+                parts.append("\n")
+                pos += 1
+            if kind == "heading":
+                headings.append(Heading(pos, pos + len(line), level, " ".join(line.split())))
+            if kind != "text":
+                blocks.append((pos, pos + len(line)))
+            parts.append(line)
+            pos += len(line)
+    return Document("".join(parts), source, "docx", [0], headings=headings, blocks=blocks)
 
 
 # ---------------------------------------------------------------------------------------------
 # Registry and entry points
 
-register_converter((".txt", ".text", ".log", ".rst", ".csv", ".tsv", ".json", ".xml", ".html", ".htm"), convert_text)
+register_converter((".txt", ".text", ".log", ".rst", ".csv", ".tsv", ".json", ".xml"), convert_text)
+register_converter((".html", ".htm", ".xhtml"), convert_html)
 register_converter((".md", ".markdown", ".mdown", ".mkd"), convert_markdown)
 register_converter((".pdf",), convert_pdf)
 register_converter((".docx",), convert_docx)
@@ -488,11 +742,21 @@ def _check_zip_expansion(data: bytes, source: str, max_bytes: int | None) -> Non
                          + _too_large(max_bytes), source)
 
 
+def _convert(fn: Converter, data: bytes, source: str, password: str | None,
+             progress: Progress | None) -> Document:
+    """Run a converter; `progress` goes to the converters that report it (PDF pages)."""
+    if progress is not None and fn is convert_pdf:
+        return convert_pdf(data, source, password, progress=progress)
+    return fn(data, source, password)
+
+
 def load_path(path: str | os.PathLike, password: str | None = None,
-              max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB) -> Document:
+              max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB,
+              progress: Progress | None = None) -> Document:
     """Read ``path`` (read-only) and convert it by suffix; unknown suffixes are read as text.
 
-    ``max_bytes`` (None: no limit) refuses larger inputs before they are read into memory."""
+    ``max_bytes`` (None: no limit) refuses larger inputs before they are read into memory.
+    ``progress(done, total)`` follows the pages of a PDF."""
     source = os.fspath(path)
     p = Path(source)
     max_bytes = _limit(max_bytes)
@@ -523,7 +787,82 @@ def load_path(path: str | os.PathLike, password: str | None = None,
     if fn is None:
         fn = _sniff(data) or convert_text
     _check_zip_expansion(data, source, max_bytes)
-    return _finish(fn(data, source, password), source)
+    return _finish(_convert(fn, data, source, password, progress), source)
+
+
+# ---------------------------------------------------------------------------------------------
+# URLs
+
+DEFAULT_FETCH_TIMEOUT = 30.0  # seconds, for connecting and for each read
+_URL = re.compile(r"^https?://", re.I)
+_CONTENT_TYPES = {"text/html": ".html", "application/xhtml+xml": ".html", "application/pdf": ".pdf",
+                  "text/markdown": ".md",
+                  "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx"}
+
+
+def is_url(source: str) -> bool:
+    """Whether `source` names an http(s) URL (what `load_url` fetches)."""
+    return isinstance(source, str) and bool(_URL.match(source))
+
+
+def load_url(url: str, password: str | None = None, max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB,
+             timeout: float = DEFAULT_FETCH_TIMEOUT, progress: Progress | None = None) -> Document:
+    """Fetch an http(s) URL and convert it like a file: by its Content-Type (HTML, PDF, DOCX,
+    Markdown), else by the path's suffix, else by its content. ``timeout`` bounds the connection
+    and every read; a body longer than ``max_bytes`` is refused as soon as it passes the limit.
+    Every failure (no connection, an HTTP error status, a timeout) is one InputError line.
+
+    The standard library's urllib: one GET, redirects followed, no cookies, nothing sent but
+    the request; a dependency-free client is all this needs."""
+    import http.client
+    import socket
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    max_bytes = _limit(max_bytes)
+    if not is_url(url):
+        raise InputError("not an http(s) URL", url)
+    request = urllib.request.Request(url, headers={"User-Agent": "cprs (+https://pypi.org/project/cprs-cli/)",
+                                                   "Accept": "*/*"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            if max_bytes is not None and length and length.isdigit() and int(length) > max_bytes:
+                raise InputError(_too_large(max_bytes), url)
+            data = _read_limited(response, max_bytes, url)
+            ctype = (response.headers.get_content_type() or "").lower()
+            final = response.geturl() or url
+    except InputError:
+        raise
+    except urllib.error.HTTPError as e:
+        raise InputError(f"cannot fetch (HTTP {e.code} {_one_line(e.reason)})", url) from None
+    except urllib.error.URLError as e:
+        reason = e.reason
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            raise InputError(f"cannot fetch (timed out after {timeout:g} s)", url) from None
+        raise InputError(f"cannot fetch ({_one_line(getattr(reason, 'strerror', None) or reason)})", url) from None
+    except TimeoutError:
+        raise InputError(f"cannot fetch (timed out after {timeout:g} s)", url) from None
+    except (http.client.HTTPException, OSError, ValueError) as e:
+        raise InputError(f"cannot fetch ({_reason(e)})", url) from None
+    if not data.strip():
+        raise InputError("empty document", url)
+    suffix = _CONTENT_TYPES.get(ctype) or Path(urllib.parse.urlsplit(final).path).suffix
+    fn = converter_for("x" + suffix) if suffix else None
+    if fn is None or fn is convert_text:
+        fn = _sniff(data) or (convert_html if ctype == "text/html" else convert_text)
+    _check_zip_expansion(data, url, max_bytes)
+    return _finish(_convert(fn, data, url, password, progress), url)
+
+
+def load_source(source: str | os.PathLike, password: str | None = None,
+                max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB, timeout: float = DEFAULT_FETCH_TIMEOUT,
+                progress: Progress | None = None) -> Document:
+    """A path or an http(s) URL (`load_url`), as a Document."""
+    if isinstance(source, str) and is_url(source):
+        return load_url(source, password, max_bytes, timeout, progress)
+    return load_path(source, password, max_bytes, progress)
 
 
 def read_stdin_bytes(max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB) -> bytes:

@@ -15,6 +15,7 @@ from it at import time, and `cprs --help` stays instant.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
@@ -81,12 +82,17 @@ class CompressOptions:
     * dynamic mode only: `threshold` (keep-probability, in (0, 1)), `min_span_tokens` (>= 1),
       `max_gap` (the tag gap repair, default the official 20);
     * budgeted mode only: `lexical_weight` (BM25 weight of the ranking, in [0, 10]);
-    * `separator`: marks where text was dropped (default `select.DEFAULT_SEPARATOR`).
+    * `separator`: marks where text was dropped (default `select.DEFAULT_SEPARATOR`);
+    * guarantees: `keep` (regular expressions: every unit a match touches is kept), `keep_first`
+      (the first N units are kept), `min_tokens` (dynamic mode keeps at least this many cl100k
+      tokens, best units first); kept units count against a budget;
+    * `query` may also be a sequence of queries: one critic pass each, the union of what each
+      keeps (a budget applies to each query's selection).
 
     None means "the default" (for the critic's calibrated values: its own).
     """
 
-    query: str
+    query: str | tuple[str, ...]
     instruction: str | None = None
     task: str | None = None
     granularity: str = Granularity.sentence
@@ -97,6 +103,18 @@ class CompressOptions:
     max_gap: int | None = None
     separator: str | None = None
     lexical_weight: float | None = None
+    keep: tuple[str, ...] | None = None
+    keep_first: int | None = None
+    min_tokens: int | None = None
+
+    @property
+    def queries(self) -> tuple[str, ...]:
+        """The queries, one or more (`query` may be a sequence: one critic pass each)."""
+        return (self.query,) if isinstance(self.query, str) else tuple(self.query)
+
+    @property
+    def first_query(self) -> str:
+        return self.queries[0] if self.queries else ""
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> CompressOptions:
@@ -120,8 +138,22 @@ class CompressOptions:
     def validate(self) -> CompressOptions:
         """Raise UsageError (exit 2, naming the parameters) unless the options make sense;
         return self, so `opts = CompressOptions(...).validate()` reads well."""
-        if not isinstance(self.query, str) or not self.query.strip():
+        queries = self.queries if isinstance(self.query, (str, list, tuple)) else ()
+        if not queries or not all(isinstance(q, str) and q.strip() for q in queries):
             raise UsageError("query must not be empty", params=("query",))
+        if self.keep is not None:
+            if isinstance(self.keep, str) or not all(isinstance(k, str) for k in self.keep):
+                raise UsageError("keep must be a list of regular expressions", params=("keep",))
+            for pattern in self.keep:
+                try:
+                    re.compile(pattern)
+                except re.error as e:
+                    raise UsageError(f"keep pattern {pattern!r} is not a valid regular expression ({e})",
+                                     params=("keep",)) from None
+        if self.keep_first is not None and not (_is_int(self.keep_first) and self.keep_first >= 0):
+            raise UsageError("keep_first must be at least 0", params=("keep_first",))
+        if self.min_tokens is not None and not (_is_int(self.min_tokens) and self.min_tokens >= MIN_TOKENS):
+            raise UsageError(f"min_tokens must be at least {MIN_TOKENS}", params=("min_tokens",))
         check_prompt(self.instruction, self.task)
         if self.granularity not in tuple(Granularity):
             raise UsageError(f"granularity must be one of {', '.join(Granularity)}",
@@ -150,7 +182,7 @@ class CompressOptions:
         # tags; dynamic selection never ranks, so BM25 has nothing to weigh
         if self.budgeted:
             budget = ("rate", "max_tokens")[self.rate is None]
-            for name in ("threshold", "min_span_tokens", "max_gap"):
+            for name in ("threshold", "min_span_tokens", "max_gap", "min_tokens"):
                 if getattr(self, name) is not None:
                     raise UsageError(f"{name} applies only without a budget; {budget} ranks units "
                                      "by score instead", params=(name, budget))

@@ -41,10 +41,29 @@ TEMP_PREFIX, TEMP_SUFFIX = ".cprs-", ".tmp"
 # --------------------------------------------------------------------------- rendering
 
 
-def render_text(result: CompressionResult) -> str:
+def render_text(result: CompressionResult, keep_headings: bool = False) -> str:
     """The compressed text, ending in exactly one newline; a result that kept nothing is one
-    empty line, so every text result is whole lines (and a result file is never empty)."""
-    return result.compressed_text.rstrip("\n") + "\n"
+    empty line, so every text result is whole lines (and a result file is never empty).
+
+    `keep_headings`: the heading of each kept span's section goes on its own line above the
+    first span of that section (once per section; not when the span starts with it)."""
+    text = with_headings(result) if keep_headings else result.compressed_text
+    return text.rstrip("\n") + "\n"
+
+
+def with_headings(result: CompressionResult) -> str:
+    """The spans joined by the result's separator, each section's heading above its first span."""
+    parts, shown = [], set()
+    for sp in result.spans:
+        section = tuple(sp.section)
+        piece = sp.text
+        if section and section not in shown:
+            shown.add(section)
+            title = section[-1]
+            if not sp.text.lstrip("#= ").startswith(title):
+                piece = f"{title}\n{piece}"
+        parts.append(piece)
+    return result.separator.join(parts)
 
 
 def render_text_many(results: Sequence[CompressionResult]) -> str:
@@ -88,6 +107,94 @@ def render_json(result: CompressionResult) -> str:
 def render_jsonl(results: Iterable[CompressionResult]) -> str:
     """One compact JSON object per line, one line per document."""
     return "".join(_json_text(r.to_dict()) + "\n" for r in results)
+
+
+# --------------------------------------------------------------------------- HTML report
+
+FOLD_BYTES = 2 << 20  # inputs larger than this (UTF-8) fold their dropped text away
+_REPORT_CSS = """
+body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1a1a1a;background:#fff}
+header{position:sticky;top:0;background:#f4f4f4;border-bottom:2px solid #444;padding:.6em 1em;z-index:1}
+header h1{font-size:1.1em;margin:0 0 .3em}
+header dl{display:grid;grid-template-columns:max-content 1fr;gap:0 1em;margin:0}
+header dt{font-weight:600}header dd{margin:0}
+main{white-space:pre-wrap;padding:1em;max-width:60em;font-family:ui-monospace,monospace;font-size:14px}
+.dropped{color:#6b6b6b}
+mark.kept{background:#fff3a8;color:#000;border-bottom:2px solid #000;font-weight:600}
+mark.kept:focus{outline:3px solid #1a55c4}
+mark.kept::before{content:"\\25B6\\FE0E ";font-weight:400}
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
+details{display:inline}summary{display:inline;cursor:pointer;color:#1a55c4}
+@media (prefers-color-scheme:dark){body{background:#111;color:#eee}header{background:#222}
+.dropped{color:#9a9a9a}mark.kept{background:#5c4d00;color:#fff;border-color:#fff}}
+"""
+_REPORT_JS = """
+document.getElementById('copy').addEventListener('click',function(){
+ var t=JSON.parse(document.getElementById('compressed').textContent),b=this;
+ function done(){b.textContent='Copied';setTimeout(function(){b.textContent='Copy compressed text'},1500)}
+ if(navigator.clipboard){navigator.clipboard.writeText(t).then(done,function(){fallback()})}else{fallback()}
+ function fallback(){var a=document.createElement('textarea');a.value=t;document.body.appendChild(a);a.select();
+  try{document.execCommand('copy');done()}finally{document.body.removeChild(a)}}
+});
+"""
+
+
+def render_html(result: CompressionResult, text: str, *, fold_bytes: int = FOLD_BYTES) -> str:
+    """A self-contained HTML report: the whole document `text` (the text the spans index) with
+    the kept spans marked in place, and a header with the query, stats, model and a "copy
+    compressed text" button. No external assets; works offline.
+
+    Kept spans are `<mark class="kept">` elements (bold, underlined and prefixed with a marker,
+    not colour alone; a hidden "kept:" label for screen readers; focusable), whose `title` shows
+    score and page on hover, with `data-score`, `data-page` and `data-index` attributes. When
+    `text` is larger than `fold_bytes`, each dropped run sits in a `<details>` element, folded."""
+    from html import escape
+
+    fold = len(text.encode("utf-8", "surrogatepass")) > fold_bytes
+    body: list[str] = []
+    pos = 0
+
+    def dropped(a: int, b: int) -> None:
+        if b <= a:
+            return
+        chunk = escape(text[a:b])
+        if fold and b - a > 200:
+            body.append(f'<details><summary>[{b - a:,} characters dropped: show]</summary>'
+                        f'<span class="dropped">{chunk}</span></details>')
+        else:
+            body.append(f'<span class="dropped">{chunk}</span>')
+
+    for i, sp in enumerate(result.spans):
+        dropped(pos, sp.start)
+        page = "" if sp.page is None else f" · page {sp.page}"
+        section = f" · {' › '.join(sp.section)}" if sp.section else ""
+        tip = f"score {sp.score:.2f}{page}{section}"
+        body.append(f'<mark class="kept" tabindex="0" data-index="{i}" data-score="{sp.score}"'
+                    f'{"" if sp.page is None else f" data-page={chr(34)}{sp.page}{chr(34)}"}'
+                    f' title="{escape(tip)}"><span class="sr">kept: </span>{escape(text[sp.start:sp.end])}</mark>')
+        pos = sp.end
+    dropped(pos, len(text))
+    s = result.stats
+    queries = list(result.queries) or [result.query]
+    rows = [("query" if len(queries) == 1 else "queries", "<br>".join(escape(q) for q in queries)),
+            ("source", escape(result.source)),
+            ("kept", f"{len(result.spans):,} spans, {s.output_tokens:,} of {s.input_tokens:,} tokens "
+                     f"({s.ratio:.1f}×)" + (" — nothing was kept" if result.empty else "")),
+            ("model", f"{escape(result.model_name)} on {escape(s.device)}")]
+    rows += [("warning", escape(w["message"])) for w in s.warnings]
+    meta = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
+    compressed = _json_text(result.compressed_text).replace("</", "<\\/")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>cprs: {escape(result.source)}</title><style>{_REPORT_CSS}</style></head><body>"
+            f'<header><h1>cprs report</h1><dl>{meta}</dl>'
+            f'<p><button id="copy" type="button">Copy compressed text</button> '
+            f'<span aria-hidden="true">▶</span> marks kept text; hover or focus a kept span for its score and page.</p>'
+            f"</header>"
+            f'<main id="document" data-kept="{len(result.spans)}" aria-label="document with kept spans marked">'
+            f'{"".join(body)}</main>'
+            f'<script type="application/json" id="compressed">{compressed}</script>'
+            f"<script>{_REPORT_JS}</script></body></html>\n")
 
 
 def render(results: Sequence[CompressionResult], fmt: str) -> str:

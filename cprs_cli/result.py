@@ -16,6 +16,19 @@ class Span:
     end: int
     text: str
     score: float
+    # provenance (README "JSON output"): the 1-based page of `start` for paged inputs (PDF),
+    # else None; the heading path of the section `start` lies in, outermost first
+    page: int | None = None
+    section: tuple[str, ...] = ()
+    # the queries whose selection kept this span; `forced`: it holds a unit kept by `keep` /
+    # `keep_first` (kept whatever the scores)
+    queries: tuple[str, ...] = ()
+    forced: bool = False
+
+    def to_dict(self) -> dict:
+        return {"start": self.start, "end": self.end, "text": self.text, "score": self.score,
+                "page": self.page, "section": list(self.section), "queries": list(self.queries),
+                "forced": self.forced}
 
 
 @dataclass
@@ -39,7 +52,7 @@ class Stats:
 
 # warning codes: the first two concern the whole run (the same query and critic for every
 # document); "finer_units" concerns one document
-WARNING_CODES = ("query_truncated", "batch_size_clamped", "finer_units")
+WARNING_CODES = ("query_truncated", "batch_size_clamped", "finer_units", "empty", "language")
 RUN_WARNINGS = frozenset({"query_truncated", "batch_size_clamped"})
 
 
@@ -64,6 +77,11 @@ class CompressionResult:
     # and the sha256 of its UTF-8 encoding
     text_length: int = 0
     text_sha256: str = ""
+    # every query when several were given (`query` is the first); dynamic mode kept nothing
+    queries: tuple[str, ...] = ()
+    empty: bool = False
+    # what joins the spans in `compressed_text` (not in the JSON object: it is in the text)
+    separator: str = "\n[...]\n"
 
     def to_dict(self) -> dict:
         """The `--format json` object (schema_version 1)."""
@@ -77,7 +95,9 @@ class CompressionResult:
             "model": {"name": self.model_name, "sha256": self.model_sha256},
             "offsets": {"index": "document text", "unit": "code point",
                         "text_length": self.text_length, "text_sha256": self.text_sha256},
-            "spans": [asdict(s) for s in self.spans],
+            "queries": list(self.queries) or [self.query],
+            "empty": self.empty,
+            "spans": [s.to_dict() for s in self.spans],
             "compressed_text": self.compressed_text,
             "stats": stats,
         }

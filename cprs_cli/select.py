@@ -394,7 +394,8 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
            units: np.ndarray | None = None, query: str | None = None,
            lexical_weight: float = 0.0, policy: DynamicPolicy | None = None,
            input_tokens: int | None = None, sentences: np.ndarray | None = None,
-           notes: list[str] | None = None) -> list[Span]:
+           notes: list[str] | None = None, forced: np.ndarray | None = None,
+           min_tokens: int | None = None) -> list[Span]:
     """The kept spans of `text`, given the critic's per-token probabilities.
 
     `units` may carry the granularity's spans when the caller already has them (`sentences`,
@@ -403,6 +404,9 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
     (or no policy is): then the critic's tags decide, as in the official post-processing.
     With a budget, a unit larger than the whole budget is not simply skipped: finer units inside
     it compete instead (`finer_units`), and `notes` (a list, when given) receives one line saying so.
+    `forced` (indices into `units`) are always kept, and count against a budget; `min_tokens`
+    (dynamic mode) adds the best-scoring units left out until the kept units hold that many
+    cl100k tokens (`floor_units`).
     """
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}")
@@ -414,10 +418,17 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
         token_runs = tags.runs(kept)
         spans = snap_to_words(tags.char_spans(token_runs, offsets, text), text)
         run_scores = [float(keep[s:e].mean()) for s, e in token_runs if e > s]
-        return merge_spans([(s, e, sc) for (s, e), sc in zip(spans, run_scores)], text)
+        pieces = [(s, e, sc) for (s, e), sc in zip(spans, run_scores)]
+        if (forced is not None and len(forced)) or min_tokens:
+            units = unit_spans(text, granularity) if units is None else units
+            w_scores = unit_scores(keep, unit_token_ranges(units, offsets))
+            extra = _forced_and_floor(text, units, w_scores, pieces, forced, min_tokens, separator)
+            pieces += [(int(units[j, 0]), int(units[j, 1]), float(w_scores[j])) for j in extra]
+        return merge_spans(pieces, text)
     units = unit_spans(text, granularity) if units is None else units
     ranges = unit_token_ranges(units, offsets)
     scores = unit_scores(keep, ranges)
+    forced = np.zeros(0, np.int64) if forced is None else np.unique(np.asarray(forced, dtype=np.int64))
     if budget is not None:
         if input_tokens is None:
             input_tokens = count_tokens(text)
@@ -434,13 +445,21 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
             ranked = fused_scores(text, units, scores, query, lexical_weight, granularity, sentences)
             sep = count_tokens(separator)
             costs = unit_costs(text, units, sep)
-            if len(oversized_units(text, units, costs, budget, sep)):  # a unit alone exceeds the budget
-                finer = finer_units(text, units, scores, ranked, costs, budget, sep, keep, offsets,
-                                    granularity, sentences)
+            # forced units are paid first; the others compete for what is left
+            free = np.setdiff1d(np.arange(len(units)), forced)
+            if len(forced):
+                budget = int(budget) - int(costs[forced].sum())
+            forced_pieces = [(int(units[j, 0]), int(units[j, 1]), float(scores[j])) for j in forced]
+            if budget <= 0 or len(free) == 0:
+                return merge_spans(forced_pieces, text)
+            f_units, f_costs = units[free], costs[free]
+            if len(oversized_units(text, f_units, f_costs, budget, sep)):  # a unit alone exceeds the budget
+                finer = finer_units(text, f_units, scores[free], ranked[free], f_costs, budget, sep, keep,
+                                    offsets, granularity, sentences)
                 if notes is not None:
                     notes.append(FINER_UNITS_NOTE.format(unit=granularity, budget=budget))
-                return merge_spans(finer, text)
-            chosen = budget_units(costs, ranked, budget, sep)
+                return merge_spans(finer + forced_pieces, text)
+            chosen = np.union1d(free[budget_units(f_costs, ranked[free], budget, sep)], forced).astype(np.int64)
     elif policy is not None and threshold is None:
         if input_tokens is None:
             input_tokens = count_tokens(text)
@@ -452,7 +471,48 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
     else:
         kept = tags.kept_mask(probs, threshold, max_gap, min_span_tokens)
         chosen = dynamic_units(kept, ranges)
+    if budget is None and (len(forced) or min_tokens):
+        pieces = [(int(units[j, 0]), int(units[j, 1]), float(scores[j])) for j in chosen]
+        extra = _forced_and_floor(text, units, scores, pieces, forced, min_tokens, separator)
+        chosen = np.union1d(chosen, np.asarray(extra, dtype=np.int64)).astype(np.int64)
     return merge_spans([(int(units[j, 0]), int(units[j, 1]), float(scores[j])) for j in chosen], text)
+
+
+def _forced_and_floor(text: str, units: np.ndarray, scores: np.ndarray, pieces: list[tuple[int, int, float]],
+                      forced: np.ndarray | None, min_tokens: int | None, separator: str) -> list[int]:
+    """Units to add to dynamic mode's `pieces`: the `forced` ones, then (`min_tokens`) the best-
+    scoring units not yet covered until the kept text holds `min_tokens` cl100k tokens."""
+    extra = [] if forced is None else [int(j) for j in forced]
+    if not min_tokens:
+        return extra
+    taken = set(extra)
+    have = [(s, e) for s, e, _ in pieces] + [(int(units[j, 0]), int(units[j, 1])) for j in extra]
+    if have:
+        starts = np.array([a for a, _ in have])
+        ends = np.array([b for _, b in have])
+        for j in range(len(units)):  # units already inside a kept piece
+            if np.any((starts <= units[j, 0]) & (ends >= units[j, 1])):
+                taken.add(j)
+    return extra + floor_units(text, units, scores, taken,
+                               min_tokens - count_tokens(assemble(merge_spans(
+                                   [(s, e, 0.0) for s, e in have], text), separator)) if have else min_tokens,
+                               count_tokens(separator))
+
+
+def floor_units(text: str, units: np.ndarray, scores: np.ndarray, taken: set[int], need: int,
+                separator_tokens: int) -> list[int]:
+    """Best-scoring units outside `taken`, added until their costs reach `need` tokens."""
+    out: list[int] = []
+    if need <= 0:
+        return out
+    order = [int(j) for j in np.argsort(-scores, kind="stable") if int(j) not in taken]
+    total = 0
+    for j in order:
+        if total >= need:
+            break
+        out.append(j)
+        total += int(unit_costs(text, units, separator_tokens, np.array([j]))[0])
+    return out
 
 
 def assemble(spans: list[Span], separator: str = DEFAULT_SEPARATOR) -> str:

@@ -16,3 +16,6 @@ ev --model mini  --probs $P/mininew --probs-tag mininew --lexical-weight 0   --d
 ev --model mini  --probs $P/mininew --probs-tag mininew                      --dynamic calibrated --out $OUT/A4_mini_all.json
 ev --model small --probs $P/small                        --lexical-weight 0   --dynamic calibrated --out $OUT/A5_small_no_fusion.json
 ev --model small --probs $P/small                                             --dynamic calibrated --out $OUT/A6_small_all.json
+# round 3 of small (DDP on two H200s); its probabilities were cached under $PROBS_R3 (tag r3a)
+P3=${PROBS_R3:-/tmp/r3/r3a}
+ev --model small --probs $P3 --probs-tag r3a                                  --dynamic calibrated --out $OUT/A7_small_r3.json

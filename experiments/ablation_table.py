@@ -14,7 +14,8 @@ RUNS = [
     ("A3_training", "+ round-2 training alone (hard negatives, both label kinds)"),
     ("A4_mini_all", "all together: round-2 `mini`, fusion 0.3, dynamic rule (shipped `mini`)"),
     ("A5_small_no_fusion", "round-2 `small`, dynamic rule, no fusion"),
-    ("A6_small_all", "round-2 `small`, fusion 0.1, dynamic rule (shipped `small`)"),
+    ("A6_small_all", "round-2 `small`, fusion 0.1, dynamic rule"),
+    ("A7_small_r3", "round-3 `small` (DDP, 2 GPUs), fusion 0.05, dynamic rule (shipped `small`)"),
 ]
 COLS = [("multihop", "rate:0.2"), ("multihop", "rate:0.1"), ("multihop", "dynamic"), ("articles", "rate:0.1"),
         ("articles", "rate:0.05"), ("articles", "dynamic"), ("papers", "rate:0.1"), ("papers", "dynamic")]

@@ -25,7 +25,7 @@ from cprs_cli.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA_KEYS = {"schema_version", "source", "query", "instruction", "granularity", "model", "offsets", "spans",
-               "compressed_text", "stats"}
+               "compressed_text", "stats", "queries", "empty"}
 TEXT_A = ("Apollo 11 landed on the Moon on 20 July 1969. Neil Armstrong and Buzz Aldrin walked on the "
           "surface. Michael Collins stayed in orbit aboard Columbia. The crew returned on 24 July.\n")
 TEXT_B = ("The Saturn V rocket had three stages. The first stage used five F-1 engines. "

@@ -61,8 +61,11 @@ def test_to_dict_schema(comp):
     sha = d["model"]["sha256"]
     assert isinstance(sha, str) and len(sha) == 64 and int(sha, 16) >= 0
     for sp in d["spans"]:
-        assert set(sp) == {"start", "end", "text", "score"}
+        assert set(sp) == {"start", "end", "text", "score", "page", "section", "queries", "forced"}
         assert TEXT[sp["start"]:sp["end"]] == sp["text"]
+        # a plain text has no pages and no headings; one query kept every span
+        assert sp["page"] is None and sp["section"] == [] and sp["queries"] == [QUERY]
+        assert sp["forced"] is False
     stats = d["stats"]
     assert set(stats) >= {"input_tokens", "output_tokens", "ratio", "windows", "seconds", "device", "tokenizer"}
     assert stats["tokenizer"] == "cl100k_base"

@@ -21,7 +21,7 @@ from cprs_cli.result import CompressionResult, Span, Stats
 
 SOURCE_TEXT = "Apollo 11 landed on 20 July 1969. It was hot in Houston. Armstrong stepped out."
 SCHEMA_KEYS = {"schema_version", "source", "query", "instruction", "granularity", "model", "offsets", "spans",
-               "compressed_text", "stats"}
+               "compressed_text", "stats", "queries", "empty"}
 
 
 def make_result(source: str = "doc.txt", text: str = SOURCE_TEXT, keep=((0, 33), (57, 80)),
