@@ -211,3 +211,36 @@ def test_speed_worker_subprocess():
                                "budget": 100, "device": "cpu"}, timeout=300)
     assert r.get("error") is None, r
     assert r["output_tokens"] <= 100 and r["seconds"] >= 0 and r["peak_rss_mb"] > 10
+
+
+def test_results_json_survives_a_failing_plot(tmp_path, monkeypatch):
+    """results.json is written before any plot: a plot that raises is a note, not a lost run."""
+    from cprs_cli.evaluation import bench as run
+    from cprs_cli.evaluation import plots
+
+    def broken(*a, **k):
+        raise RuntimeError("no display")
+
+    monkeypatch.setattr(plots, "scores_by_task", broken)
+    out = tmp_path / "b"
+    run.main(out, lengths=[600], tasks=["niah_single"], progress=False, samples=1, depths=[0.5],
+             speed_lengths=[], baselines=["first_k"], compressors={"cprs-fake": _FakeCompressor()},
+             command="cprs bench --test")
+    saved = json.loads((out / "results.json").read_text())
+    assert len(saved["rows"]) == 2 and saved["files"]["json"] == str(out / "results.json")
+    assert any("plot 'scores' failed: RuntimeError: no display" in n for n in saved["notes"])
+    assert (out / "needle_heatmap.png").exists() and not (out / "scores_by_task.png").exists()
+    assert "plot 'scores' failed" in (out / "report.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # nothing written beside out_dir
+
+
+def test_missing_essays_are_named_before_any_work(tmp_path, monkeypatch):
+    from cprs_cli.evaluation import bench as run
+    from cprs_cli.evaluation import deps
+
+    real = deps.importlib.util.find_spec
+    monkeypatch.setattr(deps.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "needlehaystack" else real(name, *a))
+    with pytest.raises(deps.MissingDependency, match=r"needlehaystack is not installed; .*pip install --no-deps"):
+        run.main(tmp_path / "b", tasks=["vt"], progress=False, compressors={"cprs-fake": _FakeCompressor()})
+    assert not (tmp_path / "b").exists()
