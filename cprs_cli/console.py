@@ -111,8 +111,15 @@ def _progress(console: Console) -> Any:
     """A transient rich Progress: spinner, what, bar, done/total, elapsed, remaining; a stage (a
     task without a total) shows no count and no time left. Imported here, so `cprs --help` does
     not pay for it."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.text import Text
 
     class Count(MofNCompleteColumn):

@@ -25,9 +25,9 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from cprs_cli.errors import InputError
 from cprs_cli.structure import Heading, Locator
@@ -852,7 +852,7 @@ def load_url(url: str, password: str | None = None, max_bytes: int | None = DEFA
         if isinstance(reason, (socket.timeout, TimeoutError)):
             raise InputError(f"cannot fetch (timed out after {timeout:g} s)", url) from None
         raise InputError(f"cannot fetch ({_one_line(getattr(reason, 'strerror', None) or reason)})", url) from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raise InputError(f"cannot fetch (timed out after {timeout:g} s)", url) from None
     except (http.client.HTTPException, OSError, ValueError) as e:
         raise InputError(f"cannot fetch ({_reason(e)})", url) from None

@@ -28,6 +28,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import OutputError
 from .result import CompressionResult
@@ -114,7 +115,8 @@ FOLD_BYTES = 2 << 20  # inputs larger than this (UTF-8) fold their dropped text 
 _REPORT_CSS = """
 body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1a1a1a;background:#fff}
 header{position:sticky;top:0;background:#f4f4f4;border-bottom:2px solid #444;padding:.6em 1em;z-index:1}
-header h1{font-size:1.1em;margin:0 0 .3em}header dl{display:grid;grid-template-columns:max-content 1fr;gap:0 1em;margin:0}
+header h1{font-size:1.1em;margin:0 0 .3em}
+header dl{display:grid;grid-template-columns:max-content 1fr;gap:0 1em;margin:0}
 header dt{font-weight:600}header dd{margin:0}
 main{white-space:pre-wrap;padding:1em;max-width:60em;font-family:ui-monospace,monospace;font-size:14px}
 .dropped{color:#6b6b6b}
@@ -257,7 +259,7 @@ def _signals_deferred():
         yield
         return
     pending: list[int] = []
-    saved = {}
+    saved: dict[int, Any] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
             saved[signum] = signal.signal(signum, lambda n, f: pending.append(n))
@@ -266,8 +268,8 @@ def _signals_deferred():
     try:
         yield
     finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
         if pending:
             _redeliver(pending[0], saved.get(pending[0]))
 

@@ -57,7 +57,7 @@ class DynamicPolicy:
         return np.flatnonzero(scores >= max(self.floor, self.relative * float(scores.max())))
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "DynamicPolicy":
+    def from_dict(cls, d: dict | None) -> DynamicPolicy:
         d = d or {}
         return cls(**{k: float(d[k]) for k in ("floor", "relative", "max_share") if k in d})
 
@@ -157,7 +157,8 @@ def relative_units(scores: np.ndarray, costs: np.ndarray, input_tokens: int,
     cand = policy.candidates(scores)
     cand = cand[np.argsort(-scores[cand], kind="stable")]
     cap = policy.max_share * input_tokens
-    chosen, total = [], 0
+    chosen: list[int] = []
+    total = 0
     for j in cand:
         if not chosen or total + costs[j] <= cap:
             chosen.append(int(j))
@@ -416,8 +417,8 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
         kept = tags.kept_mask(probs, threshold, max_gap, min_span_tokens)
         token_runs = tags.runs(kept)
         spans = snap_to_words(tags.char_spans(token_runs, offsets, text), text)
-        scores = [float(keep[s:e].mean()) for s, e in token_runs if e > s]
-        pieces = [(s, e, sc) for (s, e), sc in zip(spans, scores)]
+        run_scores = [float(keep[s:e].mean()) for s, e in token_runs if e > s]
+        pieces = [(s, e, sc) for (s, e), sc in zip(spans, run_scores)]
         if (forced is not None and len(forced)) or min_tokens:
             units = unit_spans(text, granularity) if units is None else units
             w_scores = unit_scores(keep, unit_token_ranges(units, offsets))
@@ -453,11 +454,11 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
                 return merge_spans(forced_pieces, text)
             f_units, f_costs = units[free], costs[free]
             if len(oversized_units(text, f_units, f_costs, budget, sep)):  # a unit alone exceeds the budget
-                kept = finer_units(text, f_units, scores[free], ranked[free], f_costs, budget, sep, keep,
-                                   offsets, granularity, sentences)
+                finer = finer_units(text, f_units, scores[free], ranked[free], f_costs, budget, sep, keep,
+                                    offsets, granularity, sentences)
                 if notes is not None:
                     notes.append(FINER_UNITS_NOTE.format(unit=granularity, budget=budget))
-                return merge_spans(kept + forced_pieces, text)
+                return merge_spans(finer + forced_pieces, text)
             chosen = np.union1d(free[budget_units(f_costs, ranked[free], budget, sep)], forced).astype(np.int64)
     elif policy is not None and threshold is None:
         if input_tokens is None:

@@ -8,6 +8,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ class Critic(ABC):
     name: str
     sha256: str
     kind: str
-    tokenizer: object
+    tokenizer: Any  # a transformers fast tokenizer
     device: torch.device
     max_positions: int  # longest input the model accepts (prompt included)
     default_window_tokens: int  # context tokens per window by default

@@ -25,9 +25,9 @@ import sys
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import generate as g
 from fake_cli import expected_text
@@ -716,7 +716,8 @@ def _in_namespace(ctx: Ctx, mount: str, args: list[str]) -> Result:
 
     cmd = " ".join(shlex.quote(a) for a in fake_cli_cmd(args))
     script = (f"set -e; {mount}; set +e; {cmd}; rc=$?; "
-              f"find {shlex.quote(str(ctx.out))} -mindepth 1 -printf '%P %s\\n' > {shlex.quote(str(ctx.dir / 'listing.txt'))}; "
+              f"find {shlex.quote(str(ctx.out))} -mindepth 1 -printf '%P %s\\n' "
+              f"> {shlex.quote(str(ctx.dir / 'listing.txt'))}; "
               "exit $rc")
     p = subprocess.run(["unshare", "-m", "--propagation", "private", "bash", "-c", script],
                        capture_output=True, timeout=120, cwd=ctx.dir)
