@@ -12,7 +12,9 @@ import html as html_lib
 import http.server
 import json
 import re
+import shutil
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -409,3 +411,32 @@ def test_pdf_extraction_shows_page_progress(model, tmp_path, monkeypatch):
     r = invoke("compress", pdf, "-q", "q", "--model", model)
     assert r.exit_code == 0, r.stderr
     assert seen == [(5, 5)]
+
+
+# --------------------------------------------------------------------------- the report in a real browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no headless browser installed (apt-get install chromium; "
+                                             ".ci/run tries to, see docs/reliability.md)")
+def test_cli_html_report_in_headless_browser(model, tmp_path):
+    """`cprs compress report.pdf -f html -o FILE` opens in Chromium; the rendered DOM marks every
+    span of the same run's JSON, with its page."""
+    from badinput.pdfbuild import make_pdf
+
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(make_pdf(["Apollo 11 landed on the Moon in July 1969. Armstrong walked first.",
+                              "Collins stayed in orbit aboard Columbia. Purchases of PP&E were $ (1,577).",
+                              "The crew came home on 24 July. The mission met its goal."]))
+    args = ["compress", pdf, "-q", "When did Apollo 11 land?", "--model", model, "--quiet", "--rate", "0.4"]
+    spans = json.loads(invoke(*args, "-f", "json").stdout)["spans"]
+    page = tmp_path / "report.html"
+    r = invoke(*args, "-f", "html", "-o", page)
+    assert r.exit_code == 0, r.stderr
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert 'id="copy"' in dom and f'data-kept="{len(spans)}"' in dom
+    assert len(spans) > 0 and marks(dom) == [s["text"] for s in spans]
+    pages = re.findall(r'<mark class="kept"[^>]*data-page="(\d+)"', dom)
+    assert [int(p) for p in pages] == [s["page"] for s in spans]
