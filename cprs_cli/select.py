@@ -487,15 +487,23 @@ def _forced_and_floor(text: str, units: np.ndarray, scores: np.ndarray, pieces: 
     taken = set(extra)
     have = [(s, e) for s, e, _ in pieces] + [(int(units[j, 0]), int(units[j, 1])) for j in extra]
     if have:
-        starts = np.array([a for a, _ in have])
-        ends = np.array([b for _, b in have])
-        for j in range(len(units)):  # units already inside a kept piece
-            if np.any((starts <= units[j, 0]) & (ends >= units[j, 1])):
-                taken.add(j)
+        taken.update(int(j) for j in np.flatnonzero(_covered(units, have)))
     return extra + floor_units(text, units, scores, taken,
                                min_tokens - count_tokens(assemble(merge_spans(
                                    [(s, e, 0.0) for s, e in have], text), separator)) if have else min_tokens,
                                count_tokens(separator))
+
+
+def _covered(units: np.ndarray, pieces: list[tuple[int, int]]) -> np.ndarray:
+    """Which units lie inside one of `pieces` (start <= unit start and end >= unit end): the
+    pieces sorted by start with a running maximum of their ends, one binary search per unit, so
+    word units of a huge input against thousands of kept pieces cost O((units + pieces) log pieces)
+    (a loop over units testing every piece cost their product)."""
+    order = sorted(pieces)
+    starts = np.array([a for a, _ in order], dtype=np.int64)
+    reach = np.maximum.accumulate(np.array([b for _, b in order], dtype=np.int64))
+    at = np.searchsorted(starts, units[:, 0], side="right") - 1  # the last piece starting at or before
+    return (at >= 0) & (reach[np.maximum(at, 0)] >= units[:, 1])
 
 
 def floor_units(text: str, units: np.ndarray, scores: np.ndarray, taken: set[int], need: int,

@@ -384,3 +384,18 @@ def test_a_budget_never_keeps_less_than_a_unit_that_fits(granularity, doc, rate)
     if smallest <= budget:
         assert spans, "a unit fits in the budget, yet nothing was kept"
     assert count_tokens(assemble(spans)) <= budget * 1.1
+
+
+@settings(max_examples=60, deadline=None)
+@given(units=st.lists(st.tuples(st.integers(0, 500), st.integers(1, 40)), min_size=1, max_size=40),
+       pieces=st.lists(st.tuples(st.integers(0, 500), st.integers(0, 90)), min_size=1, max_size=15))
+def test_min_tokens_covered_units_match_the_pairwise_rule(units, pieces):
+    """The floor of `min_tokens` skips units already inside a kept piece; the sorted search over
+    the pieces finds exactly the units the pairwise test finds, nested and overlapping pieces too."""
+    from cprs_cli.select import _covered
+
+    starts = sorted({a for a, _ in units})
+    arr = np.array([(a, a + n) for a, (_, n) in zip(starts, units)], dtype=np.int64)
+    spans = [(a, a + n) for a, n in pieces]
+    pairwise = [any(a <= s and b >= e for a, b in spans) for s, e in arr.tolist()]
+    assert _covered(arr, spans).tolist() == pairwise
