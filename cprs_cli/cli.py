@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import math
 import os
 import re
 import signal
@@ -351,13 +352,13 @@ def _check_device(value: str | None) -> str:
 
 
 def _check_max_input_mb(value: float) -> float:
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         raise typer.BadParameter(f"{value} is not a positive number of megabytes")
     return value
 
 
 def _check_fetch_timeout(value: float) -> float:
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         raise typer.BadParameter(f"{value} is not a positive number of seconds")
     return value
 
@@ -575,8 +576,10 @@ def _check_text_options(*, texts: list[tuple[str, str | None]], password: str | 
 def _check_streams(paths: list[str] | None, messages: str | None, *, to_stdout: bool) -> None:
     if to_stdout and sys.stdout is None:
         raise UsageError("standard output is closed; give -o FILE or --output-dir DIR")
-    reads_stdin = messages == "-" if messages is not None else not paths
-    if reads_stdin and sys.stdin is not None and _isatty(sys.stdin):
+    if messages is not None:
+        if messages == "-" and sys.stdin is not None and _isatty(sys.stdin):
+            raise UsageError("--messages -: pipe the chat on stdin (it is a terminal), or give a FILE")
+    elif not paths and sys.stdin is not None and _isatty(sys.stdin):
         raise UsageError("no input: give PATHS, or pipe text on stdin (see 'cprs compress --help')")
 
 

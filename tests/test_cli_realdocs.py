@@ -93,6 +93,25 @@ def test_guarantee_flags_are_checked_and_named(model, doc):
     assert {"keep", "keep_first", "min_tokens"} <= set(cli.FLAGS)
 
 
+@pytest.mark.parametrize("args, flag", [
+    (["--keep-first", "-1"], "--keep-first"), (["--min-tokens", "0"], "--min-tokens"),
+    (["--fetch-timeout", "0"], "--fetch-timeout"), (["--fetch-timeout", "nan"], "--fetch-timeout"),
+    (["--fetch-timeout", "inf"], "--fetch-timeout"), (["--max-input-mb", "inf"], "--max-input-mb"),
+])
+def test_bad_values_of_the_new_flags_are_usage_errors(doc, tmp_path, args, flag):
+    r = invoke("compress", doc, "-q", "q", "--model", tmp_path / "unused", *args)
+    assert r.exit_code == 2, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("cprs: error:")]
+    assert len(errors) == 1 and flag in errors[0] and "Traceback" not in r.stderr
+
+
+def test_messages_from_a_terminal_is_a_usage_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(cli, "_isatty", lambda stream: True)
+    r = invoke("compress", "--messages", "-", "--model", tmp_path / "unused")
+    assert r.exit_code == 2
+    assert "cprs: error: --messages -: pipe the chat on stdin (it is a terminal), or give a FILE" in r.stderr
+
+
 def test_several_queries_one_run(model, doc):
     r = invoke("compress", doc, "-q", "When did it land?", "-q", "Who stayed in orbit?", "--model", model,
                "--quiet", "-f", "json", "--rate", "0.5")
