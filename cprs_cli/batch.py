@@ -270,7 +270,7 @@ def plan(paths: Sequence[str], *, recursive: bool, pattern: str, output: str | N
         raise UsageError("--glob must not be empty")
     skip = output_dir if output_dir is not None and output_dir.is_dir() else None
     if chat is not None:
-        items, problems, skipped = [_chat_item(chat[0])], [], []
+        items, problems, skipped = Inputs([_chat_item(chat[0])], [], [])
     else:
         items, problems, skipped = expand_inputs(paths, recursive=recursive, pattern=pattern, skip_dir=skip)
     if output_dir is None and fmt in SINGLE_DOCUMENT_FORMATS and (len(items) + len(problems)) > 1:
@@ -299,7 +299,7 @@ def _plan_output_dir(batch: Batch, output_dir: Path, is_input: InputSet) -> None
         elif item.path is None:
             dest = output_path_for("stdin", None, output_dir, batch.fmt)
         else:
-            dest = output_path_for(item.path, item.root, output_dir, batch.fmt)  # type: ignore[arg-type]
+            dest = output_path_for(item.path, item.root, output_dir, batch.fmt)
         size = len(os.fsencode(dest.name))  # the input's name + ".cprs.txt"
         if size > NAME_MAX:
             batch.problems.append((item.display, f"its result name would be {size} bytes, longer "

@@ -45,6 +45,7 @@ from .batch import InputItem
 from .console import PROG, print_error, print_note
 from .errors import EXIT_INPUT, EXIT_OK, CprsError, InputError, ModelError, UsageError
 from .instructions import TASKS
+from .messages import ChatInput
 from .options import (LEXICAL_WEIGHT_RANGE, MIN_BATCH_SIZE, MIN_TOKENS, MIN_WINDOW_TOKENS, CompressOptions,
                       Granularity, OutputFormat, rate_ok, threshold_ok)
 from .output import silence_stdout
@@ -517,14 +518,13 @@ def compress(
                             password=password)
         _check_streams(paths, messages, to_stdout=output_dir is None and output in (None, "-"))
         max_bytes = int(max_input_mb * (1 << 20))
-        chat = None
+        chat: tuple[str, ChatInput] | None = None
         if messages is not None:  # the chat is read now: it gives the query and the instruction
-            chat = batch.read_chat(messages, max_bytes)
-            options = _chat_options(options, chat, query=query,
+            chat = (messages, batch.read_chat(messages, max_bytes))
+            options = _chat_options(options, chat[1], query=query,
                                     prompt_given=instruction is not None or task is not None)
         plan = batch.plan(list(paths or []), recursive=recursive, pattern=glob, output=output,
-                          output_dir=output_dir, fmt=fmt.value, keep_headings=keep_headings,
-                          chat=None if chat is None else (messages, chat))
+                          output_dir=output_dir, fmt=fmt.value, keep_headings=keep_headings, chat=chat)
         setup = _Setup(model=model, device=device, batch_size=batch_size,
                        window_tokens=window_tokens, password=password, max_input_bytes=max_bytes,
                        fetch_timeout=fetch_timeout, fail_on_empty=fail_on_empty, quiet=quiet,
@@ -550,7 +550,7 @@ def _check_flags(paths: list[str] | None, *, query: list[str] | None, messages: 
                          "has each span's section in its own place")
 
 
-def _chat_options(options: CompressOptions, chat: Any, *, query: list[str] | None,
+def _chat_options(options: CompressOptions, chat: ChatInput, *, query: list[str] | None,
                   prompt_given: bool) -> CompressOptions:
     """The options for a chat's document: its query (the last user message) and its instruction
     (the system message), unless --query, or --instruction / --task, replace them."""
@@ -753,6 +753,7 @@ class _Run:
 
     def _failed(self, item: InputItem, err: BaseException) -> None:
         """A document failed: one line naming it, and the others go on."""
+        self.texts.pop(item, None)
         if isinstance(err, (UsageError, ModelError)):
             raise err  # bad options or a broken critic: the same for every document
         if isinstance(err, CprsError):
