@@ -400,8 +400,9 @@ class Compressor:
         compressed = assemble(spans, separator)
         output_tokens = count_tokens(normalise_text(compressed))
         empty = not spans
-        if empty and not opts.budgeted:
-            warnings.append({"code": "empty", "message": EMPTY_MESSAGE})
+        if empty:
+            warnings.append({"code": "empty", "message": empty_message(
+                opts.budget(input_tokens), len(job.units))})
         lang = language_warning(job.text)
         if lang is not None:
             warnings.append(lang)
@@ -423,6 +424,20 @@ class Compressor:
 
 
 EMPTY_MESSAGE = ("no span judged relevant to the query; use max_tokens or min_tokens to force output")
+EMPTY_NO_UNITS = ("nothing can be kept: the document has no unit of text outside its page headers "
+                  "and footers, which are never kept")
+EMPTY_BUDGET = "nothing fit the budget of {budget:,} tokens; raise max_tokens or rate"
+
+
+def empty_message(budget: int | None, n_units: int) -> str:
+    """Why a result kept nothing (the `empty` warning): a document with no unit to keep (all of
+    it page headers and footers) in any mode; in dynamic mode (`budget` None), no unit judged
+    relevant (`min_tokens` would have kept some); with a budget, no unit fitting it."""
+    if n_units == 0:
+        return EMPTY_NO_UNITS
+    if budget is None:
+        return EMPTY_MESSAGE
+    return EMPTY_BUDGET.format(budget=budget)
 
 
 def forced_units(text: str, units: np.ndarray, patterns, keep_first: int | None) -> np.ndarray:

@@ -3,7 +3,7 @@
 `cprs serve`, `cprs mcp` and the framework adapters need packages that the core install does
 not pull in (FastAPI and uvicorn, the MCP SDK, LangChain, LlamaIndex). Each entry point calls
 `require(extra)` before importing them, so a missing extra is one line naming the pip command
-(`MissingExtraError`, exit 5), never an ImportError traceback.
+(`MissingExtraError`, exit 2), never an ImportError traceback.
 """
 
 from __future__ import annotations

@@ -398,7 +398,10 @@ def convert_html(data: bytes, source: str, password: str | None = None) -> Docum
         if not text.strip() and html.strip():  # a fragment with no <html>/<body>: trafilatura parses it to nothing
             import lxml.html
 
-            text = lxml.html.fromstring(html).text_content()
+            tree = lxml.html.fromstring(html)
+            for code in tree.xpath("//script|//style|//noscript|//template"):  # code, not text
+                code.drop_tree()
+            text = tree.text_content()
     except Exception as e:  # noqa: BLE001 - lxml parser errors on damaged markup
         raise InputError(f"unreadable HTML ({_reason(e)})", source) from None
     text = _normalise_newlines(text)

@@ -537,7 +537,7 @@ def test_warning_when_listening_beyond_loopback_without_a_key(monkeypatch, tiny_
     assert calls and calls[-1]["host"] == "192.0.2.7"
 
 
-def test_missing_extra_is_one_line_and_exit_5(monkeypatch):
+def test_missing_extra_is_one_line_and_exit_2(monkeypatch):
     from typer.testing import CliRunner
 
     from cprs_cli import extras
@@ -546,7 +546,7 @@ def test_missing_extra_is_one_line_and_exit_5(monkeypatch):
     monkeypatch.setattr(extras, "_missing", lambda module: module in ("fastapi", "mcp"))
     for command, extra in (("serve", "serve"), ("mcp", "mcp")):
         r = CliRunner().invoke(app, [command])
-        assert r.exit_code == 5
+        assert r.exit_code == 2
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and f"pip install 'cprs-cli[{extra}]'" in lines[0], r.stderr
 
