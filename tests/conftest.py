@@ -7,10 +7,16 @@ behaviour (offsets, order, formats, errors), never quality.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+# The tests check exact properties (padding invariance, equality with the official model code,
+# the same output from one and many documents) that hold to fp32 precision; a CPU with native
+# bf16 would run the critics in bf16 by default. test_critic.py checks the bf16 path itself.
+os.environ["CPRS_CPU_DTYPE"] = "float32"
 
 MINILM_TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
