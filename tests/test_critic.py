@@ -72,18 +72,17 @@ def test_load_tiny_critic_dirs(critics, kind, tiny_encoder_critic_dir, tiny_hybr
     assert getattr(c.tokenizer, "is_fast", False)
 
 
-def test_cpu_dtype_follows_the_cpu(monkeypatch):
-    """bf16 only where the CPU has bf16 dot products (else it is emulated and slower than fp32);
-    CPRS_CPU_DTYPE=float32 keeps fp32; GPUs always get bf16."""
+def test_cpu_dtype_is_fp32_unless_asked(monkeypatch):
+    """CPUs run fp32 by default; CPRS_CPU_DTYPE=bfloat16 forces bf16, =auto picks bf16 only where
+    the CPU has bf16 dot products (else it is emulated and slower); GPUs always get bf16."""
     from cprs_cli.critic import base
 
-    monkeypatch.delenv("CPRS_CPU_DTYPE", raising=False)
     cpu = torch.device("cpu")
     monkeypatch.setattr(base, "cpu_has_native_bf16", lambda: True)
-    assert base.default_dtype(cpu) == torch.bfloat16
-    monkeypatch.setenv("CPRS_CPU_DTYPE", "float32")
+    monkeypatch.delenv("CPRS_CPU_DTYPE", raising=False)
     assert base.default_dtype(cpu) == torch.float32
-    monkeypatch.delenv("CPRS_CPU_DTYPE")
+    monkeypatch.setenv("CPRS_CPU_DTYPE", "auto")
+    assert base.default_dtype(cpu) == torch.bfloat16
     monkeypatch.setattr(base, "cpu_has_native_bf16", lambda: False)
     assert base.default_dtype(cpu) == torch.float32
     monkeypatch.setenv("CPRS_CPU_DTYPE", "bfloat16")

@@ -43,15 +43,18 @@ def cpu_has_native_bf16() -> bool:
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on GPUs and on CPUs with native bf16 (docs/speed.md: 2x the fp32 throughput of `mini`
-    on this project's CPU, every quality row within a point); fp32 on other CPUs.
-    `CPRS_CPU_DTYPE=float32` (or `bfloat16`) overrides the choice on a CPU."""
+    """bf16 on GPUs; fp32 on CPUs unless `CPRS_CPU_DTYPE` says otherwise: `bfloat16` (bf16 on any
+    CPU) or `auto` (bf16 where the CPU has native bf16, `cpu_has_native_bf16`). On this project's
+    CPU bf16 runs `mini`'s forward about twice as fast as fp32 with the same multi-hop scores
+    (docs/speed.md); it becomes the CPU default once every quality row is measured with it."""
     if device.type == "cuda":
         return torch.bfloat16
-    forced = os.environ.get("CPRS_CPU_DTYPE", "").lower()
-    if forced in ("float32", "fp32", "bfloat16", "bf16"):
-        return torch.float32 if forced in ("float32", "fp32") else torch.bfloat16
-    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    forced = os.environ.get("CPRS_CPU_DTYPE", "").strip().lower()
+    if forced in ("bfloat16", "bf16"):
+        return torch.bfloat16
+    if forced == "auto":
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    return torch.float32
 
 
 class Critic(ABC):
