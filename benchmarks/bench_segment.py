@@ -74,7 +74,8 @@ def main() -> None:
     text, n_files, n_tokens = build_corpus(args.tokens)
     mb = len(text.encode("utf-8")) / 1e6
     rows = []
-    for name, fn in [("sentence_spans", sentence_spans), ("paragraph_spans", paragraph_spans), ("word_spans", word_spans)]:
+    for name, fn in [("sentence_spans", sentence_spans), ("paragraph_spans", paragraph_spans),
+                     ("word_spans", word_spans)]:
         fn(text[:10000])  # warm-up (library load, caches)
         med, best, n = timeit(fn, text, args.repeat)
         rows.append((name, n, med, best, n_tokens / med / 1e6))

@@ -20,7 +20,7 @@ import sys
 import time
 
 from cprs_cli import Compressor
-from cprs_cli.synthetic import haystack_text
+from cprs_cli.evaluation.synthetic import haystack_text
 from cprs_cli.tokens import count_tokens
 
 

@@ -2,11 +2,13 @@
 
 `plan` turns the command line's paths into `InputItem`s (a directory gives its files of every type
 `ingest` reads, walked with `--recursive` and filtered by `--glob`; the files it passes over for
-their type are listed as skipped) and gives each item its destination: stdout, one `-o FILE`, or a
-file of its own under `--output-dir` that mirrors the input tree. Everything that can be checked
-before any work is checked there: an output never lands on an input (by real path and by inode, so
-hard links count too), two results never share a name, a result's name fits the file system,
-`--format json` gets one document. `Writer` then delivers each result as it comes.
+their type are listed as skipped; an `http(s)://` argument is a URL to fetch, and a `--messages`
+file is one item, the chat's document) and gives each item its destination: stdout, one `-o FILE`,
+or a file of its own under `--output-dir` that mirrors the input tree (a URL gets a name made from
+its host and path). Everything that can be checked before any work is checked there: an output
+never lands on an input (by real path and by inode, so hard links count too), two results never
+share a name, a result's name fits the file system, `--format json`, `html` and `messages` get one
+document. `Writer` then delivers each result as it comes.
 
 It plans the command line's batch, so its `UsageError`s name the flags (`--output-dir`); no rich,
 no typer: the CLI prints (`cli.py`, `console.py`).
@@ -15,36 +17,46 @@ no typer: the CLI prints (`cli.py`, `console.py`).
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
+import re
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 from . import ingest
-from .errors import OutputError, UsageError
-from .output import FORMATS, render, render_text, write_output, write_stdout
+from .errors import InputError, OutputError, UsageError
+from .messages import ChatInput, load_messages
+from .output import FORMATS, SINGLE_DOCUMENT_FORMATS, render, render_text, write_output, write_stdout
 from .result import CompressionResult
 
 # suffix of the per-document output files that `--output-dir` writes
-OUTPUT_SUFFIX = {"text": ".cprs.txt", "json": ".cprs.json", "jsonl": ".cprs.jsonl"}
+OUTPUT_SUFFIX = {"text": ".cprs.txt", "json": ".cprs.json", "jsonl": ".cprs.jsonl",
+                 "html": ".cprs.html", "messages": ".cprs.messages.json"}
 # names that `--output-dir` writes; never picked up again as inputs when walking a directory
 OUTPUT_NAME_SUFFIXES = tuple(OUTPUT_SUFFIX.values())
 DEFAULT_GLOB = "*"  # a directory gives the files of every type ingest reads
 NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
+URL_NAME_MAX = 200  # characters of a result name made from a URL, before its suffix
 
 
 @dataclass(frozen=True)
 class InputItem:
-    """One document to compress: a file (with the root it was found under) or stdin."""
+    """One document to compress: a file (with the root it was found under), stdin, an
+    http(s) URL, or the document of a `--messages` chat (read from `path`, or stdin when None)."""
 
-    path: Path | None  # None: stdin
-    root: Path | None  # directory mirrored by --output-dir (None for stdin)
+    path: Path | None  # None: stdin, a URL, or a chat read from stdin
+    root: Path | None  # directory mirrored by --output-dir (None for stdin and URLs)
     display: str  # how messages name it
+    url: str | None = None  # an http(s) URL to fetch
+    chat: bool = False  # the document of the run's --messages chat
 
     @property
     def is_stdin(self) -> bool:
-        return self.path is None
+        """A document read from stdin (a chat read from stdin is not: it was read already)."""
+        return self.path is None and self.url is None and not self.chat
 
 
 class Inputs(NamedTuple):
@@ -119,9 +131,9 @@ class InputSet:
 
 def expand_inputs(args: Sequence[str], *, recursive: bool, pattern: str,
                   skip_dir: Path | None = None) -> Inputs:
-    """Paths and directories from the command line → the documents to compress, (name, reason)
-    for arguments that yield nothing (missing path, empty directory), and the files directories
-    held that are of no type ingest reads."""
+    """Paths, directories and http(s) URLs from the command line → the documents to compress,
+    (name, reason) for arguments that yield nothing (missing path, empty directory), and the
+    files directories held that are of no type ingest reads."""
     items: list[InputItem] = []
     problems: list[tuple[str, str]] = []
     skipped: list[Path] = []
@@ -133,6 +145,11 @@ def expand_inputs(args: Sequence[str], *, recursive: bool, pattern: str,
                 raise UsageError("'-' (stdin) is given more than once")
             stdin_given = True
             items.append(InputItem(None, None, "<stdin>"))
+            continue
+        if ingest.is_url(arg):
+            if arg not in seen:
+                seen.add(arg)
+                items.append(InputItem(None, None, arg, url=arg))
             continue
         path = Path(arg)
         if path.is_dir():
@@ -188,6 +205,21 @@ def output_path_for(input_path: str | os.PathLike, input_root: str | os.PathLike
     return Path(output_dir) / rel.parent / (rel.name + OUTPUT_SUFFIX[fmt])
 
 
+def url_output_name(url: str) -> str:
+    """The file name (before the format's suffix) of a URL's result under `--output-dir`: its
+    host and path (and query), every run of characters other than letters, digits, '.', '_'
+    and '-' made one '_', so no URL can name a folder or climb out of the output directory:
+    `https://example.com/reports/10-k.pdf` → `example.com_reports_10-k.pdf`. A longer name is
+    cut, and ends in 8 hex digits of the URL's sha256, so it stays unique."""
+    parts = urllib.parse.urlsplit(url)
+    name = parts.netloc + parts.path + (f"?{parts.query}" if parts.query else "")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "url"
+    if len(name) > URL_NAME_MAX:
+        digest = hashlib.sha256(url.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        name = name[:URL_NAME_MAX - 9] + "-" + digest
+    return name
+
+
 def check_output_file(out_file: Path, is_input: InputSet) -> None:
     """Refuse an --output path that could never be written, before any work is done."""
     from .output import output_kind
@@ -218,6 +250,8 @@ class Batch:
     out_file: Path | None = None  # -o FILE (None: stdout, or --output-dir)
     output_dir: Path | None = None
     out_paths: dict[InputItem, Path] = field(default_factory=dict)  # with --output-dir
+    chat: ChatInput | None = None  # --messages: the chat whose document is the one item
+    keep_headings: bool = False  # text and messages: each kept section's heading above it
 
     def drop(self, item: InputItem) -> None:
         """Leave `item` out (its input could not be read before the run began)."""
@@ -225,18 +259,25 @@ class Batch:
 
 
 def plan(paths: Sequence[str], *, recursive: bool, pattern: str, output: str | None,
-         output_dir: Path | None, fmt: str) -> Batch:
-    """The batch the command line asks for; UsageError for what could never work."""
+         output_dir: Path | None, fmt: str, chat: tuple[str, ChatInput] | None = None,
+         keep_headings: bool = False) -> Batch:
+    """The batch the command line asks for; UsageError for what could never work.
+
+    `chat`: (the --messages argument, its ChatInput): the chat's document is the one item."""
     if output is not None and output_dir is not None:
         raise UsageError("give either --output or --output-dir, not both")
     if not pattern:
         raise UsageError("--glob must not be empty")
     skip = output_dir if output_dir is not None and output_dir.is_dir() else None
-    items, problems, skipped = expand_inputs(paths, recursive=recursive, pattern=pattern, skip_dir=skip)
-    if output_dir is None and fmt == "json" and (len(items) + len(problems)) > 1:
-        raise UsageError("--format json writes one document; for several inputs use "
-                         "--format jsonl or --output-dir")
-    batch = Batch(items, problems, skipped, fmt, output_dir=output_dir)
+    if chat is not None:
+        items, problems, skipped = Inputs([_chat_item(chat[0])], [], [])
+    else:
+        items, problems, skipped = expand_inputs(paths, recursive=recursive, pattern=pattern, skip_dir=skip)
+    if output_dir is None and fmt in SINGLE_DOCUMENT_FORMATS and (len(items) + len(problems)) > 1:
+        raise UsageError(f"--format {fmt} writes one document; for several inputs use "
+                         "--output-dir" + (" or --format jsonl" if fmt == "json" else ""))
+    batch = Batch(items, problems, skipped, fmt, output_dir=output_dir,
+                  chat=None if chat is None else chat[1], keep_headings=keep_headings)
     is_input = InputSet(i.path for i in items if i.path is not None)
     if output is not None and output != "-":
         batch.out_file = Path(output)
@@ -253,10 +294,12 @@ def _plan_output_dir(batch: Batch, output_dir: Path, is_input: InputSet) -> None
     taken: dict[str, InputItem] = {}
     planned: list[InputItem] = []
     for item in batch.items:
-        if item.is_stdin:
+        if item.url is not None:
+            dest = output_path_for(url_output_name(item.url), None, output_dir, batch.fmt)
+        elif item.path is None:
             dest = output_path_for("stdin", None, output_dir, batch.fmt)
         else:
-            dest = output_path_for(item.path, item.root, output_dir, batch.fmt)  # type: ignore[arg-type]
+            dest = output_path_for(item.path, item.root, output_dir, batch.fmt)
         size = len(os.fsencode(dest.name))  # the input's name + ".cprs.txt"
         if size > NAME_MAX:
             batch.problems.append((item.display, f"its result name would be {size} bytes, longer "
@@ -272,6 +315,45 @@ def _plan_output_dir(batch: Batch, output_dir: Path, is_input: InputSet) -> None
         taken[key] = item
         batch.out_paths[item] = dest
     batch.items = planned
+
+
+# --------------------------------------------------------------------------- chat messages
+
+
+def _chat_item(arg: str) -> InputItem:
+    if arg == "-":
+        return InputItem(None, None, "<stdin>", chat=True)
+    return InputItem(Path(arg), Path(arg).parent, arg, chat=True)
+
+
+def read_chat(arg: str, max_bytes: int | None) -> ChatInput:
+    """The `--messages FILE|-` chat (`messages.load_messages`); reading stops past `max_bytes`.
+    Every problem is one InputError line naming the file."""
+    if arg == "-":
+        return load_messages(ingest.read_stdin_bytes(max_bytes), "<stdin>")
+    try:
+        with open(arg, "rb") as fh:
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise InputError("no such file", arg) from None
+    except IsADirectoryError:
+        raise InputError("is a directory", arg) from None
+    except PermissionError:
+        raise InputError("permission denied (cannot read the file)", arg) from None
+    except OSError as err:
+        raise InputError(f"cannot read ({err.strerror or err})", arg) from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise InputError(f"larger than the input size limit of {max_bytes / (1 << 20):.3g} MB "
+                         "(--max-input-mb)", arg)
+    return load_messages(data, arg)
+
+
+def chat_document(chat: ChatInput, source: str) -> ingest.Document:
+    """The chat's document as ingest makes a Markdown file's: newlines normalised, what is not
+    text replaced (`ingest.normalise_text`), headings, table rows and list items as structure."""
+    text = ingest.normalise_text(chat.context.replace("\r\n", "\n").replace("\r", "\n"))
+    headings, blocks = ingest.markdown_structure(text)
+    return ingest.Document(text, source, "markdown", [0], headings=headings, blocks=blocks)
 
 
 # --------------------------------------------------------------------------- delivery
@@ -304,20 +386,26 @@ class Writer:
         self._chunks: list[str] = []  # for -o FILE
         self._out_file_before = _file_identity(batch.out_file)
 
-    def add(self, item: InputItem, result: CompressionResult) -> None:
+    def add(self, item: InputItem, result: CompressionResult, text: str | None = None) -> None:
+        """Deliver `result`; `text` is the document text its spans index (`--format html`)."""
         b = self.batch
         if b.output_dir is not None:
-            self._write_file(b.out_paths[item], render([result], b.fmt))
+            self._write_file(b.out_paths[item], self._render(result, text))
             return
         if b.fmt == "text" and len(b.items) > 1:  # several documents: `==> name <==` headers, as head(1)
-            chunk = ("\n" if self.emitted else "") + f"==> {result.source} <==\n" + render_text(result)
+            chunk = (("\n" if self.emitted else "") + f"==> {result.source} <==\n"
+                     + render_text(result, b.keep_headings))
         else:
-            chunk = render([result], b.fmt)
+            chunk = self._render(result, text)
         if b.out_file is None:
             write_stdout(chunk)
         else:
             self._chunks.append(chunk)
         self.emitted += 1
+
+    def _render(self, result: CompressionResult, text: str | None) -> str:
+        b = self.batch
+        return render([result], b.fmt, text=text, chat=b.chat, keep_headings=b.keep_headings)
 
     def _write_file(self, dest: Path, text: str) -> None:
         before = _file_identity(dest)

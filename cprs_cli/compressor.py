@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -77,8 +77,8 @@ class _Job:
     sentences: np.ndarray
     units: np.ndarray  # the granularity's units, with the document's structure
     plans: list[Plan]
-    input_count: object  # a Future of the cl100k count
-    document: object | None = None  # the ingest.Document, when the item was one
+    input_count: Future[int]  # the cl100k count, counted in a worker thread
+    document: Document | None = None  # the ingest.Document, when the item was one
     probs: list[np.ndarray] | None = None
     seconds: float = 0.0  # time spent on this document alone
     tokenize: float = 0.0
@@ -172,17 +172,17 @@ class Compressor:
 
         Windows of all the plans are sorted longest first and cut into batches of `batch_size`
         windows (which the constructor bounds by `max_batch_tokens`), so short documents share
-        batches and padded batches hold windows of similar length."""
+        batches; a window at most half as long as its batch's first starts a new batch
+        (`_batches`), so no window is padded to more than twice its length."""
         probs = [np.zeros((len(p.doc), 4), dtype=np.float32) for p in plans]
-        work = []  # (plan index, window index, seq, span)
+        work: list[tuple[int, int, list[int], tuple[int, int]]] = []  # (plan index, window index, seq, span)
         for k, p in enumerate(plans):
             seqs, spans = p.inputs()
             work.extend((k, w, seq, span) for w, (seq, span) in enumerate(zip(seqs, spans)))
         order = sorted(range(len(work)), key=lambda i: -len(work[i][2]))
         spent = [0.0] * len(plans)
         done = 0
-        for b in range(0, len(order), self.batch_size):
-            idx = order[b:b + self.batch_size]
+        for idx in _batches(order, [len(w[2]) for w in work], self.batch_size):
             t = time.perf_counter()
             outs = self.critic.predict([work[i][2] for i in idx], [work[i][3] for i in idx])
             for i, out in zip(idx, outs):
@@ -373,6 +373,7 @@ class Compressor:
         opts = job.options
         t2 = time.perf_counter()
         input_tokens = job.input_count.result()
+        assert job.probs is not None  # compress_many computed them before selection
         warnings = list(self.warnings)
         for q in job.queries:
             warnings += [w for w in self.query_warnings(q) if w not in warnings]
@@ -390,7 +391,7 @@ class Compressor:
                 notes=notes, units=job.units, forced=forced, min_tokens=opts.min_tokens))
         for note in dict.fromkeys(notes):
             warnings.append({"code": "finer_units", "message": note})
-        skip = getattr(job.document, "skip", None)
+        skip = job.document.skip if job.document is not None else None
         spans = _union(job.text, per_query, list(opts.queries), forced, job.units, skip)
         locator = job.document.locator() if job.document is not None else None
         original = job.original
@@ -401,8 +402,9 @@ class Compressor:
         compressed = assemble(spans, separator)
         output_tokens = count_tokens(normalise_text(compressed))
         empty = not spans
-        if empty and not opts.budgeted:
-            warnings.append({"code": "empty", "message": EMPTY_MESSAGE})
+        if empty:
+            warnings.append({"code": "empty", "message": empty_message(
+                opts.budget(input_tokens), len(job.units))})
         lang = language_warning(job.text)
         if lang is not None:
             warnings.append(lang)
@@ -424,6 +426,20 @@ class Compressor:
 
 
 EMPTY_MESSAGE = ("no span judged relevant to the query; use max_tokens or min_tokens to force output")
+EMPTY_NO_UNITS = ("nothing can be kept: the document has no unit of text outside its page headers "
+                  "and footers, which are never kept")
+EMPTY_BUDGET = "nothing fit the budget of {budget:,} tokens; raise max_tokens or rate"
+
+
+def empty_message(budget: int | None, n_units: int) -> str:
+    """Why a result kept nothing (the `empty` warning): a document with no unit to keep (all of
+    it page headers and footers) in any mode; in dynamic mode (`budget` None), no unit judged
+    relevant (`min_tokens` would have kept some); with a budget, no unit fitting it."""
+    if n_units == 0:
+        return EMPTY_NO_UNITS
+    if budget is None:
+        return EMPTY_MESSAGE
+    return EMPTY_BUDGET.format(budget=budget)
 
 
 def forced_units(text: str, units: np.ndarray, patterns, keep_first: int | None) -> np.ndarray:
@@ -484,6 +500,21 @@ def _cut_spans(text: str, spans: list[Span], skip) -> list[Span]:
         for a, b in _cut_around(np.array([[sp.start, sp.end]], dtype=np.int64), skip, nonspace):
             out.append(Span(a, b, text[a:b], sp.score))
     return out
+
+
+def _batches(order: list[int], lengths: list[int], size: int) -> Iterator[list[int]]:
+    """Cut `order` (window indices, longest first) into batches of at most `size` windows,
+    starting a new batch at a window at most half as long as the batch's first: padding a short
+    window (a document's last) to a full one costs more compute than the larger batch saves,
+    most of all on a CPU, and when several requests of `cprs serve` share a batch."""
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) == size or 2 * lengths[i] <= lengths[batch[0]]):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 def _one_line(err: BaseException) -> str:

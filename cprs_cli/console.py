@@ -66,17 +66,26 @@ def print_note(message: str, console: Console | None = None) -> None:
         write_stderr(line + "\n")
 
 
-def print_warnings(result: CompressionResult, display: str, said: set[str]) -> None:
+# a document's own warnings that are said for the first such document of a run only: a batch of
+# Chinese filings gets one language warning, not one per file (each JSON result still has it)
+ONCE_PER_RUN = frozenset({"language"})
+
+
+def print_warnings(result: CompressionResult, display: str, said: set[str],
+                   wording: Callable[[dict[str, str]], str] | None = None) -> None:
     """`cprs: warning: ...` lines for what the run changed from what was asked: a run-level
-    warning (the query cut, the batch size clamped) once per run, a document's own once for it."""
+    warning (the query cut, the batch size clamped) once per run, the language warning once per
+    run naming the first document it concerns, a document's other warnings (nothing kept, finer
+    units) once for it. `wording(warning)` gives the line's text (the CLI names its flags
+    there); by default the warning's message."""
     for w in result.stats.warnings:
-        if w["code"] in RUN_WARNINGS:
-            if w["code"] in said:
+        code = w["code"]
+        if code in RUN_WARNINGS or code in ONCE_PER_RUN:
+            if code in said:
                 continue
-            said.add(w["code"])
-            print_note(f"warning: {w['message']}")
-        else:
-            print_note(f"warning: {display}: {w['message']}")
+            said.add(code)
+        text = wording(w) if wording is not None else w["message"]
+        print_note(f"warning: {text}" if code in RUN_WARNINGS else f"warning: {display}: {text}")
 
 
 SHOWN_SKIPPED = 3  # names a skipped-files note lists before "and N more"
@@ -111,8 +120,15 @@ def _progress(console: Console) -> Any:
     """A transient rich Progress: spinner, what, bar, done/total, elapsed, remaining; a stage (a
     task without a total) shows no count and no time left. Imported here, so `cprs --help` does
     not pay for it."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.text import Text
 
     class Count(MofNCompleteColumn):
@@ -156,15 +172,22 @@ class ProgressUI:
             self._progress = None
 
     @contextlib.contextmanager
-    def stage(self, what: str, name: str = "") -> Iterator[None]:
+    def stage(self, what: str, name: str = "") -> Iterator[Callable[[int, int], None] | None]:
         """Show what is under way ("reading", "loading critic") and on what (a long name keeps
-        its end) while the body runs."""
+        its end) while the body runs. Yields a `progress(done, total)` callback that turns the
+        stage line into a bar (the pages of a PDF being extracted), or None when nothing is
+        shown."""
         if self._progress is None:
-            yield
+            yield None
             return
         task = self._progress.add_task(f"{what} {_shorten(name, 48)}".rstrip(), total=None)
+
+        def advance(done: int, total: int) -> None:
+            if self._progress is not None:
+                self._progress.update(task, completed=done, total=total)
+
         try:
-            yield
+            yield advance
         finally:
             if self._progress is not None:
                 self._progress.remove_task(task)

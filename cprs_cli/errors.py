@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_MODEL = 4
+EXIT_EXTRA = 2  # like a usage error: the command cannot run as installed (5 is --fail-on-empty)
 
 
 class CprsError(Exception):
@@ -49,3 +50,10 @@ class UsageError(CprsError):
     def __init__(self, message: str, path: str | None = None, params: tuple[str, ...] = ()):
         self.params = tuple(params)
         super().__init__(message, path)
+
+
+class MissingExtraError(CprsError):
+    """A command needs an optional extra that is not installed (`cprs serve` needs
+    `cprs-cli[serve]`, `cprs mcp` needs `cprs-cli[mcp]`): exit 2, with the pip command to run."""
+
+    exit_code = EXIT_EXTRA

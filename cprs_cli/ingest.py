@@ -25,9 +25,9 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from cprs_cli.errors import InputError
 from cprs_cli.structure import Heading, Locator
@@ -43,6 +43,7 @@ __all__ = [
     "load_source",
     "is_url",
     "load_stdin",
+    "load_bytes",
     "read_stdin_bytes",
     "decode_text",
     "normalise_text",
@@ -397,7 +398,10 @@ def convert_html(data: bytes, source: str, password: str | None = None) -> Docum
         if not text.strip() and html.strip():  # a fragment with no <html>/<body>: trafilatura parses it to nothing
             import lxml.html
 
-            text = lxml.html.fromstring(html).text_content()
+            tree = lxml.html.fromstring(html)
+            for code in tree.xpath("//script|//style|//noscript|//template"):  # code, not text
+                code.drop_tree()
+            text = tree.text_content()
     except Exception as e:  # noqa: BLE001 - lxml parser errors on damaged markup
         raise InputError(f"unreadable HTML ({_reason(e)})", source) from None
     text = _normalise_newlines(text)
@@ -781,11 +785,20 @@ def load_path(path: str | os.PathLike, password: str | None = None,
     except OSError as e:
         raise InputError(f"cannot read ({_one_line(e.strerror or e)})", source) from None
 
+    return load_bytes(data, source, password=password, max_bytes=max_bytes, progress=progress)
+
+
+def load_bytes(data: bytes, source: str, password: str | None = None,
+               max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB,
+               progress: Progress | None = None) -> Document:
+    """Convert a file's bytes that came without a file (an upload to `cprs serve`): by the suffix
+    of ``source`` (a file name), else by content, else as text; the rule of ``load_path``."""
+    max_bytes = _limit(max_bytes)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise InputError(_too_large(max_bytes), source)
     if not data.strip():
         raise InputError("empty document", source)
-    fn = converter_for(p)
-    if fn is None:
-        fn = _sniff(data) or convert_text
+    fn = converter_for(source) or _sniff(data) or convert_text
     _check_zip_expansion(data, source, max_bytes)
     return _finish(_convert(fn, data, source, password, progress), source)
 
@@ -842,7 +855,7 @@ def load_url(url: str, password: str | None = None, max_bytes: int | None = DEFA
         if isinstance(reason, (socket.timeout, TimeoutError)):
             raise InputError(f"cannot fetch (timed out after {timeout:g} s)", url) from None
         raise InputError(f"cannot fetch ({_one_line(getattr(reason, 'strerror', None) or reason)})", url) from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raise InputError(f"cannot fetch (timed out after {timeout:g} s)", url) from None
     except (http.client.HTTPException, OSError, ValueError) as e:
         raise InputError(f"cannot fetch ({_reason(e)})", url) from None

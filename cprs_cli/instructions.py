@@ -1,13 +1,12 @@
 """Control prompts: what the critic is asked to keep.
 
 The presets are phrased like the official QwenLong-CPRS prompts. The same strings are used at
-training time (`cprs_cli/train`) and by `--task`, so the critic sees at inference exactly the
+training time (`training/`) and by `--task`, so the critic sees at inference exactly the
 instructions it learnt. `LEVEL_FOR_TASK` and `GRANULARITY_FOR_LEVEL` are the one table that ties a preset to the
 evidence level of the training data it labels, and a level to the granularity that selects it.
 """
 
 from __future__ import annotations
-
 
 TASKS: dict[str, str] = {
     # sentence-level evidence: supporting facts for a question or claim
@@ -63,14 +62,3 @@ TASK_FOR_LEVEL = {level: task for task, level in LEVEL_FOR_TASK.items() if level
 def level_for_task(task: str, default: str) -> str:
     """The evidence level a preset asks for; `default` (the example's own) where it has none."""
     return LEVEL_FOR_TASK.get(task) or default
-
-
-def resolve_instruction(instruction: str | None = None, task: str | None = None) -> str:
-    """Free text wins; else the named preset; else the default preset (UsageError for a blank
-    instruction, an unknown task, or both: `options.check_prompt`)."""
-    from .options import check_prompt
-
-    check_prompt(instruction, task)
-    if instruction is not None:
-        return instruction.strip()
-    return TASKS[task or DEFAULT_TASK]

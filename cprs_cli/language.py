@@ -76,7 +76,7 @@ def detect(text: str) -> tuple[str, str] | None:
                 counts[s] = counts.get(s, 0) + 1
     if letters < MIN_LETTERS:
         return None
-    script = max(counts, key=counts.get)
+    script = max(counts, key=lambda name: counts[name])
     if counts.get("Latin", 0) < LATIN_SHARE * letters:
         return script, "non-latin"
     words = [w.lower() for w in _WORD.findall(sample)]

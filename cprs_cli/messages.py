@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import InputError
 
@@ -29,7 +30,7 @@ class ChatInput:
     """What a message list asks: the document (`context`), the `query`, the `instruction`
     (None: the default task's) and how to put the compressed document back."""
 
-    original: object  # the parsed JSON value (list or object), untouched
+    original: Any  # the parsed JSON value (list or object), untouched
     form: str  # "official" | "openai-context" (a `context` field) | "openai-turns"
     context: str
     query: str
@@ -104,10 +105,10 @@ def render_messages(chat: ChatInput, compressed: str):
     go. A `context` field: the field holds it. Earlier turns: they become one user message
     holding it, between the system messages and the last user turn."""
     out = copy.deepcopy(chat.original)
-    messages = out.get("messages") if isinstance(out, dict) else out
     if chat.form == "openai-context":
         out["context"] = compressed
         return out
+    messages = out["messages"] if isinstance(out, dict) else out
     first, drop = chat.context_indices[0], set(chat.context_indices[1:])
     new = []
     for i, m in enumerate(messages):

@@ -32,11 +32,15 @@ class Granularity(StrEnum):
 
 
 class OutputFormat(StrEnum):
-    """How a result is rendered (`cprs_cli.output`)."""
+    """How a result is rendered (`cprs_cli.output`): `html` is the highlight report of one
+    document (`render_html`), `messages` a chat's messages with the document replaced
+    (`messages.render_messages`)."""
 
     text = "text"
     json = "json"
     jsonl = "jsonl"
+    html = "html"
+    messages = "messages"
 
 
 # limits shared with the CLI's option declarations (shown in its --help)

@@ -1,4 +1,5 @@
-"""Rendering and writing of compression results: text / json / jsonl, atomic files, stdout.
+"""Rendering and writing of compression results: text / json / jsonl / html / messages, atomic
+files, stdout.
 
 Everything here is pure (no model, no CLI state) so it can be used from the library as well:
 
@@ -28,11 +29,14 @@ import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import OutputError
 from .result import CompressionResult
 
-FORMATS = ("text", "json", "jsonl")
+FORMATS = ("text", "json", "jsonl", "html", "messages")
+# formats that render one document per output stream (several need jsonl or one file each)
+SINGLE_DOCUMENT_FORMATS = ("json", "html", "messages")
 # temporary files of atomic writes: `.cprs-XXXXXXXX.tmp` (8 random characters) in the target's folder
 TEMP_PREFIX, TEMP_SUFFIX = ".cprs-", ".tmp"
 
@@ -65,13 +69,13 @@ def with_headings(result: CompressionResult) -> str:
     return result.separator.join(parts)
 
 
-def render_text_many(results: Sequence[CompressionResult]) -> str:
+def render_text_many(results: Sequence[CompressionResult], keep_headings: bool = False) -> str:
     """Several documents to one text stream: each preceded by a `==> source <==` header
     (as `head`/`tail` do for several files), separated by a blank line. One document is
     written without a header."""
     if len(results) == 1:
-        return render_text(results[0])
-    parts = [f"==> {r.source} <==\n{render_text(r)}" for r in results]
+        return render_text(results[0], keep_headings)
+    parts = [f"==> {r.source} <==\n{render_text(r, keep_headings)}" for r in results]
     return "\n".join(parts)
 
 
@@ -114,7 +118,8 @@ FOLD_BYTES = 2 << 20  # inputs larger than this (UTF-8) fold their dropped text 
 _REPORT_CSS = """
 body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1a1a1a;background:#fff}
 header{position:sticky;top:0;background:#f4f4f4;border-bottom:2px solid #444;padding:.6em 1em;z-index:1}
-header h1{font-size:1.1em;margin:0 0 .3em}header dl{display:grid;grid-template-columns:max-content 1fr;gap:0 1em;margin:0}
+header h1{font-size:1.1em;margin:0 0 .3em}
+header dl{display:grid;grid-template-columns:max-content 1fr;gap:0 1em;margin:0}
 header dt{font-weight:600}header dd{margin:0}
 main{white-space:pre-wrap;padding:1em;max-width:60em;font-family:ui-monospace,monospace;font-size:14px}
 .dropped{color:#6b6b6b}
@@ -195,20 +200,40 @@ def render_html(result: CompressionResult, text: str, *, fold_bytes: int = FOLD_
             f"<script>{_REPORT_JS}</script></body></html>\n")
 
 
-def render(results: Sequence[CompressionResult], fmt: str) -> str:
-    """Render `results` for one output stream in format `fmt` (text | json | jsonl).
+def render_chat(chat, result: CompressionResult, keep_headings: bool = False) -> str:
+    """`--format messages`: the chat's messages (`messages.ChatInput`) with its document
+    replaced by the compressed text, as pretty-printed JSON."""
+    from .messages import render_messages
 
-    `json` takes exactly one document; several documents to one stream need `jsonl`.
+    compressed = with_headings(result) if keep_headings else result.compressed_text
+    return _json_text(render_messages(chat, compressed), indent=2) + "\n"
+
+
+def render(results: Sequence[CompressionResult], fmt: str, *, text: str | None = None,
+           chat=None, keep_headings: bool = False) -> str:
+    """Render `results` for one output stream in format `fmt` (one of `FORMATS`).
+
+    `json`, `html` and `messages` take exactly one document (several documents to one stream
+    need `jsonl`); `html` also needs the document `text` the spans index, `messages` the
+    `messages.ChatInput` the document came from. `keep_headings` applies to text and messages.
     """
+    if fmt in SINGLE_DOCUMENT_FORMATS and len(results) != 1:
+        raise ValueError(f"--format {fmt} renders one document, got {len(results)}; "
+                         "use jsonl for several")
     if fmt == "text":
-        return render_text_many(results)
+        return render_text_many(results, keep_headings)
     if fmt == "json":
-        if len(results) != 1:
-            raise ValueError(f"--format json renders one document, got {len(results)}; "
-                             "use jsonl for several")
         return render_json(results[0])
     if fmt == "jsonl":
         return render_jsonl(results)
+    if fmt == "html":
+        if text is None:
+            raise ValueError("--format html needs the document text")
+        return render_html(results[0], text)
+    if fmt == "messages":
+        if chat is None:
+            raise ValueError("--format messages needs the chat the document came from")
+        return render_chat(chat, results[0], keep_headings)
     raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
@@ -257,7 +282,7 @@ def _signals_deferred():
         yield
         return
     pending: list[int] = []
-    saved = {}
+    saved: dict[int, Any] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
             saved[signum] = signal.signal(signum, lambda n, f: pending.append(n))
@@ -266,8 +291,8 @@ def _signals_deferred():
     try:
         yield
     finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
         if pending:
             _redeliver(pending[0], saved.get(pending[0]))
 

@@ -57,7 +57,7 @@ class DynamicPolicy:
         return np.flatnonzero(scores >= max(self.floor, self.relative * float(scores.max())))
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "DynamicPolicy":
+    def from_dict(cls, d: dict | None) -> DynamicPolicy:
         d = d or {}
         return cls(**{k: float(d[k]) for k in ("floor", "relative", "max_share") if k in d})
 
@@ -157,7 +157,8 @@ def relative_units(scores: np.ndarray, costs: np.ndarray, input_tokens: int,
     cand = policy.candidates(scores)
     cand = cand[np.argsort(-scores[cand], kind="stable")]
     cap = policy.max_share * input_tokens
-    chosen, total = [], 0
+    chosen: list[int] = []
+    total = 0
     for j in cand:
         if not chosen or total + costs[j] <= cap:
             chosen.append(int(j))
@@ -416,8 +417,8 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
         kept = tags.kept_mask(probs, threshold, max_gap, min_span_tokens)
         token_runs = tags.runs(kept)
         spans = snap_to_words(tags.char_spans(token_runs, offsets, text), text)
-        scores = [float(keep[s:e].mean()) for s, e in token_runs if e > s]
-        pieces = [(s, e, sc) for (s, e), sc in zip(spans, scores)]
+        run_scores = [float(keep[s:e].mean()) for s, e in token_runs if e > s]
+        pieces = [(s, e, sc) for (s, e), sc in zip(spans, run_scores)]
         if (forced is not None and len(forced)) or min_tokens:
             units = unit_spans(text, granularity) if units is None else units
             w_scores = unit_scores(keep, unit_token_ranges(units, offsets))
@@ -453,11 +454,11 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
                 return merge_spans(forced_pieces, text)
             f_units, f_costs = units[free], costs[free]
             if len(oversized_units(text, f_units, f_costs, budget, sep)):  # a unit alone exceeds the budget
-                kept = finer_units(text, f_units, scores[free], ranked[free], f_costs, budget, sep, keep,
-                                   offsets, granularity, sentences)
+                finer = finer_units(text, f_units, scores[free], ranked[free], f_costs, budget, sep, keep,
+                                    offsets, granularity, sentences)
                 if notes is not None:
                     notes.append(FINER_UNITS_NOTE.format(unit=granularity, budget=budget))
-                return merge_spans(kept + forced_pieces, text)
+                return merge_spans(finer + forced_pieces, text)
             chosen = np.union1d(free[budget_units(f_costs, ranked[free], budget, sep)], forced).astype(np.int64)
     elif policy is not None and threshold is None:
         if input_tokens is None:
@@ -487,31 +488,45 @@ def _forced_and_floor(text: str, units: np.ndarray, scores: np.ndarray, pieces: 
     taken = set(extra)
     have = [(s, e) for s, e, _ in pieces] + [(int(units[j, 0]), int(units[j, 1])) for j in extra]
     if have:
-        starts = np.array([a for a, _ in have])
-        ends = np.array([b for _, b in have])
-        for j in range(len(units)):  # units already inside a kept piece
-            if np.any((starts <= units[j, 0]) & (ends >= units[j, 1])):
-                taken.add(j)
+        taken.update(int(j) for j in np.flatnonzero(_covered(units, have)))
     return extra + floor_units(text, units, scores, taken,
                                min_tokens - count_tokens(assemble(merge_spans(
                                    [(s, e, 0.0) for s, e in have], text), separator)) if have else min_tokens,
                                count_tokens(separator))
 
 
+def _covered(units: np.ndarray, pieces: list[tuple[int, int]]) -> np.ndarray:
+    """Which units lie inside one of `pieces` (start <= unit start and end >= unit end): the
+    pieces sorted by start with a running maximum of their ends, one binary search per unit, so
+    word units of a huge input against thousands of kept pieces cost O((units + pieces) log pieces)
+    (a loop over units testing every piece cost their product)."""
+    order = sorted(pieces)
+    starts = np.array([a for a, _ in order], dtype=np.int64)
+    reach = np.maximum.accumulate(np.array([b for _, b in order], dtype=np.int64))
+    at = np.searchsorted(starts, units[:, 0], side="right") - 1  # the last piece starting at or before
+    return (at >= 0) & (reach[np.maximum(at, 0)] >= units[:, 1])
+
+
 def floor_units(text: str, units: np.ndarray, scores: np.ndarray, taken: set[int], need: int,
                 separator_tokens: int) -> list[int]:
-    """Best-scoring units outside `taken`, added until their costs reach `need` tokens."""
+    """Best-scoring units outside `taken`, added until their costs reach `need` tokens. Costs are
+    counted for `FLOOR_CHUNK` candidates at a time (one tokenizer call per unit cost ~1 ms)."""
     out: list[int] = []
     if need <= 0:
         return out
     order = [int(j) for j in np.argsort(-scores, kind="stable") if int(j) not in taken]
     total = 0
-    for j in order:
-        if total >= need:
-            break
-        out.append(j)
-        total += int(unit_costs(text, units, separator_tokens, np.array([j]))[0])
+    for at in range(0, len(order), FLOOR_CHUNK):
+        chunk = order[at:at + FLOOR_CHUNK]
+        for j, cost in zip(chunk, unit_costs(text, units, separator_tokens, np.array(chunk)).tolist()):
+            if total >= need:
+                return out
+            out.append(j)
+            total += int(cost)
     return out
+
+
+FLOOR_CHUNK = 256
 
 
 def assemble(spans: list[Span], separator: str = DEFAULT_SEPARATOR) -> str:

@@ -8,7 +8,7 @@ P=${PROBS:-/tmp/new}
 OUT=${OUT:-docs/quality/ablation}
 ROWS=multihop,articles,papers
 mkdir -p "$OUT"
-ev() { python -m cprs_cli.train.evaluate --device cpu --rows $ROWS --no-dense --md '' "$@"; }
+ev() { python -m cprs_cli.evaluation.quality --device cpu --rows $ROWS --no-dense --md '' "$@"; }
 ev --model mini  --probs $P/miniold --probs-tag miniold --lexical-weight 0   --dynamic tags       --out $OUT/A0_before.json
 ev --model mini  --probs $P/miniold --probs-tag miniold --lexical-weight 0.3 --dynamic tags       --out $OUT/A1_fusion.json
 ev --model mini  --probs $P/miniold --probs-tag miniold --lexical-weight 0   --dynamic calibrated --out $OUT/A2_dynamic_rule.json

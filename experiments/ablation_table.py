@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from cprs_cli.train import evaluate as E
+from cprs_cli.evaluation.report import fmt
 
 RUNS = [
     ("A0_before", "before: round-1 `mini`, critic ranking alone, dynamic by tags at the global threshold"),
@@ -36,17 +36,17 @@ def main(directory: str = "docs/quality/ablation") -> str:
             if r is None:
                 cells.append("–")
                 continue
-            cell = f"{E._fmt(r['critic'])}"
+            cell = f"{fmt(r['critic'])}"
             if key[1] == "dynamic":
                 cell += f" ({r['ratio']:.1f}×)"
             cells.append(cell)
         una = by.get(("articles", "dynamic"), {}).get("unanswerable")
-        cells.append(f"{E._fmt(una['mean_output_share'])}%" if una else "–")
+        cells.append(f"{fmt(una['mean_output_share'])}%" if una else "–")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     ref = json.loads((Path(directory) / "A0_before.json").read_text())
     by = {(r["row"], r["mode"]): r for r in ref["rows"]}
     lines.append("| BM25 at the same budget as A0 | " + " | ".join(
-        E._fmt(by[k]["bm25"]) if k in by else "–" for k in COLS) + " | – |")
+        fmt(by[k]["bm25"]) if k in by else "–" for k in COLS) + " | – |")
     return "\n".join(lines) + "\n"
 
 

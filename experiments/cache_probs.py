@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from cprs_cli import segment
+from cprs_cli.evaluation import quality as ev
+from cprs_cli.evaluation.qa import load_split
 from cprs_cli.instructions import TASKS
 from cprs_cli.tokens import count_tokens
-from cprs_cli.train import evaluate as ev
-from cprs_cli.train.data import load_split
 
 TASK = {"hotpotqa": "facts", "squad2": "facts", "evidence_inference": "facts", "qmsum": "paragraphs",
         "policyqa": "facts", "clapnq": "facts", "wice": "facts", "nq_oracle": "facts"}

@@ -78,8 +78,8 @@ def main() -> None:
             for fact in facts:
                 r = comp.compress_document(doc, query=fact.question, rate=args.rate)
                 out = _squash(r.compressed_text)
-                row = any(re.search(re.escape(_squash(fact.label)) + r"\s+" + re.escape(_squash(fact.figure)) + r"(\s|$)",
-                                    _squash(sp.text)) for sp in r.spans)
+                pattern = re.escape(_squash(fact.label)) + r"\s+" + re.escape(_squash(fact.figure)) + r"(\s|$)"
+                row = any(re.search(pattern, _squash(sp.text)) for sp in r.spans)
                 t = totals[name]
                 t[0] += 1
                 t[1] += _squash(fact.figure) in out

@@ -6,20 +6,28 @@ reciprocal-rank fusion, and BM25's best one or two units always kept on top of l
     python experiments/fusion_variants.py small /tmp/r3/r3a r3a
 
 Results: docs/quality/fusion_variants.md."""
-import sys, json
+import sys
+from pathlib import Path
+
 import numpy as np
-from cprs_cli.train import calibrate as C, evaluate as ev
-from cprs_cli.select import budget_units
-from cprs_cli.tokens import count_tokens
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not installed: the checkout's
+from cprs_cli.evaluation import quality as ev  # noqa: E402
+from cprs_cli.select import budget_units  # noqa: E402
+from training import calibrate as C  # noqa: E402
 
 model, probs, tag = sys.argv[1], sys.argv[2], sys.argv[3]
 split = sys.argv[4] if len(sys.argv) > 4 else "calib"
 comp = ev.load_compressor(model, "cpu", None, None)
 data = C.prepare(comp, split, probs, tag, log=lambda m: print(m, file=sys.stderr))
-sep = count_tokens(ev.DEFAULT_SEPARATOR)
+sep = ev.sep_tokens()
+
 
 def ranks(s):
-    r = np.empty(len(s)); r[np.argsort(-s, kind="stable")] = np.arange(len(s)); return r
+    r = np.empty(len(s))
+    r[np.argsort(-s, kind="stable")] = np.arange(len(s))
+    return r
+
 
 def variants(x):
     s, b = x["scores"], x["bm25"]
@@ -31,19 +39,24 @@ def variants(x):
     for topn in (1, 2):
         for w in (0.05, 0.3):
             f = s + w * b
-            g = f.copy(); top = np.argsort(-b, kind="stable")[:topn]
+            g = f.copy()
+            top = np.argsort(-b, kind="stable")[:topn]
             g[top] += 10.0 * (b[top] > 0)
             out[f"bm25top{topn}+lin{w}"] = g
     return out
 
+
 per = {}
 for x in data:
-    if not x["item"].answerable: continue
+    if not x["item"].answerable:
+        continue
     for mode in x["spec"].modes:
-        if mode == "dynamic": continue
-        budget = ev._budget(mode, x["input_tokens"])
+        if mode == "dynamic":
+            continue
+        budget = ev.mode_budget(mode, x["input_tokens"])
         for name, r in variants(x).items():
-            per.setdefault(name, {}).setdefault(f"{x['spec'].name}@{mode}", []).append(C._score(x, budget_units(x["costs"], r, budget, sep)))
+            score = C._score(x, budget_units(x["costs"], r, budget, sep))
+            per.setdefault(name, {}).setdefault(f"{x['spec'].name}@{mode}", []).append(score)
 rows = sorted(next(iter(per.values())).keys())
 print("variant".ljust(18), " ".join(r[:14].rjust(14) for r in rows), "macro")
 for name, t in per.items():

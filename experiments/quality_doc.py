@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ablation_table  # noqa: E402
 
-from cprs_cli.train import evaluate as E  # noqa: E402
+from cprs_cli.evaluation import report as R  # noqa: E402
 
 DOC = Path("docs/quality.md")
 
@@ -20,7 +20,7 @@ def main(*json_reports: str) -> None:
     for path in json_reports:  # e.g. the needle run on the H200
         rep = json.loads(Path(path).read_text())
         rep["out"] = path
-        E.update_markdown(DOC, f"{rep['model']}:{rep['mode']}", E.markdown_section(rep))
+        R.update_section(DOC, f"{rep['model']}:{rep['mode']}", R.quality_section(rep))
     text = DOC.read_text()
     block = Path("experiments/quality_summary.md").read_text().replace("ABLATION_TABLE", ablation_table.main().rstrip())
     if "<!-- summary -->" in text:

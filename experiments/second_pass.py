@@ -12,11 +12,12 @@ import json
 import numpy as np
 
 from cprs_cli import segment
+from cprs_cli.evaluation import quality as ev
+from cprs_cli.evaluation.metrics import bootstrap_ci, coverage_recall
+from cprs_cli.evaluation.qa import load_split
 from cprs_cli.instructions import TASKS
 from cprs_cli.select import budget_units, unit_costs, unit_scores, unit_token_ranges
 from cprs_cli.tokens import count_tokens
-from cprs_cli.train import evaluate as ev
-from cprs_cli.train.data import load_split
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     spec = ev.ROW_BY_NAME["multihop"]
     items, _ = ev.data_items(spec, load_split("calib", ["hotpotqa"]), a.n, 0, 0)
     cache = ev.ProbsCache(a.probs, a.tag, "calib")
-    sep = count_tokens(ev.DEFAULT_SEPARATOR)
+    sep = ev.sep_tokens()
     res: dict[str, list[float]] = {}
     for it in items:
         units = segment.sentence_spans(it.document)
@@ -49,8 +50,8 @@ def main() -> None:
             for name, sc in {"pass1": s1, "pass2": s2, "max": np.maximum(s1, s2), "mean": (s1 + s2) / 2}.items():
                 ch = budget_units(costs, sc, budget, sep)
                 spans = [(int(units[j, 0]), int(units[j, 1])) for j in ch]
-                res.setdefault(f"{name}@{rate}", []).append(ev.coverage_recall(it.evidence, spans))
-    print(json.dumps({k: [round(float(np.mean(v)), 4), len(v), ev.bootstrap_ci(v)] for k, v in res.items()}, indent=1))
+                res.setdefault(f"{name}@{rate}", []).append(coverage_recall(it.evidence, spans))
+    print(json.dumps({k: [round(float(np.mean(v)), 4), len(v), bootstrap_ci(v)] for k, v in res.items()}, indent=1))
 
 
 if __name__ == "__main__":

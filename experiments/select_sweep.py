@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from cprs_cli import segment
+from cprs_cli.evaluation.metrics import coverage_recall
+from cprs_cli.evaluation.qa import load_split
 from cprs_cli.select import DEFAULT_SEPARATOR, budget_units, unit_costs, unit_scores, unit_token_ranges
 from cprs_cli.tokens import count_tokens
-from cprs_cli.train import evaluate as ev
-from cprs_cli.train.data import load_split
 from cprs_cli.windows import tokenize
 
 
@@ -31,7 +31,8 @@ def oracle(tag: str, cache_dir: str, tokenizer, rates=(0.2, 0.1), split: str = "
         if not r.evidence:
             continue
         units = segment.sentence_spans(r.document)
-        critic = unit_scores(row["keep"].astype(np.float64), unit_token_ranges(units, tokenize(tokenizer, r.document).offsets))
+        ranges = unit_token_ranges(units, tokenize(tokenizer, r.document).offsets)
+        critic = unit_scores(row["keep"].astype(np.float64), ranges)
         gold = np.zeros(len(units))
         for s, e in r.evidence:
             gold[(units[:, 0] < e) & (units[:, 1] > s)] = 1
@@ -39,7 +40,7 @@ def oracle(tag: str, cache_dir: str, tokenizer, rates=(0.2, 0.1), split: str = "
         n_in = count_tokens(r.document)
         for rate in rates:
             chosen = budget_units(costs, gold + 0.01 * critic, max(1, round(rate * n_in)), sep)
-            vals[rate].append(ev.coverage_recall(r.evidence, [(int(units[j, 0]), int(units[j, 1])) for j in chosen]))
+            vals[rate].append(coverage_recall(r.evidence, [(int(units[j, 0]), int(units[j, 1])) for j in chosen]))
     return {rate: (float(np.mean(v)), len(v)) for rate, v in vals.items()}
 
 

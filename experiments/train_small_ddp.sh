@@ -15,7 +15,7 @@ printf 'Metadata-Version: 2.1\nName: gguf\nVersion: 0.19.0\n' > $S/pack/site/ggu
 # de-quantise the GGUF once, before the ranks start (both would convert it at the same time)
 python3 -c "from cprs_cli.critic import CRITICS, base_model_dir; print(base_model_dir(CRITICS['small']))"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python3 -m torch.distributed.run --standalone --nproc_per_node 2 -m cprs_cli.train --critic small \
+python3 -m torch.distributed.run --standalone --nproc_per_node 2 -m training --critic small \
     --resume "${RESUME:-shipped}" --minutes "${MINUTES:-7}" --lr "${LR:-2e-4}" --hard-fraction 0.3 \
     --augment-fraction 0.5 --eval-every 200 --out $S/runs/$TAG > $S/runs/$TAG.log 2>&1 || echo "exit $?"
 tail -4 $S/runs/$TAG.log

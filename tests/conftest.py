@@ -7,10 +7,18 @@ behaviour (offsets, order, formats, errors), never quality.
 
 from __future__ import annotations
 
+import gzip
+import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+# The tests check exact properties (padding invariance, equality with the official model code,
+# the same output from one and many documents) that hold to fp32 precision: a user's
+# CPRS_CPU_DTYPE=bfloat16 must not leak into them. test_critic.py checks the bf16 path itself.
+os.environ.pop("CPRS_CPU_DTYPE", None)
 
 MINILM_TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -100,3 +108,62 @@ def tiny_hybrid_critic_dir(tmp_path_factory) -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Keep every test's cprs cache (hashes, conversions) out of the user's home."""
     monkeypatch.setenv("CPRS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cprs-cache"))
+
+
+# --------------------------------------------------------------------------- a tiny QA data directory
+
+
+def _doc(i: int) -> str:
+    return (
+        f"Article {i}\nThe town of Place{i} was founded in {1800 + i}. "
+        f"Its mayor is Person{i}. It has {i * 10} inhabitants.\n\n"
+        f"Place{i} lies on a river. The river is called River{i}."
+    )
+
+
+def _records() -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {"tinytok": [], "tinysent": []}
+    # token level: 25 documents, 3 queries each, one of them unanswerable
+    for i in range(25):
+        doc = _doc(i)
+        ans = f"Person{i}"
+        s = doc.index(ans)
+        out["tinytok"].append(dict(id=f"t{i}a", source="tinytok", query=f"Who is mayor of Place{i}?",
+                                   document=doc, evidence=[[s, s + len(ans)]], evidence_level="token",
+                                   answers=[ans], answerable=True))
+        year = str(1800 + i)
+        s = doc.index(year)
+        out["tinytok"].append(dict(id=f"t{i}b", source="tinytok", query=f"When was Place{i} founded?",
+                                   document=doc, evidence=[[s, s + len(year)]], evidence_level="token",
+                                   answers=[year], answerable=True))
+        out["tinytok"].append(dict(id=f"t{i}c", source="tinytok", query="Who won the 1990 World Cup?",
+                                   document=doc, evidence=[], evidence_level="token",
+                                   answers=[], answerable=False))
+    # sentence level: 5 documents only (the minimum-2-val rule), 2 queries each
+    for i in range(100, 105):
+        doc = _doc(i)
+        sent = f"Its mayor is Person{i}."
+        s = doc.index(sent)
+        out["tinysent"].append(dict(id=f"s{i}a", source="tinysent", query=f"Who is mayor of Place{i}?",
+                                    document=doc, evidence=[[s, s + len(sent)]], evidence_level="sentence",
+                                    answers=[f"Person{i}"], answerable=True))
+        sent = f"The river is called River{i}."
+        s = doc.index(sent)
+        out["tinysent"].append(dict(id=f"s{i}b", source="tinysent", query=f"Which river flows by Place{i}?",
+                                    document=doc, evidence=[[s, s + len(sent)]], evidence_level="sentence",
+                                    answers=["yes"], answerable=True))
+    return out
+
+
+@pytest.fixture()
+def data_dir(tmp_path):
+    """Two sources in the format of ../shared/data: 25 token-level documents (3 queries each,
+    one unanswerable) and 5 sentence-level ones (the minimum-2-val rule)."""
+    from cprs_cli.evaluation import qa as Q
+
+    for name, recs in _records().items():
+        with gzip.open(tmp_path / f"{name}.jsonl.gz", "wt", encoding="utf-8") as fh:
+            for r in recs:
+                fh.write(json.dumps(r) + "\n")
+    Q._val_hashes_for.cache_clear()
+    return tmp_path

@@ -9,7 +9,6 @@ from cprs_cli import batch, ingest
 from cprs_cli.batch import expand_inputs, output_path_for
 from cprs_cli.errors import UsageError
 
-
 # --------------------------------------------------------------------------- paths
 
 

@@ -672,26 +672,47 @@ def test_main_returns_exit_code(capsys):
 
 
 def test_bench_passes_options(monkeypatch, tmp_path):
-    import types
-
-    import cprs_cli.bench
+    from cprs_cli.evaluation import bench as bench_run
 
     calls = []
-    fake = types.ModuleType("cprs_cli.bench.run")
-    fake.main = lambda **kw: calls.append(kw) or {"ok": True}
-    monkeypatch.setitem(sys.modules, "cprs_cli.bench.run", fake)
-    monkeypatch.setattr(cprs_cli.bench, "run", fake, raising=False)
+    monkeypatch.setattr(bench_run, "main", lambda out_dir, **kw: calls.append(dict(out_dir=out_dir, **kw)))
     r = invoke("bench", "--quick", "--out-dir", tmp_path / "b", "--model", "mini", "--model", "small",
                "--length", "1000", "--length", "4000", "--device", "cpu", "--task", "niah",
-               "--seed", "7", "--no-progress")
+               "--seed", "7", "--no-progress", "--data-dir", tmp_path / "data", "--report", tmp_path / "r.md")
     assert r.exit_code == 0, r.stderr
     assert calls == [dict(quick=True, out_dir=tmp_path / "b", models=["mini", "small"],
-                          lengths=[1000, 4000], device="cpu", tasks=["niah"], seed=7, progress=False)]
+                          lengths=[1000, 4000], device="cpu", tasks=["niah"], seed=7, progress=False,
+                          data_dir=tmp_path / "data", report_path=tmp_path / "r.md")]
     calls.clear()
-    r = invoke("bench")
+    r = invoke("bench", "--out-dir", tmp_path / "c")
     assert r.exit_code == 0, r.stderr
-    assert calls[0]["quick"] is False and calls[0]["out_dir"] == Path("docs/benchmarks")
+    assert calls[0]["quick"] is False and calls[0]["out_dir"] == tmp_path / "c"
     assert calls[0]["lengths"] is None and calls[0]["tasks"] is None and calls[0]["seed"] == 0
+    assert calls[0]["data_dir"] is None and calls[0]["report_path"] is None
+
+
+def test_bench_needs_an_out_dir_and_writes_nothing_without_one(monkeypatch, tmp_path):
+    """`cprs bench` never writes into the caller's folder unless asked: no --out-dir, no run."""
+    from cprs_cli.evaluation import bench as bench_run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(bench_run, "main", lambda *a, **kw: pytest.fail("ran without --out-dir"))
+    r = invoke("bench", "--quick")
+    assert r.exit_code == 2
+    assert_one_line_error(r.stderr, "--out-dir")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_names_a_missing_dependency_in_one_line(monkeypatch, tmp_path):
+    from cprs_cli.evaluation import deps
+
+    real = deps.importlib.util.find_spec
+    monkeypatch.setattr(deps.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    r = invoke("bench", "--quick", "--out-dir", tmp_path / "b", "--no-progress")
+    assert r.exit_code == 2
+    assert_one_line_error(r.stderr, "matplotlib", "pip install 'cprs-cli[bench]'")
+    assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize("args, flags", [

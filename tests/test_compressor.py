@@ -391,6 +391,19 @@ def test_options_that_cannot_apply_are_rejected(enc_comp, kwargs, param):
     assert param in err.value.params and str(err.value).startswith(param)
 
 
+def test_batches_never_pad_a_window_to_more_than_twice_its_length():
+    from cprs_cli.compressor import _batches
+
+    lengths = [512, 500, 256, 255, 200, 130, 128, 127, 20]
+    order = list(range(len(lengths)))  # already longest first
+    got = list(_batches(order, lengths, 3))
+    assert [i for b in got for i in b] == order  # every window once, in order
+    for b in got:
+        assert len(b) <= 3
+        assert all(2 * lengths[i] > lengths[b[0]] for i in b[1:])
+    assert got == [[0, 1], [2, 3, 4], [5, 6, 7], [8]]  # 256 is half of 512: a new batch
+
+
 def test_an_item_with_its_document_keeps_the_documents_pages(enc_comp, tmp_path):
     """`Item(text, source, options, document)`: an item's own options with a Document's
     structure and pages (what `cprs corpus` gives a `path` row)."""

@@ -27,7 +27,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 ray = pytest.importorskip("ray")
 
 from cprs_cli.compressor import Compressor, Item, ItemError  # noqa: E402
-from cprs_cli.corpus import RAY_MISSING, run_corpus  # noqa: E402
+from cprs_cli.corpus import run_corpus  # noqa: E402
 from cprs_cli.corpus.manifest import MANIFEST_NAME, Output  # noqa: E402
 from cprs_cli.corpus.shards import discover, plan_shards, read_shard  # noqa: E402
 from cprs_cli.corpus.worker import RowError, row_options  # noqa: E402
@@ -215,10 +215,14 @@ def test_a_cprs_error_inside_an_actor_keeps_its_line_and_exit_code():
 
 
 def test_without_ray_one_line_says_how_to_install(tmp_path, monkeypatch):
+    from cprs_cli.errors import MissingExtraError
+
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
-    with pytest.raises(UsageError) as err:
+    with pytest.raises(MissingExtraError) as err:
         run_corpus(str(tmp_path), tmp_path / "out", CompressOptions(query="q"))
-    assert str(err.value) == RAY_MISSING and "pip install 'cprs-cli[corpus]'" in RAY_MISSING
+    assert err.value.exit_code == 2
+    assert str(err.value) == ("cprs corpus needs the 'corpus' extra (ray not installed): "
+                              "pip install 'cprs-cli[corpus]'")
 
 
 # --------------------------------------------------------------------------- runs on Ray

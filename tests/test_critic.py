@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from cprs_cli.critic.base import default_dtype
 from conftest import build_tiny_hybrid
 from safetensors.torch import load_file, save_file
 
@@ -63,11 +65,46 @@ def test_load_tiny_critic_dirs(critics, kind, tiny_encoder_critic_dir, tiny_hybr
     assert c.device == torch.device("cpu")
     assert c.thresholds == {} and c.threshold_for("facts") is None
     assert not c.model.training
-    assert next(c.model.parameters()).dtype == torch.float32  # fp32 on the CPU
+    assert next(c.model.parameters()).dtype == default_dtype(torch.device("cpu"))
     assert c.default_window_tokens == (128 if kind == "encoder" else 256)  # config's cprs_window_tokens
     assert c.default_window_tokens <= c.max_positions
     assert load_critic(str(path), "cpu", window_tokens=48).default_window_tokens == 48
     assert getattr(c.tokenizer, "is_fast", False)
+
+
+def test_cpu_dtype_is_fp32_unless_asked(monkeypatch):
+    """CPUs run fp32 by default; CPRS_CPU_DTYPE=bfloat16 forces bf16, =auto picks bf16 only where
+    the CPU has bf16 dot products (else it is emulated and slower); GPUs always get bf16."""
+    from cprs_cli.critic import base
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(base, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.delenv("CPRS_CPU_DTYPE", raising=False)
+    assert base.default_dtype(cpu) == torch.float32
+    monkeypatch.setenv("CPRS_CPU_DTYPE", "auto")
+    assert base.default_dtype(cpu) == torch.bfloat16
+    monkeypatch.setattr(base, "cpu_has_native_bf16", lambda: False)
+    assert base.default_dtype(cpu) == torch.float32
+    monkeypatch.setenv("CPRS_CPU_DTYPE", "bfloat16")
+    assert base.default_dtype(cpu) == torch.bfloat16
+    assert base.default_dtype(torch.device("cuda")) == torch.bfloat16
+
+
+@pytest.mark.parametrize("kind", ["encoder", "hybrid"])
+def test_bf16_on_the_cpu_predicts_what_fp32_does(monkeypatch, kind, tiny_encoder_critic_dir,
+                                                 tiny_hybrid_critic_dir):
+    """The bf16 CPU path (the default on CPUs with native bf16) loads bf16 weights and gives the
+    fp32 probabilities to within bf16 rounding."""
+    path = tiny_encoder_critic_dir if kind == "encoder" else tiny_hybrid_critic_dir
+    fp32 = load_critic(str(path), "cpu")
+    monkeypatch.setenv("CPRS_CPU_DTYPE", "bfloat16")
+    bf16 = load_critic(str(path), "cpu")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    ids, span = window(fp32, CONTEXT)
+    (a,) = fp32.predict([ids], [span])
+    (b,) = bf16.predict([ids], [span])
+    assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
+    assert np.abs(a - b).max() < 0.05
 
 
 def test_encoder_prompt_layout(critics):

@@ -6,12 +6,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from badinput.pdfbuild import make_pdf, odd_pdf
 
 from cprs_cli.errors import InputError
-from cprs_cli.ingest import (Document, load_path, load_stdin, normalise_text, read_stdin_bytes,
-                             register_converter)
+from cprs_cli.ingest import Document, load_path, load_stdin, normalise_text, read_stdin_bytes, register_converter
 
 FRENCH = "Le café est très bon. Les élèves étudient à l'école. Naïve façade, garçon.\nDeuxième ligne.\n"
 
@@ -145,7 +143,8 @@ def test_permission_denied_simulated(tmp_path, monkeypatch):
 
 
 def test_messages_are_one_line(tmp_path):
-    cases = [tmp_path / "missing", write(tmp_path, "bad.pdf", b"%PDF-1.4\n garbage\n"), write(tmp_path, "x.docx", b"PK junk")]
+    cases = [tmp_path / "missing", write(tmp_path, "bad.pdf", b"%PDF-1.4\n garbage\n"),
+             write(tmp_path, "x.docx", b"PK junk")]
     for p in cases:
         with pytest.raises(InputError) as ei:
             load_path(p)
@@ -156,7 +155,7 @@ def test_messages_are_one_line(tmp_path):
 
 
 def test_stdin_bytes():
-    doc = load_stdin("héllo\r\nworld".encode("utf-8"))
+    doc = load_stdin("héllo\r\nworld".encode())
     assert doc == Document("héllo\nworld", "<stdin>", "stdin", [0])
 
 

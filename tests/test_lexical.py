@@ -6,7 +6,6 @@ import numpy as np
 
 from cprs_cli import lexical, segment
 
-
 TEXT = ("The Eiffel Tower is in Paris. It was finished in 1889. Bananas are yellow. "
         "Gustave Eiffel's company built the tower. Paris is the capital of France.")
 

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from cprs_cli import output
-from cprs_cli.output import (render, render_json, render_jsonl, render_text, render_text_many, write_atomic,
-                             write_output)
+from cprs_cli.output import render, render_json, render_jsonl, render_text, render_text_many, write_atomic, write_output
 from cprs_cli.result import CompressionResult, Span, Stats
 
 SOURCE_TEXT = "Apollo 11 landed on 20 July 1969. It was hot in Houston. Armstrong stepped out."

@@ -384,3 +384,40 @@ def test_a_budget_never_keeps_less_than_a_unit_that_fits(granularity, doc, rate)
     if smallest <= budget:
         assert spans, "a unit fits in the budget, yet nothing was kept"
     assert count_tokens(assemble(spans)) <= budget * 1.1
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(units=st.lists(st.tuples(st.integers(0, 500), st.integers(1, 40)), min_size=1, max_size=40),
+       pieces=st.lists(st.tuples(st.integers(0, 500), st.integers(0, 90)), min_size=1, max_size=15))
+def test_min_tokens_covered_units_match_the_pairwise_rule(units, pieces):
+    """The floor of `min_tokens` skips units already inside a kept piece; the sorted search over
+    the pieces finds exactly the units the pairwise test finds, nested and overlapping pieces too."""
+    from cprs_cli.select import _covered
+
+    starts = sorted({a for a, _ in units})
+    arr = np.array([(a, a + n) for a, (_, n) in zip(starts, units)], dtype=np.int64)
+    spans = [(a, a + n) for a, n in pieces]
+    pairwise = [any(a <= s and b >= e for a, b in spans) for s, e in arr.tolist()]
+    assert _covered(arr, spans).tolist() == pairwise
+
+
+@pytest.mark.parametrize("need", [1, 37, 700, 10_000])
+def test_min_tokens_floor_adds_best_units_until_the_need_is_met(need):
+    """The floor counts costs in chunks (`FLOOR_CHUNK`) but adds exactly the units the one-by-one
+    rule adds: best score first, skipping units already taken, until the costs reach `need`."""
+    from cprs_cli.select import FLOOR_CHUNK, floor_units, unit_costs
+
+    text = " ".join(f"w{i}" if i % 7 else f"longer-word-{i}" for i in range(3 * FLOOR_CHUNK))
+    units = segment.word_spans(text)
+    scores = np.random.default_rng(3).random(len(units))
+    taken = set(range(0, len(units), 5))
+    expected, total = [], 0
+    for j in np.argsort(-scores, kind="stable").tolist():
+        if j in taken:
+            continue
+        if total >= need:
+            break
+        expected.append(j)
+        total += int(unit_costs(text, units, 4, np.array([j]))[0])
+    assert floor_units(text, units, scores, taken, need, 4) == expected
+    assert len(expected) > FLOOR_CHUNK or need < 10_000  # the largest need crosses a chunk

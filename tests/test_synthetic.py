@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from cprs_cli import synthetic as S
+from cprs_cli.evaluation import synthetic as S
 from cprs_cli.instructions import TASKS
 
 

@@ -4,7 +4,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-
 from cprs_cli import tokens
 
 ROOT = Path(__file__).resolve().parents[1]

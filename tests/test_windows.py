@@ -83,7 +83,7 @@ def test_pieces_partition_the_text(text, size):
         assert pieces == []
         return
     assert pieces[0][0] == 0 and pieces[-1][1] == len(text)
-    for (s, e), (s2, _) in itertools.pairwise(pieces):
+    for (_, e), (s2, _) in itertools.pairwise(pieces):
         assert e == s2
     for s, e in pieces:
         assert 0 < e - s <= size
@@ -162,7 +162,7 @@ def test_plan_windows_covers_everything_once(n, budget, cuts):
         assert wins == []
         return
     assert wins[0][0] == 0 and wins[-1][1] == n
-    for (s, e), (s2, _) in itertools.pairwise(wins):
+    for (_, e), (s2, _) in itertools.pairwise(wins):
         assert e == s2  # consecutive: no gap, no overlap
     for s, e in wins:
         assert 0 < e - s <= budget

@@ -10,6 +10,6 @@ Importing this package needs neither Ray nor pyarrow (the `corpus` extra); runni
 """
 
 from .manifest import written
-from .run import RAY_MISSING, CorpusStats, run_corpus
+from .run import CorpusStats, run_corpus
 
-__all__ = ["RAY_MISSING", "CorpusStats", "run_corpus", "written"]
+__all__ = ["CorpusStats", "run_corpus", "written"]

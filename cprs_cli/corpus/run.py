@@ -16,8 +16,8 @@ which rows are done, and the rows a batch holds (hence the critic batches, hence
 point sums) would depend on the number of workers. Here Ray Data schedules and retries the work,
 runs the actors and shows the progress bars; the shards are cprs's own (`shards.py`).
 
-Ray is imported only inside `run_corpus` (the `corpus` extra); without it the call raises a
-UsageError that says how to install it.
+Ray is imported only inside `run_corpus` (the `corpus` extra); without it the call raises
+`extras.require`'s MissingExtraError (exit 2), which says how to install it.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CprsError, InputError, ModelError, OutputError, UsageError
+from ..extras import require
 from ..ingest import DEFAULT_MAX_INPUT_MB, MB
 from ..options import CompressOptions
 from ..select import DynamicPolicy
@@ -41,7 +42,6 @@ from .manifest import Output
 from .shards import DEFAULT_SHARD_ROWS, DEFAULT_SHARD_TOKENS, Shard, discover, plan_shards
 from .worker import FORMATS, ShardStats, process_shard
 
-RAY_MISSING = "cprs corpus needs Ray Data and pyarrow: pip install 'cprs-cli[corpus]'"
 CPUS_PER_WORKER = 2  # torch threads of one CPU actor when not given (measured: docs/corpus.md)
 
 
@@ -119,12 +119,10 @@ def _options_dict(options: CompressOptions) -> dict:
 
 
 def _import_ray():
-    try:
-        import pyarrow  # noqa: F401
-        import ray
-        import ray.data
-    except ImportError:
-        raise UsageError(RAY_MISSING) from None
+    require("corpus")  # one line naming the pip command (exit 2), not an ImportError
+    import ray
+    import ray.data
+
     return ray
 
 
@@ -200,9 +198,10 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
     GPUs), "cpu" or "cuda". `workers`: actors (default: one per GPU, or CPUs / `cpus_per_worker`).
     An interrupted call leaves whole shards only; `written(output)` counts them.
 
-    Raises UsageError (bad options, Ray missing, an output directory of another run or in
-    use), InputError (no dataset files, an unreadable one), ModelError (the critic). Rows that
-    fail are output rows with an `error`; shards that fail are listed in `stats.failed`.
+    Raises UsageError (bad options, an output directory of another run or in use),
+    MissingExtraError (Ray or pyarrow not installed), InputError (no dataset files, an
+    unreadable one), ModelError (the critic). Rows that fail are output rows with an `error`;
+    shards that fail are listed in `stats.failed`.
     """
     options = options or CompressOptions(query="")
     (options if options.query else dataclasses.replace(options, query="-")).validate()

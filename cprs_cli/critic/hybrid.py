@@ -24,7 +24,8 @@ from .base import Critic
 DEFAULT_BIDIRECTIONAL_START = 21  # as in the official code (layers 21-27 of 28)
 MAX_QUERY_TOKENS = 256
 
-SYSTEM_PROMPT = "<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n{query}<|im_end|>\n<|im_start|>context\n"
+SYSTEM_PROMPT = ("<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n{query}<|im_end|>\n"
+                 "<|im_start|>context\n")
 
 
 class HybridTagger(nn.Module):
@@ -61,11 +62,9 @@ class HybridTagger(nn.Module):
         fast = getattr(self.config, "_attn_implementation", "sdpa") in ("sdpa", "flash_attention_2",
                                                                          "flash_attention_3")
         neg = torch.finfo(dtype).min
-        key_mask = None
+        key_mask = bidir = None
         if padded:
             key_mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
-        bidir = None
-        if padded:
             bidir = torch.zeros(key_mask.shape, dtype=dtype, device=device).masked_fill(~key_mask, neg)
         if fast:
             return None, bidir

@@ -63,7 +63,7 @@ def lora_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def unwrap_lora(module: nn.Module) -> None:
     """Merge every LoRALinear into its base linear, in place (for export and evaluation)."""
-    for qual, mod in list(module.named_modules()):
+    for mod in list(module.modules()):
         for child_name, child in list(mod.named_children()):
             if isinstance(child, LoRALinear):
                 with torch.no_grad():

@@ -15,19 +15,21 @@ keep their type), and no temporary file is left anywhere under the case director
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import generate as g
 from fake_cli import expected_text
@@ -716,7 +718,8 @@ def _in_namespace(ctx: Ctx, mount: str, args: list[str]) -> Result:
 
     cmd = " ".join(shlex.quote(a) for a in fake_cli_cmd(args))
     script = (f"set -e; {mount}; set +e; {cmd}; rc=$?; "
-              f"find {shlex.quote(str(ctx.out))} -mindepth 1 -printf '%P %s\\n' > {shlex.quote(str(ctx.dir / 'listing.txt'))}; "
+              f"find {shlex.quote(str(ctx.out))} -mindepth 1 -printf '%P %s\\n' "
+              f"> {shlex.quote(str(ctx.dir / 'listing.txt'))}; "
               "exit $rc")
     p = subprocess.run(["unshare", "-m", "--propagation", "private", "bash", "-c", script],
                        capture_output=True, timeout=120, cwd=ctx.dir)
@@ -1145,4 +1148,185 @@ CASES += [
          0, None, both(_budget_filled(60), warned("a paragraph is longer than the budget of 60"))),
     Case("budget-one-huge-word", "budget", _oversized("word.txt", b"x" * 200_000, ["--max-tokens", "50"]),
          0, None, _budget_filled(50)),
+]
+
+# --------------------------------------------------------------------------- HTML, URLs, chat messages, empty results
+
+
+CASES += [
+    Case("html-empty-file", "html", one_file("empty.html", b""), 3, "empty.html: empty document"),
+    Case("html-only-whitespace", "html", one_file("blank.html", b"  \n\t \n"), 3, "blank.html: empty document"),
+    # a page of nothing but code: scripts and styles are not its text
+    Case("html-only-script-and-style", "html",
+         one_file("code.html", b"<html><head><script>var a = 1;</script><style>p {color: red}</style>"
+                               b"</head><body></body></html>"), 3, "code.html: no text in the HTML page"),
+    Case("html-random-bytes", "html", one_file("noise.html", bytes(range(256)) * 16), 3,
+         "noise.html: binary file, not text"),
+    Case("html-unclosed-tags", "html",
+         one_file("broken.html", b"<html><body><p>Apollo 11 landed <b><i>on the Moon</p></div></span>"
+                                 b"<p>Collins stayed in orbit.", KEEP_ALL), 0, None,
+         has_text("Apollo 11 landed", "Collins stayed in orbit.")),
+    Case("html-latin1-without-charset", "html",
+         one_file("latin.html", "<p>Le café est très bon. Apollo 11 landed.</p>".encode("latin-1"), KEEP_ALL),
+         0, None, has_text("Le café est très bon.")),
+]
+
+
+def _serve(respond: Callable[[http.server.BaseHTTPRequestHandler], None]) -> http.server.ThreadingHTTPServer:
+    """A loopback HTTP server answering every GET with `respond(handler)`; tests never leave the machine."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            try:
+                respond(self)
+            except OSError:  # the client stopped reading (a body past the size limit)
+                pass
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _body(data: bytes, status: int = 200, length: bool = True, ctype: str = "text/html"):
+    def respond(h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        if length:
+            h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        for i in range(0, len(data), 1 << 16):
+            h.wfile.write(data[i:i + (1 << 16)])
+    return respond
+
+
+def _refuse(h: http.server.BaseHTTPRequestHandler) -> None:
+    h.send_error(403, "Forbidden")
+
+
+def _invoke(ctx: Ctx, args: list[str]) -> Result:
+    from typer.testing import CliRunner
+
+    from cprs_cli.cli import app
+
+    r = CliRunner().invoke(app, [ctx.model if a == MODEL else a for a in args], catch_exceptions=False)
+    return Result(r.exit_code, r.stdout_bytes, r.stderr)
+
+
+def _url_case(respond, extra: list[str] | None = None, also_file: bool = False) -> Callable[[Ctx], Result]:
+    def run(ctx: Ctx) -> Result:
+        server = _serve(respond)
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/report.html"
+            files = [g.put(ctx.inp, "good.txt", g.GOOD_TEXT.encode())] if also_file else []
+            return _invoke(ctx, compress(url, *files, extra=extra))
+        finally:
+            server.shutdown()
+            server.server_close()
+    return run
+
+
+def _closed_port(ctx: Ctx) -> Result:
+    with socket.socket() as s:  # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return _invoke(ctx, compress(f"http://127.0.0.1:{port}/report.pdf"))
+
+
+def _never_answers(ctx: Ctx) -> Result:
+    """A loopback port that takes the connection (the kernel's backlog) and never answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        return _invoke(ctx, compress(f"http://127.0.0.1:{s.getsockname()[1]}/slow.html",
+                                     extra=["--fetch-timeout", "0.5"]))
+
+
+PAGE = b"<html><body><article><h1>Apollo</h1><p>" + g.GOOD_TEXT.encode() + b"</p></article></body></html>"
+BIG_PAGE = b"<html><body><p>" + b"Apollo 11 landed on the Moon. " * 40_000 + b"</p></body></html>"  # 1.2 MB
+
+CASES += [
+    Case("url-connection-refused", "url", _closed_port, 3, "cannot fetch (Connection refused)", runner="custom"),
+    Case("url-never-answers-times-out", "url", _never_answers, 3, "slow.html: cannot fetch (timed out after 0.5 s)",
+         runner="custom"),
+    Case("url-http-403", "url", _url_case(_refuse), 3, "report.html: cannot fetch (HTTP 403 Forbidden)",
+         runner="custom"),
+    Case("url-oversized-by-content-length", "url", _url_case(_body(BIG_PAGE), ["--max-input-mb", "1"]), 3,
+         "report.html: larger than the input size limit of 1 MB", runner="custom"),
+    Case("url-oversized-without-content-length", "url",
+         _url_case(_body(BIG_PAGE, length=False), ["--max-input-mb", "1"]), 3,
+         "report.html: larger than the input size limit of 1 MB", runner="custom"),
+    Case("url-empty-body", "url", _url_case(_body(b"")), 3, "report.html: empty document", runner="custom"),
+    Case("url-page-fetched", "url", _url_case(_body(PAGE), KEEP_ALL), 0, None,
+         has_text("Apollo 11 landed on the Moon"), runner="custom"),
+    Case("url-failed-among-files", "url", _url_case(_refuse, ["-f", "jsonl"], also_file=True), 3,
+         "cannot fetch (HTTP 403 Forbidden)",
+         output_is(lambda out: out.count(b'"source"') == 1 and b"good.txt" in out, "the file's result only"),
+         runner="custom"),
+]
+
+
+def chat_file(name: str, data: bytes, extra: list[str] | None = None) -> Callable[[Ctx], Run]:
+    def build(ctx: Ctx) -> Run:
+        path = g.put(ctx.inp, name, data)
+        return Run(["compress", "--messages", str(path), "--model", MODEL, "--quiet", *(extra or [])])
+    return build
+
+
+OFFICIAL_CHAT = json.dumps([{"role": "system", "content": "Extract the sentences that answer the question."},
+                            {"role": "user", "content": "When did Apollo 11 land?"},
+                            {"role": "context", "content": g.GOOD_TEXT}]).encode()
+
+CASES += [
+    Case("messages-malformed-json", "messages", chat_file("chat.json", b'[{"role": "user", "content": "q"'), 3,
+         "chat.json: not a JSON messages file (Expecting"),
+    Case("messages-not-utf8", "messages", chat_file("chat.json", b'[{"role": "user", "content": "\xff\xfe"}]'), 3,
+         "chat.json: not a JSON messages file"),
+    Case("messages-empty-file", "messages", chat_file("chat.json", b""), 3, "chat.json: not a JSON messages file"),
+    Case("messages-an-object-without-messages", "messages", chat_file("chat.json", b'{"text": "hello"}'), 3,
+         "chat.json: not a messages list: expected a list of messages"),
+    Case("messages-no-user-turn", "messages",
+         chat_file("chat.json", json.dumps([{"role": "context", "content": g.GOOD_TEXT}]).encode()), 3,
+         "chat.json: not a messages list: no user message (the query)"),
+    Case("messages-no-context", "messages",
+         chat_file("chat.json", json.dumps([{"role": "user", "content": "When?"}]).encode()), 3,
+         "chat.json: not a messages list: no context"),
+    Case("messages-content-not-text", "messages",
+         chat_file("chat.json", json.dumps([{"role": "context", "content": 7},
+                                            {"role": "user", "content": "When?"}]).encode()), 3,
+         "chat.json: not a messages list: message 1: content must be text"),
+    Case("messages-missing-file", "messages", lambda ctx: Run(["compress", "--messages", str(ctx.inp / "none.json"),
+                                                              "--model", MODEL]), 3, "none.json: no such file"),
+    Case("messages-larger-than-the-limit", "messages",
+         chat_file("chat.json", OFFICIAL_CHAT + b" " * (1 << 20), ["--max-input-mb", "1"]), 3,
+         "chat.json: larger than the input size limit of 1 MB"),
+    Case("messages-with-paths-is-usage", "messages",
+         lambda ctx: Run(["compress", "--messages", str(g.put(ctx.inp, "chat.json", OFFICIAL_CHAT)),
+                          str(g.put(ctx.inp, "a.txt", g.GOOD_TEXT.encode())), "--model", MODEL]), 2,
+         "give either PATHS or --messages, not both"),
+    # everything kept: the same chat back, its context whole (but for the final newline no unit holds)
+    Case("messages-round-trip", "messages", chat_file("chat.json", OFFICIAL_CHAT, ["-f", "messages", *KEEP_ALL]),
+         0, None, output_is(lambda out: json.loads(out) == [*json.loads(OFFICIAL_CHAT)[:2], {
+             "role": "context", "content": g.GOOD_TEXT.rstrip("\n")}], "the chat, whole")),
+]
+
+# nothing kept: a keep-probability threshold the tiny random critic never reaches
+NOTHING = ["--threshold", "0.9999"]
+
+CASES += [
+    Case("empty-result-warns-and-exits-0", "empty", one_file("a.txt", g.GOOD_TEXT.encode(), NOTHING), 0, None,
+         both(warned("a.txt: no span judged relevant to the query; use --max-tokens or --min-tokens"),
+              output_is(lambda out: out == b"\n", "one empty line"))),
+    Case("empty-result-fail-on-empty-exits-5", "empty",
+         one_file("a.txt", g.GOOD_TEXT.encode(), [*NOTHING, "--fail-on-empty"]), 5,
+         "nothing was kept from 1 of 1 document (--fail-on-empty)",
+         output_is(lambda out: out == b"\n", "one empty line, still written")),
+    Case("empty-result-min-tokens-keeps-some", "empty",
+         one_file("a.txt", g.GOOD_TEXT.encode(), [*NOTHING, "--fail-on-empty", "--min-tokens", "10"]), 0, None,
+         both(warned("no span judged relevant", times=0), output_is(lambda out: len(out.strip()) > 0, "not empty"))),
+    # a failed input outranks an empty result: exit 3
+    Case("empty-result-and-a-missing-file", "empty",
+         lambda ctx: Run(compress(g.put(ctx.inp, "a.txt", g.GOOD_TEXT.encode()), ctx.inp / "none.txt",
+                                  extra=[*NOTHING, "--fail-on-empty"])), 3, "none.txt: no such file or directory"),
 ]

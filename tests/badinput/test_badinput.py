@@ -97,5 +97,5 @@ def test_corpus_size_and_coverage():
     areas = {c.area for c in CASES}
     assert len(CASES) >= 80, len(CASES)
     assert {"pdf", "docx", "text", "flags", "model", "batch", "pipes", "special", "signals", "names",
-            "budget"} <= areas
+            "budget", "html", "url", "messages", "empty"} <= areas
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"

@@ -1,8 +1,8 @@
 """Quality of a critic on held-out documents, next to BM25 and dense retrieval at the same budget.
 
-    python -m cprs_cli.train.evaluate --model mini --device cpu --out docs/quality/mini.json
-    python -m cprs_cli.train.evaluate --model small --probs runs/small-probs   # probabilities from the GPU
-    python -m cprs_cli.train.evaluate --model mini --quick                      # minutes on a CPU
+    python -m cprs_cli.evaluation.quality --model mini --device cpu --out docs/quality/mini.json --md docs/quality.md
+    python -m cprs_cli.evaluation.quality --model small --probs runs/small-probs --out small.json  # GPU probabilities
+    python -m cprs_cli.evaluation.quality --model mini --quick --out /tmp/mini-quick.json          # minutes on a CPU
 
 Rows are document kinds (multi-hop Wikipedia questions, whole Wikipedia articles, full
 biomedical papers, meetings, privacy policies, claims, passages, needles); each row is measured
@@ -10,118 +10,67 @@ in several modes: budgeted (`--rate R`) and dynamic. The critic runs once per ex
 then replays the selection on its probabilities through `Compressor.select_spans`, the code path
 of `cprs compress`. Examples come from the `test` split (documents training never saw, and not the
 `calib` half on which thresholds, fusion weight and dynamic rule are tuned; see
-`cprs_cli.train.data.load_split`).
+`cprs_cli.evaluation.qa.load_split`), read from `--data-dir` (default: $CPRS_DATA, else
+../shared/data).
 
 Baselines get exactly the critic's own output size on each document (cl100k tokens, separators
-included) and the same units and budget accounting (`select.budget_units`): BM25 (`bm25s`) over
-the document's units, and dense retrieval (all-MiniLM-L6-v2 mean-pooled, cosine to the query).
+included) and the same units and budget accounting (`baselines.budget_spans`): BM25 (`bm25s`)
+over the document's units, and dense retrieval (all-MiniLM-L6-v2 mean-pooled, cosine to the
+query).
 
-Metrics: evidence kept = share of gold evidence characters inside the kept spans; answer kept =
-a reference answer (or the gold answer span's text) occurs in the output, case and whitespace
-normalised; needle kept = every needle value is in the output; unanswerable output = output
-tokens / input tokens where the document holds no evidence. Each score has a 95% bootstrap
-confidence interval (2,000 resamples, seeded), and so has the paired difference to BM25.
-Ratio = total input tokens / total output tokens over the row's answerable examples; dynamic rows
-also give the 10th / 50th / 90th percentile of the per-document ratios.
+Metrics (`metrics`): evidence kept = share of gold evidence characters inside the kept spans;
+answer kept = a reference answer (or the gold answer span's text) occurs in the output, case and
+whitespace normalised; needle kept = every needle value is in the output; unanswerable output =
+output tokens / input tokens where the document holds no evidence. Each score has a 95%
+bootstrap confidence interval (2,000 resamples, seeded), and so has the paired difference to
+BM25. Ratio = total input tokens / total output tokens over the row's answerable examples;
+dynamic rows also give the 10th / 50th / 90th percentile of the per-document ratios.
 
-Writes a JSON report (`--out`) and rewrites this model's section of `docs/quality.md`.
+Writes a JSON report (`--out`) and, with `--md FILE`, rewrites this model's section of that
+markdown file (the project's is docs/quality.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import hashlib
-import json
 import math
 import os
 import pickle
 import random
-import re
 import shlex
 import sys
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from cprs_cli import lexical, segment
+from cprs_cli import segment
 from cprs_cli.instructions import TASKS
-from cprs_cli.machine import machine_info
-from cprs_cli.select import DEFAULT_SEPARATOR, assemble, budget_units, unit_costs
+from cprs_cli.select import DEFAULT_SEPARATOR, assemble, merge_spans, unit_costs
 from cprs_cli.tags import I, O
 from cprs_cli.tokens import count_tokens
-from cprs_cli.train.data import REPO_ROOT, Record, load_split
-from cprs_cli.train.data import merge_spans as merge
 
-Span = tuple[int, int]
-SEP_TOKENS = None  # cl100k tokens of the default separator (set on first use)
+from . import synthetic
+from .baselines import BM25Baseline, DenseBaseline, budget_spans
+from .machine import machine_info
+from .metrics import all_answers_kept, answer_kept, bootstrap_ci, coverage_recall
+from .qa import Record, Span, load_split
+from .report import fmt, quality_section, update_section, write_json
 
-
-def _sep_tokens() -> int:
-    global SEP_TOKENS
-    if SEP_TOKENS is None:
-        SEP_TOKENS = count_tokens(DEFAULT_SEPARATOR)
-    return SEP_TOKENS
+Log = Callable[[str], None]
 
 
-# --------------------------------------------------------------------------- metrics
-
-
-def covered_chars(gold: Sequence[Span], kept: Sequence[Span]) -> tuple[int, int]:
-    """(gold characters inside kept spans, gold characters)."""
-    g, k = merge(gold), merge(kept)
-    total = sum(e - s for s, e in g)
-    cov = 0
-    j = 0
-    for s, e in g:
-        while j < len(k) and k[j][1] <= s:
-            j += 1
-        i = j
-        while i < len(k) and k[i][0] < e:
-            cov += min(e, k[i][1]) - max(s, k[i][0])
-            i += 1
-    return cov, total
-
-
-def coverage_recall(gold: Sequence[Span], kept: Sequence[Span]) -> float | None:
-    """Share of gold evidence characters covered by the kept spans (None without gold)."""
-    cov, total = covered_chars(gold, kept)
-    return cov / total if total else None
-
-
-_WS = re.compile(r"\s+")
-
-
-def normalize(text: str) -> str:
-    return _WS.sub(" ", text).strip().lower()
-
-
-def answer_kept(output: str, answers: Sequence[str]) -> bool:
-    """Any of the (non-empty) answers occurs in the output, case/whitespace-normalised."""
-    out = normalize(output)
-    return any(normalize(a) and normalize(a) in out for a in answers)
-
-
-def all_answers_kept(output: str, answers: Sequence[str]) -> bool:
-    out = normalize(output)
-    ans = [normalize(a) for a in answers if normalize(a)]
-    return bool(ans) and all(a in out for a in ans)
-
-
-def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float] | None:
-    """95% percentile bootstrap interval of the mean (None for fewer than 2 values)."""
-    x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
-    if len(x) < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
+@lru_cache(maxsize=1)
+def sep_tokens() -> int:
+    """cl100k tokens of the default separator."""
+    return count_tokens(DEFAULT_SEPARATOR)
 
 
 # --------------------------------------------------------------------------- rows
@@ -198,22 +147,15 @@ def _record_item(r: Record) -> Item:
     return Item(r.id, r.source, r.query, r.document, list(r.evidence), list(r.answers), bool(r.evidence), {})
 
 
-_CPT_CACHE: list[float] = []
-
-
+@lru_cache(maxsize=1)
 def chars_per_token() -> float:
     """Characters per cl100k token of the synthetic haystack (measured once)."""
-    if not _CPT_CACHE:
-        from cprs_cli import synthetic
-
-        ex = synthetic.make_example("niah_single", 40_000, random.Random(0), 0.5)
-        _CPT_CACHE.append(len(ex.document) / max(count_tokens(ex.document), 1))
-    return _CPT_CACHE[0]
+    ex = synthetic.make_example("niah_single", 40_000, random.Random(0), 0.5)
+    return len(ex.document) / max(count_tokens(ex.document), 1)
 
 
 def niah_items(tokens: int, quick: bool, seed: int) -> list[Item]:
-    from cprs_cli import synthetic
-
+    """The needle rows' examples: single and multi-key needles at the depths of the grid."""
     if quick:
         depths, reps = NIAH_QUICK.get(tokens, ()), 1
     else:
@@ -226,7 +168,7 @@ def niah_items(tokens: int, quick: bool, seed: int) -> list[Item]:
             for d in depths:
                 ex = synthetic.make_example(kind, length_chars, rng, d)
                 items.append(Item(f"{kind}-{tokens}-{d:.1f}-{rep}", f"synthetic:{kind}", ex.query, ex.document,
-                                  [tuple(x) for x in ex.evidence], list(ex.answers), True,
+                                  [(int(s), int(e)) for s, e in ex.evidence], list(ex.answers), True,
                                   {"kind": kind, "depth": d}))
     return items
 
@@ -252,63 +194,16 @@ def data_items(spec: RowSpec, records: list[Record], n: int | None, n_unans: int
 # --------------------------------------------------------------------------- baselines
 
 
-class DenseScorer:
-    """Cosine of all-MiniLM-L6-v2 unit embeddings to the query. Embeddings are cached per document
-    and query, in memory and, with `cache_file`, on disk: two critics evaluated on the same
-    documents embed them once."""
-
-    def __init__(self, device: str = "cpu", cache_file: str | None = None):
-        from cprs_cli.bench.baselines import DenseBaseline
-
-        self._enc = DenseBaseline(device=device)
-        self._file = Path(cache_file) if cache_file else None
-        self._cache: dict[str, np.ndarray] = {}
-        if self._file and self._file.exists():
-            self._cache = pickle.loads(self._file.read_bytes())
-        self._dirty = 0
-
-    def _embed(self, key: str, texts: list[str]) -> np.ndarray:
-        vecs = self._cache.get(key)
-        if vecs is None:
-            vecs = self._cache[key] = self._enc.embed(texts).astype(np.float16)
-            self._dirty += 1
-        return vecs.astype(np.float32)
-
-    def scores(self, text: str, units: np.ndarray, query: str) -> np.ndarray:
-        if len(units) == 0:
-            return np.zeros(0)
-        h = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
-        vecs = self._embed(f"{h}:{len(units)}:{int(units[-1, 1])}", [text[s:e] for s, e in units])
-        q = self._embed("q:" + query, [query])[0]
-        return vecs @ q
-
-    def save(self) -> None:
-        if self._file and self._dirty:
-            self._file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._file.with_suffix(".tmp")
-            tmp.write_bytes(pickle.dumps(self._cache))
-            os.replace(tmp, self._file)
-            self._dirty = 0
-
-
-def baseline_spans(costs: np.ndarray, units: np.ndarray, scores: np.ndarray, budget: int) -> list[Span]:
-    """A retriever's kept units at `budget`, with the critic's own budget accounting."""
-    if budget <= 0 or len(units) == 0:
-        return []
-    chosen = budget_units(costs, scores, budget, _sep_tokens())
-    return [(int(units[j, 0]), int(units[j, 1])) for j in chosen]
-
-
 def spans_text(document: str, spans: Sequence[Span]) -> str:
-    from cprs_cli.select import merge_spans
-
+    """The kept spans as `cprs compress` joins them (merged, the default separator between)."""
     return assemble(merge_spans([(s, e, 0.0) for s, e in spans], document), DEFAULT_SEPARATOR)
 
 
 # --------------------------------------------------------------------------- running
 
 
-def _score(spec: RowSpec, item: Item, text: str, spans: Sequence[Span]) -> float:
+def score_item(spec: RowSpec, item: Item, text: str, spans: Sequence[Span]) -> float:
+    """The row's metric on one output: needle / answer kept (0 or 1), or evidence recall."""
     if spec.metric == "needle":
         return float(all_answers_kept(text, item.answers))
     if spec.metric == "answer":
@@ -323,7 +218,8 @@ def _mean(xs) -> float | None:
     return float(sum(xs) / len(xs)) if xs else None
 
 
-def _budget(mode: str, input_tokens: int) -> int | None:
+def mode_budget(mode: str, input_tokens: int) -> int | None:
+    """The token budget of a mode ("rate:R" of the input), None for dynamic."""
     return None if mode == "dynamic" else max(1, int(round(float(mode.split(":")[1]) * input_tokens)))
 
 
@@ -362,7 +258,9 @@ def critic_probs(comp, spec: RowSpec, item: Item, sentences: np.ndarray, cache: 
     return probs, doc.offsets
 
 
-def evaluate_item(comp, spec: RowSpec, item: Item, dense: DenseScorer | None, cache: ProbsCache) -> dict:
+def evaluate_item(comp: Any, spec: RowSpec, item: Item, dense: DenseBaseline | None, cache: ProbsCache) -> dict:
+    """One example in every mode of its row: the critic's output and each retriever's at the
+    critic's output size, scored."""
     t0 = time.perf_counter()
     doc = item.document
     sentences = segment.sentence_spans(doc)
@@ -370,16 +268,17 @@ def evaluate_item(comp, spec: RowSpec, item: Item, dense: DenseScorer | None, ca
     secs = time.perf_counter() - t0
     in_tok = count_tokens(doc)
     units = sentences if spec.granularity == "sentence" else segment.paragraph_spans(doc)
-    costs = unit_costs(doc, units, _sep_tokens())
+    costs = unit_costs(doc, units, sep_tokens())
     # each retriever's unit scores, computed once per document and reused by every mode
-    retrievers = {"bm25": lambda: lexical.unit_bm25(doc, units, item.query)}
+    bm25 = BM25Baseline(unit=spec.granularity)
+    retrievers = {"bm25": lambda: bm25.scores(doc, units, item.query)}
     if dense is not None:
         retrievers["dense"] = lambda: dense.scores(doc, units, item.query)
     retriever_scores: dict[str, np.ndarray] = {}
     row = {"id": item.id, "source": item.source, "answerable": item.answerable, "input_tokens": in_tok,
            "critic_seconds": round(secs, 4), **item.meta, "modes": {}}
     for mode in spec.modes if item.answerable else ("dynamic",):
-        budget = _budget(mode, in_tok)
+        budget = mode_budget(mode, in_tok)
         spans = comp.select_spans(doc, probs, offsets, query=item.query, task=spec.task,
                                   granularity=spec.granularity, budget=budget, sentences=sentences,
                                   input_tokens=in_tok)
@@ -388,13 +287,13 @@ def evaluate_item(comp, spec: RowSpec, item: Item, dense: DenseScorer | None, ca
         out_tok = count_tokens(text) if text else 0
         res = {"output_tokens": out_tok, "ratio": in_tok / max(out_tok, 1)}
         if item.answerable:
-            res["critic"] = _score(spec, item, text, kept)
+            res["critic"] = score_item(spec, item, text, kept)
             for who, scores_of in retrievers.items():
                 if who not in retriever_scores:
                     retriever_scores[who] = scores_of()
-                r_spans = baseline_spans(costs, units, retriever_scores[who], out_tok)
+                r_spans = budget_spans(costs, units, retriever_scores[who], out_tok, sep_tokens())
                 r_text = spans_text(doc, r_spans)
-                res[who] = _score(spec, item, r_text, r_spans)
+                res[who] = score_item(spec, item, r_text, r_spans)
                 res[f"{who}_tokens"] = count_tokens(r_text) if r_text else 0
         row["modes"][mode] = res
     return row
@@ -439,7 +338,10 @@ def summarize_mode(spec: RowSpec, mode: str, results: list[dict]) -> dict:
     return out
 
 
-def run_row(comp, spec: RowSpec, items: list[Item], dense, cache: ProbsCache, log=print) -> tuple[list[dict], list[dict], int]:
+def run_row(comp: Any, spec: RowSpec, items: list[Item], dense: DenseBaseline | None, cache: ProbsCache,
+            log: Log = print) -> tuple[list[dict], list[dict], int]:
+    """Every example of a row (one failure is logged and counted, the others go on), then the
+    row's summary per mode: (summaries, per-example results, errors)."""
     t0 = time.perf_counter()
     results: list[dict] = []
     errors = 0
@@ -460,7 +362,7 @@ def run_row(comp, spec: RowSpec, items: list[Item], dense, cache: ProbsCache, lo
 
 
 def evaluate(comp, rows: Sequence[RowSpec], *, quick: bool = False, limit: int | None = None, seed: int = 0,
-             data_dir=None, split: str = "test", dense: DenseScorer | None = None, probs: str | None = None,
+             data_dir=None, split: str = "test", dense: DenseBaseline | None = None, probs: str | None = None,
              probs_tag: str = "", log=print) -> dict:
     sources = sorted({r.source for r in rows if r.kind == "data"})
     records = load_split(split, sources, data_dir) if sources else []
@@ -484,148 +386,53 @@ def evaluate(comp, rows: Sequence[RowSpec], *, quick: bool = False, limit: int |
         if dense is not None:
             dense.save()
         for s in rows_out:
-            log(f"[{spec.name}] {s['mode']}: n={s['n']} critic={_fmt(s['critic'])} bm25={_fmt(s['bm25'])} "
-                f"dense={_fmt(s['dense'])} ratio={_fmt(s['ratio'], False)}x")
+            log(f"[{spec.name}] {s['mode']}: n={s['n']} critic={fmt(s['critic'])} bm25={fmt(s['bm25'])} "
+                f"dense={fmt(s['dense'])} ratio={fmt(s['ratio'], False)}x")
         summaries.extend(rows_out)
         details[spec.name] = results
     return {"rows": summaries, "examples": details}
 
 
-# --------------------------------------------------------------------------- report
-
-
-def _fmt(x, pct: bool = True) -> str:
-    if x is None:
-        return "–"
-    return f"{100 * x:.1f}" if pct else f"{x:.1f}"
-
-
-def _ci(ci) -> str:
-    return f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
-
-
-def _mode_label(mode: str) -> str:
-    return "dynamic" if mode == "dynamic" else f"`--rate {mode.split(':')[1]}`"
-
-
-def markdown_section(report: dict) -> str:
-    name, mode = report["model"], report["mode"]
-    m = report["machine"]
-    where = m.get("gpu") or m.get("cpu_model") or m.get("cpu") or m.get("platform")
-    lines = [
-        f"## `{name}` — {mode} ({report['date'][:10]})",
-        "",
-        f"Command: `{report['command']}`  ",
-        f"Date: {report['date']}  ",
-        f"Machine: {where} ({m.get('cpu_count') or m.get('cpus')} CPUs, device `{m.get('device', '?')}`)  ",
-        f"Split: `{report.get('split', 'test')}`; critic probabilities: {report.get('probs_from') or 'computed by this run'}  ",
-        f"Wall time: {report['seconds']:.0f} s",
-        "",
-        "Scores in % with 95% bootstrap intervals; Δ = critic − retriever on the same documents (paired).",
-        "",
-        "| Documents | Mode | n | Critic | BM25 | Dense | Δ BM25 | Δ Dense | Ratio | Ratio p10/p50/p90 | Target | Met |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|:---:|",
-    ]
-    for r in report["rows"]:
-        spread = r.get("ratio_p10_p50_p90")
-        spread_s = "/".join(f"{v:.1f}" for v in spread) if spread and r["mode"] == "dynamic" else "–"
-        target = "–"
-        if r.get("target") is not None:
-            target = f"≥ {100 * r['target']:.0f}"
-            if r["mode"] == "dynamic" and r.get("target_ratio"):
-                target += f" at ≥ {r['target_ratio']:.0f}×"
-        met = "–" if "met" not in r else ("✅" if r["met"] else "❌")
-        lines.append(
-            f"| {r['title']} | {_mode_label(r['mode'])} | {r['n']} | {_fmt(r['critic'])}{_ci(r.get('critic_ci'))} | "
-            f"{_fmt(r['bm25'])} | {_fmt(r['dense'])} | "
-            f"{_fmt(r.get('critic_minus_bm25'))}{_ci(r.get('critic_minus_bm25_ci'))} | "
-            f"{_fmt(r.get('critic_minus_dense'))}{_ci(r.get('critic_minus_dense_ci'))} | "
-            f"{_fmt(r['ratio'], False)}× | {spread_s} | {target} | {met} |")
-    una = [(r["row"], r["unanswerable"]) for r in report["rows"] if r.get("unanswerable")]
-    if una:
-        lines += ["", "Unanswerable questions, dynamic mode (target: output ≤ 5% of the input):", "",
-                  "| Row | n | Mean output share | Max output share | Empty outputs | Mean input tokens |",
-                  "|---|---:|---:|---:|---:|---:|"]
-        for row, u in una:
-            lines.append(f"| {row} | {u['n']} | {_fmt(u['mean_output_share'])}% | {_fmt(u['max_output_share'])}% | "
-                         f"{_fmt(u['empty_share'])}% | {_fmt(u['mean_input_tokens'], False)} |")
-    errs = sum(r.get("errors", 0) for r in report["rows"] if r["mode"] == "dynamic")
-    if errs:
-        lines += ["", f"**{errs} example(s) failed** (see the JSON report)."]
-    lines += ["", f"JSON: `{report.get('out', '')}`."]
-    return "\n".join(lines) + "\n"
-
-
-MD_HEADER = """# Quality on held-out documents
-
-Produced by `python -m cprs_cli.train.evaluate` (see its docstring). Every row uses documents that
-training never saw, from the `test` half of the held-out split; the `calib` half is where
-thresholds, the lexical weight and the dynamic rule were tuned. Each section below is rewritten
-when the same model and mode are evaluated again.
-"""
-
-
-def update_markdown(path: Path, key: str, section: str) -> None:
-    begin, end = f"<!-- quality:{key} -->", f"<!-- /quality:{key} -->"
-    block = f"{begin}\n{section}{end}\n"
-    text = path.read_text(encoding="utf-8") if path.exists() else MD_HEADER
-    if begin in text and end in text:
-        a = text.index(begin)
-        b = text.index(end) + len(end)
-        if b < len(text) and text[b] == "\n":
-            b += 1
-        text = text[:a] + block + text[b:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False, default=float), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------- main
 
 
-def load_compressor(model: str, device: str, batch_size: int | None, window_tokens: int | None):
+def load_compressor(model: str, device: str, batch_size: int | None, window_tokens: int | None) -> Any:
     from cprs_cli.compressor import Compressor
 
     return Compressor(model=model, device=device, batch_size=batch_size, window_tokens=window_tokens)
 
 
 def model_label(model: str) -> str:
+    """A shipped critic's name, or a critic directory's folder name."""
     p = Path(model)
     return p.name if (os.sep in model or p.exists()) else model
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(prog="python -m cprs_cli.train.evaluate", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m cprs_cli.evaluation.quality", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="mini", help="mini | small | a critic directory")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--out", default=None, help="JSON report (default docs/quality/<model>[-quick].json)")
-    ap.add_argument("--md", default=str(REPO_ROOT / "docs" / "quality.md"), help="markdown file to update ('' to skip)")
+    ap.add_argument("--out", required=True, help="the JSON report")
+    ap.add_argument("--md", default="", help="markdown file whose section for this model and mode is rewritten "
+                    "(the project's: docs/quality.md; default: none)")
     ap.add_argument("--limit", type=int, default=None, help="at most N examples per row")
     ap.add_argument("--quick", action="store_true", help="a small sample per row (minutes on a CPU)")
     ap.add_argument("--rows", default=None, help=f"comma-separated subset of: {', '.join(ROW_BY_NAME)}")
     ap.add_argument("--split", default="test", choices=("test", "calib", "val"))
-    ap.add_argument("--probs", default=None, help="directory of cached keep probabilities (experiments/cache_probs.py --light)")
+    ap.add_argument("--probs", default=None,
+                    help="directory of cached keep probabilities (experiments/cache_probs.py --light)")
     ap.add_argument("--probs-tag", default=None, help="file-name tag of the cached probabilities (default: the model)")
     ap.add_argument("--no-dense", action="store_true", help="skip the dense-retrieval baseline")
     ap.add_argument("--dense-cache", default=None, help="file that keeps the dense baseline's embeddings between runs")
     ap.add_argument("--lexical-weight", type=float, default=None, help="override the critic's BM25 weight (ablation)")
     ap.add_argument("--dynamic", choices=("calibrated", "tags"), default="calibrated",
-                    help="dynamic mode: the critic's calibrated per-document rule, or tags at its per-task threshold (ablation)")
+                    help="dynamic mode: the critic's calibrated per-document rule, or tags at its per-task "
+                         "threshold (ablation)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--window-tokens", type=int, default=None)
-    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--data-dir", default=None, help="the QA records (default: $CPRS_DATA, else ../shared/data)")
     args = ap.parse_args(argv)
 
     if args.rows:
@@ -637,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r for r in ROWS if not (args.quick and r.kind == "niah" and r.niah_tokens not in NIAH_QUICK)]
     label = model_label(args.model)
     mode = "quick" if args.quick else (f"limit-{args.limit}" if args.limit else "full")
-    out = Path(args.out) if args.out else REPO_ROOT / "docs" / "quality" / f"{label}{'-quick' if args.quick else ''}.json"
+    out = Path(args.out)
 
     t0 = time.perf_counter()
     comp = load_compressor(args.model, args.device, args.batch_size, args.window_tokens)
@@ -645,26 +452,26 @@ def main(argv: list[str] | None = None) -> int:
         comp.critic.lexical_weight = args.lexical_weight
     if args.dynamic == "tags":
         comp.critic.dynamic = None
-    dense = None if args.no_dense else DenseScorer("cpu", args.dense_cache)
+    dense = None if args.no_dense else DenseBaseline("cpu", cache=True, cache_file=args.dense_cache)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     res = evaluate(comp, rows, quick=args.quick, limit=args.limit, seed=args.seed, data_dir=args.data_dir,
                    split=args.split, dense=dense, probs=args.probs, probs_tag=args.probs_tag or label, log=log)
     report = {
         "model": label, "model_arg": args.model, "mode": mode, "split": args.split,
-        "command": "python -m cprs_cli.train.evaluate " + shlex.join(argv),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(str(getattr(comp, "device", args.device))),
+        "command": "python -m cprs_cli.evaluation.quality " + shlex.join(argv),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(str(comp.device)),
         "probs_from": f"`{args.probs}` (cached)" if args.probs else None,
         "seconds": time.perf_counter() - t0, "seed": args.seed,
-        "dynamic_policy": getattr(comp.critic, "dynamic", None).__dict__ if getattr(comp.critic, "dynamic", None) else None,
-        "lexical_weight": getattr(comp.critic, "lexical_weight", None),
-        "out": str(out.resolve().relative_to(REPO_ROOT)) if out.resolve().is_relative_to(REPO_ROOT) else str(out),
+        "dynamic_policy": comp.critic.dynamic.__dict__ if comp.critic.dynamic else None,
+        "lexical_weight": comp.critic.lexical_weight,
+        "out": str(out),
         "rows": res["rows"], "examples": res["examples"],
     }
-    _write_json(out, report)
+    write_json(out, report)
     if args.md:
-        update_markdown(Path(args.md), f"{label}:{mode}", markdown_section(report))
-    print(markdown_section(report))
+        update_section(Path(args.md), f"{label}:{mode}", quality_section(report))
+    print(quality_section(report))
     n_ok = sum(r["n"] for r in res["rows"])
     return 0 if n_ok or not res["rows"] else 1
 

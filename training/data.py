@@ -1,9 +1,10 @@
 """Training and validation data for the token critic.
 
-Reads the QA records of `../shared/data` (gzip JSON Lines, character-level evidence spans; see
-that folder's README), splits them by *document* into train / val, and turns them into
-`TrainExample`s: (instruction, query, document, evidence spans) — the unit the training loop
-tokenises and labels B/I/O/E.
+Reads the project's QA records through the evaluation package's loader
+(`cprs_cli.evaluation.qa`: the data directory, the records, the by-document split into train /
+val and val's calib / test halves; one rule for training and evaluation alike) and turns the
+`train` ones into `TrainExample`s: (instruction, query, document, evidence spans), the unit the
+training loop tokenises and labels B/I/O/E.
 
 On top of the plain records it offers
 
@@ -12,205 +13,35 @@ On top of the plain records it offers
   "facts" preset (evidence = the sentences that contain the answer spans);
 * long-context packing: a record's document hidden among distractor documents of other records,
   so the critic learns that most of a long input is irrelevant;
-* synthetic RULER-style tasks from `cprs_cli.synthetic`.
+* hard negatives: a record's document among paragraphs that share the query's words;
+* synthetic RULER-style tasks from `cprs_cli.evaluation.synthetic`.
 
-Run `python -m cprs_cli.train.data` for a summary of the sets.
+Run `python -m training.data [--data-dir DIR]` for a summary of the sets.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
 import json
-import os
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 
+from cprs_cli.evaluation.qa import (
+    PARAGRAPH_SEP,
+    Record,
+    Span,
+    doc_hash,
+    load_split,
+    merge_spans,
+    pack,
+    resolve_data_dir,
+)
 from cprs_cli.instructions import TASK_FOR_LEVEL, TASKS, level_for_task
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-SOURCES: tuple[str, ...] = (
-    "hotpotqa",
-    "squad2",
-    "evidence_inference",
-    "qmsum",
-    "policyqa",
-    "clapnq",
-    "wice",
-    "nq_oracle",
-)
-
-VAL_FRACTION = 0.1
-MIN_VAL_DOCS = 2  # per source, however few documents it has
 AUGMENT_FRACTION = 0.2
-PARAGRAPH_SEP = "\n\n"
-
-Span = tuple[int, int]
-
-
-def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """`data_dir` if given; else env `CPRS_DATA`; else `<repo>/../shared/data`; else
-    `<repo>/.stage/data` (where the GPU machine gets its copy)."""
-    if data_dir is not None:
-        return Path(data_dir)
-    env = os.environ.get("CPRS_DATA")
-    if env:
-        return Path(env)
-    shared = REPO_ROOT.parent / "shared" / "data"
-    if shared.is_dir():
-        return shared
-    return REPO_ROOT / ".stage" / "data"
-
-
-DATA_DIR = resolve_data_dir()
-
-
-# --------------------------------------------------------------------------- records
-
-
-@dataclass
-class Record:
-    id: str
-    source: str
-    query: str
-    document: str
-    evidence: list[Span]
-    evidence_level: str
-    answers: list[str]
-    answerable: bool
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Record:
-        return cls(
-            id=str(d["id"]),
-            source=str(d["source"]),
-            query=d["query"],
-            document=d["document"],
-            evidence=[(int(s), int(e)) for s, e in d.get("evidence", [])],
-            evidence_level=d.get("evidence_level", "sentence"),
-            answers=list(d.get("answers") or []),
-            answerable=bool(d.get("answerable", bool(d.get("evidence")))),
-        )
-
-    def evidence_texts(self) -> list[str]:
-        return [self.document[s:e] for s, e in self.evidence]
-
-
-def _source_path(source: str, data_dir: Path) -> Path:
-    return data_dir / f"{source}.jsonl.gz"
-
-
-def available_sources(data_dir: str | os.PathLike | None = None) -> list[str]:
-    d = resolve_data_dir(data_dir)
-    known = [s for s in SOURCES if _source_path(s, d).exists()]
-    extra = sorted(
-        p.name[: -len(".jsonl.gz")]
-        for p in d.glob("*.jsonl.gz")
-        if p.name[: -len(".jsonl.gz")] not in SOURCES
-    )
-    return known + extra
-
-
-def load_records(
-    sources: Sequence[str] | None = None, data_dir: str | os.PathLike | None = None
-) -> Iterator[Record]:
-    """Yield the records of the given sources (all available ones by default), file order."""
-    d = resolve_data_dir(data_dir)
-    names = list(sources) if sources is not None else available_sources(d)
-    for name in names:
-        path = _source_path(name, d)
-        if not path.exists():
-            raise FileNotFoundError(f"no data file for source {name!r}: {path}")
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            for line in fh:
-                line = line.strip()
-                if line:
-                    yield Record.from_dict(json.loads(line))
-
-
-# --------------------------------------------------------------------------- split
-
-
-def doc_hash(document: str) -> str:
-    return hashlib.sha1(document.encode("utf-8")).hexdigest()
-
-
-def select_val_hashes(hashes: Iterable[str], fraction: float = VAL_FRACTION) -> frozenset[str]:
-    """Sorted distinct hashes, every `1/fraction`-th one (starting with the first), and at least
-    `MIN_VAL_DOCS` of them (never all: a source with one document stays in train)."""
-    ordered = sorted(set(hashes))
-    step = max(1, round(1 / fraction))
-    chosen = ordered[::step]
-    if len(chosen) < MIN_VAL_DOCS:
-        want = min(MIN_VAL_DOCS, max(len(ordered) - 1, 0))
-        # spread the extra picks: take them at even strides through the sorted list
-        chosen = [ordered[(i * len(ordered)) // max(want, 1)] for i in range(want)]
-    return frozenset(chosen)
-
-
-@lru_cache(maxsize=64)
-def _val_hashes_for(source: str, data_dir: str) -> frozenset[str] | None:
-    path = _source_path(source, Path(data_dir))
-    if not path.exists():
-        return None
-    hashes = set()
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                hashes.add(doc_hash(json.loads(line)["document"]))
-    return select_val_hashes(hashes)
-
-
-def split_of(record: Record, data_dir: str | os.PathLike | None = None) -> str:
-    """"train" or "val", decided by the record's document text only, so every query on one
-    document lands in the same split. Within a known source the val documents are every 10th of
-    the source's sorted document hashes (at least 2); for a record of an unknown source the hash
-    alone decides (about 10%)."""
-    h = doc_hash(record.document)
-    table = _val_hashes_for(record.source, str(resolve_data_dir(data_dir)))
-    if table is None:
-        return "val" if int(h[:8], 16) % round(1 / VAL_FRACTION) == 0 else "train"
-    return "val" if h in table else "train"
-
-
-SPLITS = ("train", "val", "calib", "test")
-
-
-def calib_hashes(val: Iterable[str]) -> frozenset[str]:
-    """The calibration half of the validation documents: every other one in sorted hash order,
-    starting with the second (so a source with 2 or 3 val documents keeps more in `test`)."""
-    return frozenset(sorted(set(val))[1::2])
-
-
-def load_split(
-    split: str,
-    sources: Sequence[str] | None = None,
-    data_dir: str | os.PathLike | None = None,
-) -> list[Record]:
-    """Records of one split. `val` = documents training never sees; it is cut by document into
-    `calib` (thresholds, fusion weights and dynamic-mode settings are tuned here) and `test`
-    (the quality report), so nothing reported was tuned on."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-    d = resolve_data_dir(data_dir)
-    out: list[Record] = []
-    for name in list(sources) if sources is not None else available_sources(d):
-        recs = list(load_records([name], d))
-        val = select_val_hashes(doc_hash(r.document) for r in recs)
-        calib = calib_hashes(val)
-        for r in recs:
-            h = doc_hash(r.document)
-            where = "train" if h not in val else ("calib" if h in calib else "test")
-            if split == where or (split == "val" and where != "train"):
-                out.append(r)
-    return out
 
 
 # --------------------------------------------------------------------------- examples
@@ -230,17 +61,6 @@ class TrainExample:
 
     def evidence_texts(self) -> list[str]:
         return [self.document[s:e] for s, e in self.evidence]
-
-
-def merge_spans(spans: Iterable[Span]) -> list[Span]:
-    """Sorted, non-empty, overlapping/touching spans merged."""
-    out: list[list[int]] = []
-    for s, e in sorted((int(s), int(e)) for s, e in spans if e > s):
-        if out and s <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([s, e])
-    return [(s, e) for s, e in out]
 
 
 def sentence_spans(text: str) -> list[Span]:
@@ -375,17 +195,12 @@ def pack_example(
 ) -> TrainExample:
     """`ex.document` inserted at index `position` among `distractors` (joined with `sep`),
     evidence shifted accordingly."""
-    position = max(0, min(position, len(distractors)))
-    before = list(distractors[:position])
-    after = list(distractors[position:])
-    prefix = sep.join(before) + (sep if before else "")
-    suffix = (sep if after else "") + sep.join(after)
-    off = len(prefix)
+    document, evidence, off = pack(ex.document, ex.evidence, distractors, position, sep)
     return TrainExample(
         instruction=ex.instruction,
         query=ex.query,
-        document=prefix + ex.document + suffix,
-        evidence=[(s + off, e + off) for s, e in ex.evidence],
+        document=document,
+        evidence=evidence,
         source=ex.source,
         level=ex.level,
         id=f"{ex.id}@long",
@@ -521,15 +336,14 @@ def make_hard_examples(
 def synthetic_examples(
     n: int, rng: random.Random | int, length_range: tuple[int, int] = (4_000, 120_000)
 ) -> list[TrainExample]:
-    """`cprs_cli.synthetic.make_training_examples` converted to TrainExamples."""
+    """`cprs_cli.evaluation.synthetic.make_training_examples` converted to TrainExamples."""
     if n <= 0:
         return []
-    from cprs_cli import synthetic
+    from cprs_cli.evaluation import synthetic
 
     if not isinstance(rng, random.Random):
         rng = random.Random(rng)
     exs = synthetic.make_training_examples(n, rng, length_range)
-    levels = getattr(synthetic, "EVIDENCE_LEVEL", {})
     out = []
     for i, ex in enumerate(exs):
         task = ex.instruction_task
@@ -540,7 +354,7 @@ def synthetic_examples(
                 document=ex.document,
                 evidence=merge_spans((int(s), int(e)) for s, e in ex.evidence),
                 source=f"synthetic:{ex.task}",
-                level=levels.get(ex.task, "sentence"),
+                level=synthetic.EVIDENCE_LEVEL[ex.task],
                 id=f"synthetic-{ex.task}-{i}",
                 task=task,
                 meta={"synthetic": True, "answers": list(ex.answers)},
@@ -704,14 +518,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-synthetic", type=int, default=0)
     ap.add_argument("--long-fraction", type=float, default=0.25)
     ap.add_argument("--sources", nargs="*", default=None)
+    ap.add_argument("--data-dir", default=None, help="the QA data (default: $CPRS_DATA, else ../shared/data)")
     args = ap.parse_args(argv)
-    print(f"data dir: {resolve_data_dir()}")
-    print(json.dumps({"split": split_stats(args.sources)}, indent=2))
+    data_dir = resolve_data_dir(args.data_dir)
+    print(f"data dir: {data_dir}")
+    print(json.dumps({"split": split_stats(args.sources, data_dir)}, indent=2))
     if args.split in ("train", "both"):
-        tr = build_training_set(args.seed, args.n_synthetic, args.long_fraction, sources=args.sources)
+        tr = build_training_set(args.seed, args.n_synthetic, args.long_fraction, sources=args.sources,
+                                data_dir=data_dir)
         print(json.dumps({"train": stats(tr)}, indent=2))
     if args.split in ("val", "both"):
-        va = build_validation_set(args.seed, args.n_synthetic, sources=args.sources)
+        va = build_validation_set(args.seed, args.n_synthetic, sources=args.sources, data_dir=data_dir)
         print(json.dumps({"val": stats(va)}, indent=2))
 
 

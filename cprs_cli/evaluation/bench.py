@@ -1,9 +1,10 @@
 """The benchmark harness: tasks × methods → JSON, a markdown report and PNG plots.
 
-    python -m cprs_cli.bench.run --quick                  # a few minutes on a laptop CPU
-    python -m cprs_cli.bench.run --device cuda            # the full suite, meant for a GPU
+    cprs bench --quick --out-dir bench/                                    # minutes on a laptop CPU
+    python -m cprs_cli.evaluation.bench --device cuda --out-dir bench/     # the full suite, for a GPU
 
-`main(...)` is what `cprs bench` calls. Every critic is driven only through
+`main(...)` is what `cprs bench` calls; it writes only under the `out_dir` it is given (and the
+markdown report where `report_path` says, by default `out_dir/report.md`). Every critic is driven only through
 ``compressor.compress(text, query=..., task=..., granularity=...)`` (a
 :class:`cprs_cli.Compressor` or anything with that method), so the harness does not care which
 critic is loaded. Each baseline gets the same token budget as the (first) critic's output on the
@@ -24,30 +25,39 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from cprs_cli.errors import CprsError, UsageError
+
+from . import deps
 from . import metrics as M
 from .baselines import BASELINES, make_baseline
+from .machine import machine_info
+from .report import write_bench_report
+from .synthetic import ALL_TASKS
 from .tasks import BENCH_TASKS, KNOWN_TASKS, BenchItem, build_suite, make_item
-from ..errors import UsageError
-from ..machine import machine_info
 
-__all__ = ["main", "run_suite", "write_report", "QUICK", "FULL", "BUDGET_FLOOR"]
+__all__ = ["main", "run_suite", "check_dependencies", "QUICK", "FULL", "BUDGET_FLOOR"]
+
+# the folder that holds the cprs_cli package (site-packages, or a checkout): the speed workers
+# import cprs_cli from where this process did
+_PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 BUDGET_FLOOR = 32  # baselines never get fewer tokens than this
 SCHEMA = "cprs-bench/1"
 
-QUICK = {
+QUICK: dict[str, Any] = {
     "lengths": [4096, 8192],
     "samples": 1,
     "depths": [0.0, 0.5, 1.0],
     "depth_samples": 1,
     "speed_lengths": [10_000, 100_000],
 }
-FULL = {
+FULL: dict[str, Any] = {
     "lengths": [4096, 8192, 16384, 32768, 65536, 131072],
     "samples": 3,
     "depths": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
@@ -64,23 +74,31 @@ def _log(progress: bool, msg: str) -> None:
 def _resolve_device(device: str) -> str:
     if device and device != "auto":
         return device
-    try:
-        import torch
+    import torch
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except Exception:  # pragma: no cover
-        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def default_models(quick: bool) -> list[str]:
     """The installed shipped critics (quick: only the first, the fast CPU one)."""
-    try:
-        from cprs_cli.critic.registry import list_critics
+    from cprs_cli.critic.registry import list_critics
 
-        names = [c.name for c in list_critics() if c.installed]
-    except Exception:  # pragma: no cover - registry unavailable
-        names = []
+    names = [c.name for c in list_critics() if c.installed]
     return names[:1] if quick else names
+
+
+def check_dependencies(tasks: Sequence[str], baselines: Sequence[str], plots: bool = True) -> None:
+    """Raise `deps.MissingDependency` (one line: what to install) before any work when a
+    package that this run needs is missing: the essays of the synthetic tasks, bm25s for the
+    BM25 baseline, matplotlib for the plots."""
+    needed = []
+    if any(t in ALL_TASKS for t in tasks):
+        needed.append("needlehaystack")
+    if "bm25" in baselines:
+        needed.append("bm25s")
+    if plots:
+        needed.append("matplotlib")
+    deps.require(*needed)
 
 
 def model_label(model: Any) -> str:
@@ -94,10 +112,10 @@ def model_label(model: Any) -> str:
 
 def default_command() -> str:
     argv = list(sys.argv)
-    if not argv or not argv[0] or argv[0] == "-c" or argv[0].endswith("cli.py"):
+    if not argv or not argv[0] or argv[0] == "-c" or argv[0].endswith(("cli.py", "__main__.py")):
         return shlex.join(["cprs", *argv[1:]]) if len(argv) > 1 else "cprs bench"
-    if argv[0].endswith(("run.py", "-m")) or argv[0].endswith(os.path.join("bench", "run.py")):
-        return shlex.join(["python", "-m", "cprs_cli.bench.run", *argv[1:]])
+    if argv[0].endswith(("bench.py", "-m")):
+        return shlex.join(["python", "-m", "cprs_cli.evaluation.bench", *argv[1:]])
     return shlex.join([Path(argv[0]).name, *argv[1:]])
 
 
@@ -207,7 +225,7 @@ def summarise(rows: list[dict], methods: list[str]) -> dict:
                     _mean([r["score"] for r in niah if r["method"] == m and r["depth"] == d
                            and r["length"] == L]) for L in hl])
             heat[m] = {"lengths": hl, "depths": depths,
-                       "scores": [[np.nan if v is None else v for v in row] for row in grid]}
+                       "scores": grid}  # None where there is no data
     return {"by_task": by_task, "by_length": by_length, "overall": overall, "heatmap": heat}
 
 
@@ -273,13 +291,10 @@ def _speed_measure(spec: dict, compressor: Any = None) -> dict:
     out["rss_before_mb"] = rss_before
     out["rss_loaded_mb"] = rss_loaded
     out["peak_rss_mb"] = _peak_rss_mb()
-    try:
-        import torch
+    import torch
 
-        if torch.cuda.is_available() and str(spec.get("device", "")).startswith("cuda"):
-            out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    except Exception:  # pragma: no cover
-        pass
+    if torch.cuda.is_available() and str(spec.get("device", "")).startswith("cuda"):
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
 
 
@@ -291,10 +306,9 @@ def _sync(device: str | None) -> None:
 
 
 def _speed_subprocess(spec: dict, timeout: float) -> dict:
-    cmd = [sys.executable, "-m", "cprs_cli.bench.run", "--speed-worker", json.dumps(spec)]
-    repo = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "cprs_cli.evaluation.bench", "--speed-worker", json.dumps(spec)]
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(repo) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(_PACKAGE_PARENT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -342,204 +356,29 @@ def run_speed(lengths: Sequence[int], models: dict[str, Any], baselines: Sequenc
 
 
 # --------------------------------------------------------------------------------------------
-# report
-
-
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
-
-
-def _ratio(x: float | None) -> str:
-    return "–" if x is None else f"{x:.1f}×"
-
-
-def _fmt_len(n: int) -> str:
-    return f"{n // 1024}K" if n % 1024 == 0 and n >= 1024 else (f"{n / 1000:g}K" if n >= 1000 else str(n))
-
-
-def write_report(results: dict, out_dir: Path, report_path: Path) -> dict[str, Path]:
-    """results.json, the PNG plots under `out_dir`, and the markdown report at `report_path`."""
-    from . import plots
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    methods = results["methods"]
-    summary = results["summary"]
-    files: dict[str, Path] = {}
-    if summary.get("heatmap"):
-        files["heatmap"] = plots.needle_heatmap(summary["heatmap"], out_dir / "needle_heatmap.png",
-                                                "niah_single: needle retained after compression")
-    if summary.get("by_task"):
-        files["scores"] = plots.scores_by_task(summary["by_task"], methods, out_dir / "scores_by_task.png")
-    speed = results.get("speed") or {}
-    if speed.get("rows"):
-        files["speed"] = plots.speed_scaling(speed["rows"], speed.get("fits", {}), out_dir / "speed_scaling.png")
-        if any(r.get("timings") for r in speed["rows"]):
-            files["stages"] = plots.stage_breakdown(speed["rows"], out_dir / "stage_breakdown.png")
-
-    rel = os.path.relpath(out_dir, report_path.parent)
-
-    def img(key: str, alt: str) -> str:
-        return f"![{alt}]({Path(rel, files[key].name).as_posix()})\n" if key in files else ""
-
-    cfg = results["config"]
-    mach = results["machine"]
-    lines: list[str] = []
-    lines += [
-        "# cprs benchmarks",
-        "",
-        f"Generated on {results['date']} by the command below; every number on this page comes "
-        "from that run (regenerate it rather than editing).",
-        "",
-        "```",
-        results["command"],
-        "```",
-        "",
-        "## Setup",
-        "",
-        f"- **Mode**: {'quick' if cfg['quick'] else 'full'}; seed {cfg['seed']}; "
-        f"{cfg['samples']} sample(s) per task and length"
-        + (f"; niah_single on a grid of {len(cfg['depths'])} needle depths per length instead"
-           if cfg.get("depths") else ""),
-        f"- **Context lengths** (cl100k tokens): {', '.join(_fmt_len(x) for x in cfg['lengths'])}",
-        f"- **Tasks**: {', '.join(results['tasks'])}",
-        f"- **Critics**: {', '.join(m for m in methods if m.startswith('cprs')) or '–'}; "
-        f"**baselines**: {', '.join(cfg['baselines']) or '–'}",
-        (f"- **Budget**: each baseline keeps at most as many cl100k tokens as "
-         f"`{results['budget_method']}` kept on the same document (at least {BUDGET_FLOOR})."
-         if results.get("budget_method") else
-         f"- **Budget**: no critic ran; each baseline keeps at most 10% of each document's tokens "
-         f"(at least {BUDGET_FLOOR})."),
-        "- **Score**: RULER string matching on the *compressed text* — `string_match_all` (share of "
-        "reference strings present, case-insensitive) for the synthetic tasks, `string_match_part` "
-        "(any reference present) for qa. It measures whether the evidence survived compression, "
-        "not what an LLM answers.",
-        f"- **Machine**: {mach.get('platform')}, {mach.get('cpu_model') or mach.get('processor') or mach.get('machine')}, "
-        f"{mach.get('cpu_count')} CPUs, {mach.get('ram_gb')} GB RAM, torch {mach.get('torch', '?')}, "
-        f"device `{mach.get('device')}`" + (f" ({mach['gpu']})" if mach.get("gpu") else ""),
-    ]
-    for note in results.get("notes", []):
-        lines.append(f"- **Note**: {note}")
-    lines.append("")
-
-    # task × method
-    lines += ["## Scores by task", "",
-              "Score (0–100) and compression ratio (Σ input ÷ Σ output tokens) per task and method.", ""]
-    header = "| task | " + " | ".join(methods) + " |"
-    lines += [header, "|---|" + "---:|" * len(methods)]
-    for task, per in summary["by_task"].items():
-        cells = [f"{_pct(per[m]['score'])} ({_ratio(per[m]['ratio'])})" for m in methods]
-        lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    ov = summary["overall"]
-    lines.append("| **all** | " + " | ".join(f"**{_pct(ov[m]['score'])}** ({_ratio(ov[m]['ratio'])})"
-                                               for m in methods) + " |")
-    lines.append("")
-    errs = {m: ov[m]["errors"] for m in methods if ov[m]["errors"]}
-    if errs:
-        lines += ["Errors (excluded from the scores): " + ", ".join(f"{m}: {n}" for m, n in errs.items()), ""]
-    lines.append(img("scores", "scores by task"))
-
-    lines += ["## Scores by context length", ""]
-    lines += ["| length | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
-    for L, per in summary["by_length"].items():
-        lines.append(f"| {_fmt_len(int(L))} | " + " | ".join(
-            f"{_pct(per[m]['score'])} ({_ratio(per[m]['ratio'])})" for m in methods) + " |")
-    lines.append("")
-
-    if summary.get("heatmap"):
-        lines += ["## Needle retention heat-map", "",
-                  "niah_single: share of needles whose value is still in the compressed text, by "
-                  "context length and needle depth (after QwenLong-CPRS, Figure 4).", "",
-                  img("heatmap", "needle heat-map")]
-
-    if speed.get("rows"):
-        lines += ["## Speed and scaling", "",
-                  "One document per length (niah_single), timed after a warm-up; model loading "
-                  "excluded. Peak RSS is the maximum resident memory of a fresh process per "
-                  "method and length (model included)." if not speed.get("in_process") else
-                  "One document per length, timed in-process after a warm-up.", "",
-                  "| method | input tokens | seconds | tokens/s | peak RSS (MB) | load (s) "
-                  "| tokenize / critic / post (s) | note |",
-                  "|---|---:|---:|---:|---:|---:|---|---|"]
-        for r in speed["rows"]:
-            t = r.get("timings") or {}
-            stages = " / ".join(f"{t.get(k, 0):.2f}" for k in ("tokenize", "critic", "post")) if t else "–"
-            secs = "–" if r.get("seconds") is None else f"{r['seconds']:.3f}"
-            tps = "–" if r.get("tokens_per_second") is None else f"{r['tokens_per_second']:,.0f}"
-            rss = "–" if r.get("peak_rss_mb") is None else f"{r['peak_rss_mb']:,.0f}"
-            note = r.get("error") or r.get("note") or ""
-            if r.get("peak_gpu_mb") is not None:
-                note = (note + "; " if note else "") + f"peak GPU {r['peak_gpu_mb']:,.0f} MB"
-            load = "–" if r.get("load_seconds") is None else f"{r['load_seconds']:.2f}"
-            lines.append(f"| {r['method']} | {r['input_tokens']:,} | {secs} | {tps} | {rss} | {load} "
-                         f"| {stages} | {note} |")
-        lines += ["", "Linear fit of seconds against input tokens:", "",
-                  "| method | seconds per 1K tokens | intercept (s) | R² | points |", "|---|---:|---:|---:|---:|"]
-        for m, f in speed.get("fits", {}).items():
-            if f.get("slope") is None:
-                lines.append(f"| {m} | – | – | – | {f['n']} |")
-                continue
-            r2 = "n/a (needs 3+ lengths)" if f.get("r2") is None else f"{f['r2']:.4f}"
-            lines.append(f"| {m} | {1000 * f['slope']:.4f} | {f['intercept']:.3f} | {r2} | {f['n']} |")
-        lines.append("")
-        lines.append(img("speed", "speed and memory scaling"))
-        lines.append(img("stages", "stage breakdown"))
-
-    lines += ["## Files", "",
-              f"- `{Path(rel, 'results.json').as_posix()}`: every row (task, length, depth, sample, "
-              "method, score, tokens, seconds, budget), the summaries and the speed runs.", ""]
-    files["json"] = out_dir / "results.json"
-    files["report"] = report_path
-    results["files"] = {k: str(v) for k, v in files.items()}
-    (out_dir / "results.json").write_text(
-        json.dumps(_nan_to_none(results), indent=1, default=_json_default) + "\n")
-    report_path.write_text("\n".join(lines).rstrip() + "\n")
-    return files
-
-
-def _json_default(o: Any):
-    if isinstance(o, (np.floating,)):
-        return None if np.isnan(o) else float(o)
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o).__name__)
-
-
-def _nan_to_none(x):
-    if isinstance(x, float) and np.isnan(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _nan_to_none(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_nan_to_none(v) for v in x]
-    return x
-
-
-# --------------------------------------------------------------------------------------------
 # entry points
 
 
-def main(quick: bool = False, out_dir: Path | str = Path("docs/benchmarks"), models: list[str] | None = None,
+def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = None,
          lengths: list[int] | None = None, device: str = "auto", tasks: list[str] | None = None,
          seed: int = 0, progress: bool = True, *, samples: int | None = None,
          depths: list[float] | None = None, speed_lengths: list[int] | None = None,
          baselines: list[str] | None = None, compressors: dict[str, Any] | None = None,
          compressor_factory: Callable[[str, str], Any] | None = None, report_path: Path | str | None = None,
          command: str | None = None, data_dir: Path | str | None = None) -> dict:
-    """Run the benchmark and write `out_dir/results.json`, `out_dir/*.png` and the markdown
-    report (default: `<out_dir>.md` next to `out_dir`, i.e. docs/benchmarks.md). Returns the
-    results dict.
+    """Run the benchmark and write `out_dir/results.json` (first), `out_dir/*.png` and the
+    markdown report (default `out_dir/report.md`). Nothing else is written. Returns the results.
 
     `models`: critic names or directories (default: the installed shipped critics; quick: the
-    first of them). `compressors` may instead
-    give ready objects with `.compress` (label → object); they are then also timed in-process.
-    `speed_lengths=[]` skips the speed section.
+    first of them). `compressors` may instead give ready objects with `.compress` (label →
+    object); they are then also timed in-process. `speed_lengths=[]` skips the speed section.
+    `data_dir`: the QA records of the `qa` task (`qa.resolve_data_dir`; without them the task
+    is skipped with a note). Raises `UsageError` for an unknown task or baseline and
+    `deps.MissingDependency` for a missing package, before any work.
     """
     preset = QUICK if quick else FULL
     out_dir = Path(out_dir)
-    report_path = Path(report_path) if report_path else out_dir.parent / f"{out_dir.name}.md"
+    report_path = Path(report_path) if report_path else out_dir / "report.md"
     lengths = list(lengths or preset["lengths"])
     samples = int(samples or preset["samples"])
     depths = list(preset["depths"] if depths is None else depths)
@@ -558,6 +397,7 @@ def main(quick: bool = False, out_dir: Path | str = Path("docs/benchmarks"), mod
     bad = [b for b in baselines if b not in BASELINES]
     if bad:
         raise UsageError(f"unknown baseline(s) {', '.join(bad)}; choose from {', '.join(BASELINES)}")
+    check_dependencies(tasks, baselines)
     if compressors is None:
         if not models:
             models = default_models(quick)
@@ -595,10 +435,8 @@ def main(quick: bool = False, out_dir: Path | str = Path("docs/benchmarks"), mod
     notes += tnotes
     _log(progress, f"{len(items)} items × {len(methods)} methods")
     rows = run_suite(items, compressors, base_objs, progress)
-    summary = _nan_to_none(summarise(rows, methods)) if rows else {"by_task": {}, "by_length": {},
-                                                                   "overall": {}, "heatmap": {}}
-    # keep NaN in the heat-map for plotting; JSON gets None
-    heat_plot = summarise(rows, methods)["heatmap"] if rows else {}
+    summary = summarise(rows, methods) if rows else {"by_task": {}, "by_length": {}, "overall": {},
+                                                     "heatmap": {}}
 
     # speed
     speed: dict = {}
@@ -608,9 +446,9 @@ def main(quick: bool = False, out_dir: Path | str = Path("docs/benchmarks"), mod
         speed["in_process"] = in_process
         speed["lengths"] = speed_lengths
 
-    results = {
+    results: dict[str, Any] = {
         "schema": SCHEMA,
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command or default_command(),
         "machine": machine_info(dev),
         "config": {"quick": quick, "models": list(compressors), "lengths": lengths, "samples": samples,
@@ -624,12 +462,9 @@ def main(quick: bool = False, out_dir: Path | str = Path("docs/benchmarks"), mod
         "summary": summary,
         "speed": speed,
     }
-    # plots want NaN for missing heat-map cells
-    plot_results = dict(results, summary=dict(summary, heatmap=heat_plot))
-    files = write_report(plot_results, out_dir, report_path)
-    results["files"] = {k: str(v) for k, v in files.items()}
     results["seconds"] = round(time.perf_counter() - started, 1)
-    _log(progress, f"done in {results['seconds']:.0f}s: {report_path} and {out_dir}/")
+    write_bench_report(results, out_dir, report_path)
+    _log(progress, f"done in {results['seconds']:.0f}s: {out_dir / 'results.json'}, {report_path}")
     return results
 
 
@@ -649,10 +484,12 @@ def _ints(s: str) -> list[int]:
 
 
 def _cli(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cprs_cli.bench.run", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m cprs_cli.evaluation.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small lengths, few samples, the mini critic")
-    p.add_argument("--out-dir", type=Path, default=Path("docs/benchmarks"))
-    p.add_argument("--report", type=Path, default=None, help="markdown report (default <out-dir>.md)")
+    p.add_argument("--out-dir", type=Path, required=False, help="where results.json and the plots go")
+    p.add_argument("--report", type=Path, default=None, help="markdown report (default <out-dir>/report.md)")
+    p.add_argument("--data-dir", type=Path, default=None, help="QA records for the qa task "
+                   "(default: $CPRS_DATA, else ../shared/data)")
     p.add_argument("--model", "--models", dest="models", action="append", default=None,
                    help="critic name or directory (repeatable)")
     p.add_argument("--lengths", type=_ints, default=None, help="e.g. 4k,16k,128k (k = 1024)")
@@ -668,9 +505,16 @@ def _cli(argv: list[str] | None = None) -> int:
     if a.speed_worker:
         print(json.dumps(_speed_measure(json.loads(a.speed_worker))), flush=True)
         return 0
-    main(quick=a.quick, out_dir=a.out_dir, models=a.models, lengths=a.lengths, device=a.device,
-         tasks=a.tasks, seed=a.seed, progress=not a.no_progress, samples=a.samples,
-         speed_lengths=a.speed_lengths, baselines=a.baselines, report_path=a.report)
+    if a.out_dir is None:
+        p.error("--out-dir is required")
+    try:
+        main(a.out_dir, quick=a.quick, models=a.models, lengths=a.lengths, device=a.device,
+             tasks=a.tasks, seed=a.seed, progress=not a.no_progress, samples=a.samples,
+             speed_lengths=a.speed_lengths, baselines=a.baselines, report_path=a.report,
+             data_dir=a.data_dir)
+    except CprsError as err:
+        print(f"{p.prog}: error: {err}", file=sys.stderr)
+        return err.exit_code
     return 0
 
 

@@ -1,4 +1,4 @@
-"""What a benchmark or evaluation ran on, for its report."""
+"""What a benchmark or quality run ran on, recorded in its report (platform, CPU, RAM, torch, GPU)."""
 
 from __future__ import annotations
 
@@ -29,14 +29,11 @@ def machine_info(device: str | None = None) -> dict:
                     break
     except OSError:
         pass
-    try:
-        import torch
+    import torch
 
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-        info["device"] = device
-        if device and device.startswith("cuda") and torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    except Exception:  # pragma: no cover
-        info["device"] = device
+    info["torch"] = torch.__version__
+    info["torch_threads"] = torch.get_num_threads()
+    info["device"] = device
+    if device and device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info

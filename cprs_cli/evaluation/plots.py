@@ -1,16 +1,20 @@
-"""PNG plots for the benchmark report (matplotlib, Agg backend; nothing is shown on screen)."""
+"""PNG plots for the benchmark report (matplotlib, Agg backend; nothing is shown on screen).
+
+matplotlib is the `bench` extra; `report.write_bench_report` draws these after results.json is
+written, so a missing or failing matplotlib costs a plot, never the numbers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
 __all__ = ["needle_heatmap", "scores_by_task", "speed_scaling", "stage_breakdown"]
 
 
-def _plt():
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -34,7 +38,7 @@ def needle_heatmap(maps: dict[str, dict], path: Path, title: str = "Needle reten
     (fraction of needles whose value survives compression), like QwenLong-CPRS Figure 4.
 
     `maps[method] = {"lengths": [...], "depths": [...], "scores": [[score per length] per depth]}`
-    with NaN where there is no data.
+    with None (or NaN) where there is no data.
     """
     plt = _plt()
     methods = list(maps)

@@ -1,4 +1,5 @@
-"""cprs_cli.train.evaluate: metrics, intervals, the baselines at the critic's budget, the report plumbing."""
+"""cprs_cli.evaluation.quality (with its metrics, baselines and report): metrics, intervals, the
+baselines at the critic's budget, the report plumbing; and training.calibrate on top of it."""
 
 from __future__ import annotations
 
@@ -6,39 +7,42 @@ import gzip
 import json
 import pickle
 
+import numpy as np
 import pytest
 
-import numpy as np
-
 from cprs_cli import segment
-from cprs_cli.train import data as D
-from cprs_cli.train import evaluate as E
-
+from cprs_cli.evaluation import baselines as B
+from cprs_cli.evaluation import metrics as M
+from cprs_cli.evaluation import qa as Q
+from cprs_cli.evaluation import quality as E
+from cprs_cli.evaluation import report as R
+from cprs_cli.select import unit_costs
+from cprs_cli.tokens import count_tokens
 
 # --------------------------------------------------------------------------- metrics
 
 
 def test_coverage_recall():
-    assert E.coverage_recall([(0, 10)], [(0, 10)]) == 1.0
-    assert E.coverage_recall([(0, 10)], [(5, 20)]) == 0.5
-    assert E.coverage_recall([(0, 10), (20, 30)], [(8, 22)]) == pytest.approx(4 / 20)
-    assert E.coverage_recall([(0, 10)], []) == 0.0
-    assert E.coverage_recall([], [(0, 5)]) is None
+    assert M.coverage_recall([(0, 10)], [(0, 10)]) == 1.0
+    assert M.coverage_recall([(0, 10)], [(5, 20)]) == 0.5
+    assert M.coverage_recall([(0, 10), (20, 30)], [(8, 22)]) == pytest.approx(4 / 20)
+    assert M.coverage_recall([(0, 10)], []) == 0.0
+    assert M.coverage_recall([], [(0, 5)]) is None
     # overlapping / unsorted kept spans are not double counted
-    assert E.coverage_recall([(10, 20)], [(15, 25), (0, 12), (11, 16)]) == 1.0
-    assert E.covered_chars([(0, 4), (6, 8)], [(3, 7)]) == (2, 6)
+    assert M.coverage_recall([(10, 20)], [(15, 25), (0, 12), (11, 16)]) == 1.0
+    assert M.covered_chars([(0, 4), (6, 8)], [(3, 7)]) == (2, 6)
 
 
 def test_answer_kept():
     out = "The capital is  Paris.\nIt lies on the Seine."
-    assert E.answer_kept(out, ["paris"])
-    assert E.answer_kept(out, ["London", "the   SEINE"])
-    assert not E.answer_kept(out, ["London"])
-    assert not E.answer_kept(out, ["", "  "])
-    assert not E.answer_kept("", ["Paris"])
-    assert E.all_answers_kept(out, ["Paris", "Seine"])
-    assert not E.all_answers_kept(out, ["Paris", "Rhine"])
-    assert not E.all_answers_kept(out, [])
+    assert M.answer_kept(out, ["paris"])
+    assert M.answer_kept(out, ["London", "the   SEINE"])
+    assert not M.answer_kept(out, ["London"])
+    assert not M.answer_kept(out, ["", "  "])
+    assert not M.answer_kept("", ["Paris"])
+    assert M.all_answers_kept(out, ["Paris", "Seine"])
+    assert not M.all_answers_kept(out, ["Paris", "Rhine"])
+    assert not M.all_answers_kept(out, [])
 
 
 # --------------------------------------------------------------------------- intervals, baselines
@@ -46,24 +50,25 @@ def test_answer_kept():
 
 def test_bootstrap_ci_brackets_the_mean_and_is_seeded():
     xs = [0.0, 1.0] * 50
-    lo, hi = E.bootstrap_ci(xs)
+    lo, hi = M.bootstrap_ci(xs)
     assert lo < 0.5 < hi and hi - lo < 0.3
-    assert E.bootstrap_ci(xs) == (lo, hi)  # seeded
-    assert E.bootstrap_ci([1.0]) is None
-    assert E.bootstrap_ci([1.0, float("nan")]) is None
-    lo, hi = E.bootstrap_ci([1.0] * 20)
+    assert M.bootstrap_ci(xs) == (lo, hi)  # seeded
+    assert M.bootstrap_ci([1.0]) is None
+    assert M.bootstrap_ci([1.0, float("nan")]) is None
+    lo, hi = M.bootstrap_ci([1.0] * 20)
     assert lo == hi == 1.0
 
 
 def test_baseline_spans_take_the_best_units_within_the_budget():
     doc = "Alpha one. Beta two three four. Gamma five."
     units = segment.sentence_spans(doc)
-    costs = E.unit_costs(doc, units, E._sep_tokens())
-    spans = E.baseline_spans(costs, units, np.array([0.1, 0.2, 0.9]), budget=int(costs[2]))
+    sep = E.sep_tokens()
+    costs = unit_costs(doc, units, sep)
+    spans = B.budget_spans(costs, units, np.array([0.1, 0.2, 0.9]), int(costs[2]), sep)
     assert [doc[s:e] for s, e in spans] == ["Gamma five."]
-    assert E.baseline_spans(costs, units, np.array([0.1, 0.2, 0.9]), budget=0) == []
-    out = E.spans_text(doc, E.baseline_spans(costs, units, np.array([0.3, 0.2, 0.9]), budget=int(costs.sum())))
-    assert E.count_tokens(out) <= int(costs.sum())
+    assert B.budget_spans(costs, units, np.array([0.1, 0.2, 0.9]), 0, sep) == []
+    out = E.spans_text(doc, B.budget_spans(costs, units, np.array([0.3, 0.2, 0.9]), int(costs.sum()), sep))
+    assert count_tokens(out) <= int(costs.sum())
 
 
 # --------------------------------------------------------------------------- end to end
@@ -85,12 +90,11 @@ def tiny_data(tmp_path):
     with gzip.open(tmp_path / "squad2.jsonl.gz", "wt", encoding="utf-8") as fh:
         for r in recs:
             fh.write(json.dumps(r) + "\n")
-    D._val_hashes_for.cache_clear()
+    Q._val_hashes_for.cache_clear()
     return tmp_path
 
 
 def test_niah_items_small():
-    pytest.importorskip("cprs_cli.synthetic")
     items = E.niah_items(8 * 1024, quick=True, seed=0)
     assert len(items) == 6
     for it in items:
@@ -137,7 +141,7 @@ def test_cached_probabilities_replace_the_critic(tiny_encoder_critic_dir, tiny_d
 
     comp = E.load_compressor(str(tiny_encoder_critic_dir), "cpu", None, None)
     spec = E.ROW_BY_NAME["articles"]
-    items, una = E.data_items(spec, D.load_split("test", ["squad2"], tiny_data), None, None, 0)
+    items, una = E.data_items(spec, Q.load_split("test", ["squad2"], tiny_data), None, None, 0)
     rows = []
     for it in items + una:
         n = len(tokenize(comp.critic.tokenizer, it.document))
@@ -162,15 +166,15 @@ def test_main_writes_reports(tiny_encoder_critic_dir, tiny_data, tmp_path):
     assert "--rows articles" in rep["command"]
     text = md.read_text()
     assert "<!-- quality:tiny-encoder:limit-1 -->" in text and rep["command"] in text
-    E.update_markdown(md, "other:full", "## other\n")
-    E.update_markdown(md, "tiny-encoder:limit-1", E.markdown_section(rep))  # rewritten, not appended
+    R.update_section(md, "other:full", "## other\n")
+    R.update_section(md, "tiny-encoder:limit-1", R.quality_section(rep))  # rewritten, not appended
     text = md.read_text()
     assert text.count("<!-- quality:tiny-encoder:limit-1 -->") == 1 and "## other" in text
 
 
 def test_calibrate_picks_a_rule_and_a_weight(tiny_encoder_critic_dir, tiny_data, tmp_path):
     from cprs_cli.select import DynamicPolicy
-    from cprs_cli.train import calibrate as C
+    from training import calibrate as C
 
     out = tmp_path / "cal.json"
     assert C.main(["--model", str(tiny_encoder_critic_dir), "--device", "cpu", "--split", "val",

@@ -1,4 +1,4 @@
-"""cprs_cli.train.loop: resuming from an exported delta gives back the trained model."""
+"""training.loop: resuming from an exported delta gives back the trained model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cprs_cli.critic.lora import add_lora, lora_state
-from cprs_cli.train.loop import load_delta
+from training.loop import load_delta
 
 
 class Tiny(nn.Module):

@@ -1,8 +1,8 @@
-"""Train a shipped critic: `python -m cprs_cli.train --critic mini|small --out DIR`.
+"""Train a shipped critic: `python -m training --critic mini|small --out DIR [--data-dir DIR]`.
 
 One file, one loop (in the spirit of nanoGPT):
 
-1. examples   ← cprs_cli.train.data (the project's QA data, packed long documents, synthetic tasks)
+1. examples   ← training.data (the project's QA data, packed long documents, synthetic tasks)
 2. windows    ← the inference path's own tokenizer, prompt format and window planner, with
                 B/I/O/E labels from the gold character spans (prompt tokens are not scored)
 3. model      ← the pinned base (verified by sha256) with a fresh 4-way head;
@@ -12,7 +12,7 @@ One file, one loop (in the spirit of nanoGPT):
 4. loop       ← AdamW, bf16 autocast, learning rate on a wall-clock cosine, stops at --minutes
 5. export     ← only what training changed (delta.safetensors, fp16) + critic.json
 
-Several GPUs: `torchrun --nproc_per_node N -m cprs_cli.train ...` runs data-parallel (DDP over
+Several GPUs: `torchrun --nproc_per_node N -m training ...` runs data-parallel (DDP over
 NCCL; gloo on CPU). Each rank encodes and trains on its own share of the examples with
 `--batch-tokens` per rank; the ranks agree on the wall-clock schedule and the stop step; rank 0
 evaluates, logs and exports.
@@ -38,15 +38,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from ..critic import CRITICS, build_model
-from ..critic import base_model_dir, base_state, critic_config
-from ..critic.base import IGNORE, resolve_device
-from ..critic.encoder import EncoderCritic
-from ..critic.hybrid import HybridCritic
-from ..critic.lora import add_lora, lora_state
-from ..select import unit_token_ranges
-from ..tags import O, bioe_tags
-from ..windows import plan
+from cprs_cli.critic import CRITICS, base_model_dir, base_state, build_model, critic_config
+from cprs_cli.critic.base import IGNORE, resolve_device
+from cprs_cli.critic.encoder import EncoderCritic
+from cprs_cli.critic.hybrid import HybridCritic
+from cprs_cli.critic.lora import LoRALinear, add_lora, lora_state
+from cprs_cli.select import unit_token_ranges
+from cprs_cli.tags import O, bioe_tags
+from cprs_cli.windows import plan
+
 TAG_WORDS = (" begin", " inside", " outside", " end")  # B, I, O, E rows of the LM head
 
 PRESETS = {
@@ -61,6 +61,7 @@ PRESETS = {
 class TrainConfig:
     critic: str = "mini"
     out: str = "runs/mini"
+    data_dir: str = ""  # the QA data; "" = $CPRS_DATA, else ../shared/data (cprs_cli.evaluation.qa)
     minutes: float = 4.0
     max_steps: int = 0  # 0 = until the time is up
     seed: int = 0
@@ -142,8 +143,6 @@ def load_delta(model, delta: dict[str, torch.Tensor]) -> int:
     """Start training from an exported delta: `full.*` tensors are copied into the parameters,
     LoRA pairs into the adapters (the scale folded into B at export is taken out again). The
     adapters' ranks must match. Returns the number of tensors loaded."""
-    from ..critic.lora import LoRALinear
-
     params = dict(model.named_parameters())
     n = 0
     with torch.no_grad():
@@ -337,11 +336,13 @@ def train(cfg: TrainConfig) -> Path:
     torch.manual_seed(cfg.seed)
     from . import data
 
+    data_dir = data.resolve_data_dir(cfg.data_dir or None)
     train_ex = data.build_training_set(seed=cfg.seed, n_synthetic=cfg.n_synthetic, long_fraction=cfg.long_fraction,
                                        long_target_chars=(16_000, 64_000), synthetic_length_range=(2_000, 64_000),
                                        max_per_source=cfg.max_per_source, augment_fraction=cfg.augment_fraction,
-                                       hard_fraction=cfg.hard_fraction)
-    val_ex = data.build_validation_set(seed=cfg.seed, n_synthetic=max(50, cfg.n_synthetic // 20))
+                                       hard_fraction=cfg.hard_fraction, data_dir=data_dir)
+    val_ex = data.build_validation_set(seed=cfg.seed, n_synthetic=max(50, cfg.n_synthetic // 20),
+                                       data_dir=data_dir)
     if cfg.limit_examples:
         train_ex, val_ex = train_ex[: cfg.limit_examples], val_ex[: max(8, cfg.limit_examples // 4)]
     log(event="data", train_examples=len(train_ex), val_examples=len(val_ex), world=world,
@@ -454,7 +455,7 @@ def export(model, cfg: TrainConfig, overrides: dict, out: Path, metrics: dict) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m cprs_cli.train", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     for f, v in asdict(TrainConfig()).items():
         ap.add_argument("--" + f.replace("_", "-"), type=type(v), default=v)

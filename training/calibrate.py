@@ -1,13 +1,15 @@
 """Calibrate a critic's selection on the `calib` split: the BM25 weight of budgeted ranking and the
 per-document rule of dynamic mode.
 
-    python -m cprs_cli.train.calibrate --model mini --out docs/calibration/mini.json --write
-    python -m cprs_cli.train.calibrate --model small --probs runs/small-probs --write
+    python -m training.calibrate --model mini --out docs/calibration/mini.json --write
+    python -m training.calibrate --model small --probs runs/small-probs --write
 
 The critic runs once per calibration example (or its probabilities come from `--probs`); the
 selection is then replayed for every candidate setting with the same functions `select` uses
 (`unit_scores`, `unit_costs`, `budget_units`, `relative_units`). The `calib` documents are
-disjoint from the `test` documents that `evaluate` reports on (`cprs_cli.train.data.load_split`).
+disjoint from the `test` documents that the quality runner reports on
+(`cprs_cli.evaluation.qa.load_split`); the rows, items, cached probabilities and scoring are the
+quality runner's own (`cprs_cli.evaluation.quality`).
 
 * lexical weight: the weight with the best mean score over every (row, budget mode) pair; the
   best non-zero weight is preferred when it is within `LEXICAL_TIE` of the best, because the
@@ -30,13 +32,13 @@ import time
 
 import numpy as np
 
-from .. import lexical, segment
-from ..critic.registry import CRITICS
-from ..select import DynamicPolicy, budget_units, relative_units, unit_costs, unit_scores, unit_token_ranges
-from ..tags import keep_probability
-from ..tokens import count_tokens
-from . import evaluate as ev
-from .data import load_split
+from cprs_cli import lexical, segment
+from cprs_cli.critic.registry import CRITICS
+from cprs_cli.evaluation import quality as ev
+from cprs_cli.evaluation.qa import available_sources, load_split
+from cprs_cli.select import DynamicPolicy, budget_units, relative_units, unit_costs, unit_scores, unit_token_ranges
+from cprs_cli.tags import keep_probability
+from cprs_cli.tokens import count_tokens
 
 LEXICAL_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 LEXICAL_TIE = 0.005
@@ -50,13 +52,11 @@ UNANSWERABLE_SHARE = 0.05
 def prepare(comp, split: str, probs: str | None, tag: str, seed: int = 0, log=print,
             data_dir=None) -> list[dict]:
     """Per calibration example: units, their costs, critic scores and BM25 scores."""
-    from .data import available_sources
-
     have = set(available_sources(data_dir))
     rows = [r for r in ev.ROWS if r.kind == "data" and r.source in have]
     records = load_split(split, sorted({r.source for r in rows}), data_dir)
     cache = ev.ProbsCache(probs, tag, split)
-    sep = count_tokens(ev.DEFAULT_SEPARATOR)
+    sep = ev.sep_tokens()
     out = []
     for spec in rows:
         t0 = time.perf_counter()
@@ -76,11 +76,11 @@ def prepare(comp, split: str, probs: str | None, tag: str, seed: int = 0, log=pr
 def _score(x: dict, chosen: np.ndarray) -> float:
     item, units = x["item"], x["units"]
     spans = [(int(units[j, 0]), int(units[j, 1])) for j in chosen]
-    return ev._score(x["spec"], item, ev.spans_text(item.document, spans), spans)
+    return ev.score_item(x["spec"], item, ev.spans_text(item.document, spans), spans)
 
 
 def sweep_lexical(data: list[dict]) -> dict:
-    sep = count_tokens(ev.DEFAULT_SEPARATOR)
+    sep = ev.sep_tokens()
     table: dict[str, dict[str, float]] = {}
     for w in LEXICAL_WEIGHTS:
         per: dict[str, list[float]] = {}
@@ -90,7 +90,7 @@ def sweep_lexical(data: list[dict]) -> dict:
             for mode in x["spec"].modes:
                 if mode == "dynamic":
                     continue
-                budget = ev._budget(mode, x["input_tokens"])
+                budget = ev.mode_budget(mode, x["input_tokens"])
                 chosen = budget_units(x["costs"], x["scores"] + w * x["bm25"], budget, sep)
                 per.setdefault(f"{x['spec'].name}@{mode}", []).append(_score(x, chosen))
         table[str(w)] = {k: float(np.nanmean(v)) for k, v in per.items()}
@@ -134,7 +134,7 @@ def sweep_dynamic(data: list[dict]) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cprs_cli.train.calibrate", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m training.calibrate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="mini")
     ap.add_argument("--device", default="auto")
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     lex = sweep_lexical(data)
     dyn = sweep_dynamic(data)
     report = {"model": args.model, "split": args.split, "n": len(data),
-              "command": "python -m cprs_cli.train.calibrate " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "command": "python -m training.calibrate " + " ".join(argv if argv is not None else sys.argv[1:]),
               "lexical_weight": lex["chosen"], "dynamic": dyn["chosen"], "lexical_sweep": lex,
               "dynamic_best": dyn["best"], "dynamic_grid": dyn["grid"]}
     if args.out:

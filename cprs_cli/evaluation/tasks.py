@@ -1,23 +1,21 @@
 """The benchmark's task suite, sized in cl100k tokens.
 
-Synthetic RULER-style tasks come from :mod:`cprs_cli.synthetic`; ``qa`` hides one real QA record
-(SQuAD 2.0 or HotpotQA, from the project's data directory) among other records' documents.
-Everything is seeded: the same (seed, task, length, sample, depth) gives the same item.
+Synthetic RULER-style tasks come from :mod:`.synthetic`; ``qa`` hides one real QA record
+(SQuAD 2.0 or HotpotQA, read by :mod:`.qa` from the data directory) among other records'
+documents (`qa.pack`). Everything is seeded: the same (seed, task, length, sample, depth) gives
+the same item.
 """
 
 from __future__ import annotations
 
 import functools
-import gzip
-import json
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cprs_cli import synthetic
 from cprs_cli.instructions import GRANULARITY_FOR_LEVEL
 
+from . import qa, synthetic
 from .metrics import count_tokens
 
 __all__ = [
@@ -79,17 +77,11 @@ class BenchItem:
 # qa data
 
 
-def find_data_dir() -> Path | None:
-    """`$CPRS_DATA`, else `../shared/data` next to the repository (or the working directory)."""
-    env = os.environ.get("CPRS_DATA")
-    if env:
-        p = Path(env)
-        return p if p.is_dir() else None
-    repo = Path(__file__).resolve().parents[2]
-    for p in (repo.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"):
-        if p.is_dir() and any(p.glob("*.jsonl.gz")):
-            return p
-    return None
+def find_data_dir(data_dir: str | Path | None = None) -> Path | None:
+    """The data directory (`qa.resolve_data_dir`: `data_dir`, else `$CPRS_DATA`, else
+    `../shared/data`) if it holds a squad2 or hotpotqa file, else None."""
+    d = qa.resolve_data_dir(data_dir)
+    return d if any((d / f"{s}.jsonl.gz").exists() for s in QA_SOURCES) else None
 
 
 @functools.lru_cache(maxsize=2)
@@ -98,29 +90,23 @@ def _qa_records(data_dir: str) -> tuple[tuple[dict, ...], tuple[str, ...]]:
     an answer of 3+ characters (not yes/no) that occurs in its document."""
     targets: list[dict] = []
     docs: dict[str, None] = {}
-    for name in QA_SOURCES:
-        path = Path(data_dir) / f"{name}.jsonl.gz"
-        if not path.exists():
+    have = [name for name in QA_SOURCES if (Path(data_dir) / f"{name}.jsonl.gz").exists()]
+    for r in qa.load_records(have, data_dir):
+        docs.setdefault(r.document, None)
+        if not r.answerable or not r.evidence:
             continue
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                r = json.loads(line)
-                docs.setdefault(r["document"], None)
-                if not r.get("answerable") or not r.get("evidence"):
-                    continue
-                low = r["document"].lower()
-                # substring scoring needs answers that cannot match by accident: no yes/no,
-                # nothing shorter than 3 characters ("8" would match any number with an 8)
-                answers = [a.strip() for a in r.get("answers", [])
-                           if a and len(a.strip()) >= 3 and a.strip().lower() not in ("yes", "no")
-                           and a.strip().lower() in low]
-                if not answers:
-                    continue
-                targets.append({
-                    "id": r["id"], "source": r.get("source", name), "query": r["query"],
-                    "document": r["document"], "evidence": [tuple(e) for e in r["evidence"]],
-                    "answers": answers, "level": r.get("evidence_level", "sentence"),
-                })
+        low = r.document.lower()
+        # substring scoring needs answers that cannot match by accident: no yes/no,
+        # nothing shorter than 3 characters ("8" would match any number with an 8)
+        answers = [a.strip() for a in r.answers
+                   if a and len(a.strip()) >= 3 and a.strip().lower() not in ("yes", "no")
+                   and a.strip().lower() in low]
+        if not answers:
+            continue
+        targets.append({
+            "id": r.id, "source": r.source, "query": r.query, "document": r.document,
+            "evidence": list(r.evidence), "answers": answers, "level": r.evidence_level,
+        })
     return tuple(targets), tuple(docs)
 
 
@@ -182,12 +168,8 @@ def _make_qa(length_chars: int, rng: random.Random, data_dir: Path) -> synthetic
             d = d[: keep[-1][1]]
         fillers.append(d)
         budget -= len(d) + 2
-    pos = rng.randint(0, len(fillers))
-    before = "\n\n".join(fillers[:pos])
-    offset = len(before) + 2 if before else 0
-    pieces = fillers[:pos] + [text] + fillers[pos:]
-    document = "\n\n".join(pieces)
-    ev = sorted((s + offset, e + offset) for s, e in evidence)
+    document, shifted, offset = qa.pack(text, evidence, fillers, rng.randint(0, len(fillers)))
+    ev = sorted(shifted)
     instruction_task = "answers" if rec["level"] == "token" else "facts"
     meta = {"source": rec["source"], "record_id": rec["id"], "depths": [offset / max(len(document), 1)],
             "distractors": len(fillers)}
@@ -201,10 +183,11 @@ def _make_qa(length_chars: int, rng: random.Random, data_dir: Path) -> synthetic
 def _example(task: str, length_chars: int, rng: random.Random, depth: float | None,
              data_dir: Path | None) -> synthetic.Example:
     if task == "qa":
-        data_dir = data_dir or find_data_dir()
-        if data_dir is None:
-            raise RuntimeError("qa needs the data directory (set CPRS_DATA)")
-        return _make_qa(length_chars, rng, data_dir)
+        found = find_data_dir(data_dir)
+        if found is None:
+            raise RuntimeError(f"qa needs squad2 or hotpotqa records in {qa.resolve_data_dir(data_dir)} "
+                               "(give a data directory or set CPRS_DATA)")
+        return _make_qa(length_chars, rng, found)
     return synthetic.make_example(task, length_chars, rng, depth=depth)
 
 
@@ -240,14 +223,13 @@ def build_suite(tasks: list[str], lengths: list[int], samples: int, seed: int = 
     items: list[BenchItem] = []
     for task in tasks:
         if task == "qa":
-            data_dir = data_dir or find_data_dir()
-            if data_dir is None or not any((data_dir / f"{s}.jsonl.gz").exists() for s in QA_SOURCES):
-                notes.append("qa skipped: no data directory with squad2/hotpotqa "
-                             "(set CPRS_DATA or provide ../shared/data)")
+            if find_data_dir(data_dir) is None:
+                notes.append(f"qa skipped: no squad2/hotpotqa records in {qa.resolve_data_dir(data_dir)} "
+                             "(give --data-dir or set CPRS_DATA)")
                 continue
         for length in lengths:
             on_grid = task == "niah_single" and bool(depths)
-            grid: list[float | None] = list(depths) if on_grid else [None]
+            grid: list[float | None] = list(depths or []) if on_grid else [None]
             n = (depth_samples or samples) if on_grid else samples
             for depth in grid:
                 for i in range(n):

@@ -1,1 +1,0 @@
-"""Training of the shipped critics: data, loop, export."""

@@ -1,3 +1,0 @@
-from .loop import main
-
-main()
