@@ -101,8 +101,12 @@ def test_a_file_changed_after_planning_fails_its_shard(tmp_path):
         read_shard(shards[1])
 
 
-def test_an_actor_reports_a_failed_shard_and_goes_on(tmp_path, tiny_encoder_critic_dir):
+def test_an_actor_reports_a_failed_shard_and_goes_on(tmp_path, tiny_encoder_critic_dir, monkeypatch):
+    import torch
+
     from cprs_cli.corpus.run import ShardActor
+
+    monkeypatch.setenv("CPRS_CPU_DTYPE", "bfloat16")  # the worker node's own: the driver's wins
 
     f = write_jsonl(tmp_path / "d.jsonl", [json.dumps({"id": i, "text": "Apollo landed.", "query": "when?"})
                                            for i in range(4)])
@@ -120,6 +124,9 @@ def test_an_actor_reports_a_failed_shard_and_goes_on(tmp_path, tiny_encoder_crit
     assert stats["failed"][1].startswith("shard 1 (d.jsonl (lines from 3)): d.jsonl: cannot read")
     assert sorted(p.name for p in out.iterdir()) == ["part-000000.jsonl"]
     assert [r["id"] for r in read_outputs(out)] == ["0", "1"]  # ids are text
+    assert next(actor.compressor.critic.model.parameters()).dtype == torch.float32
+    bf16 = ShardActor({**actor.spec, "cpu_dtype": "bfloat16"})
+    assert next(bf16.compressor.critic.model.parameters()).dtype == torch.bfloat16
 
 
 def test_bad_dataset_files_are_input_errors(tmp_path):

@@ -84,6 +84,10 @@ class ShardActor:
 
     def __init__(self, spec: dict):
         self.spec = spec
+        # the driver's CPU precision (critic.base.default_dtype), not the worker node's own
+        os.environ.pop("CPRS_CPU_DTYPE", None)
+        if spec.get("cpu_dtype"):
+            os.environ["CPRS_CPU_DTYPE"] = spec["cpu_dtype"]
         threads = spec.get("threads")
         if threads:
             import torch
@@ -174,10 +178,11 @@ def _load_for_identity(model: str, batch_size: int | None, window_tokens: int | 
         raise ModelError(f"could not load critic {model}: {type(err).__name__}: {err}") from err
 
 
-def _critic_identity(compressor, model: str) -> dict:
+def _critic_identity(compressor, model: str, cpu_dtype: str) -> dict:
     critic = compressor.critic
     dynamic = critic.dynamic
     return {"name": compressor.model_name, "model": model, "sha256": compressor.model_sha256,
+            "cpu_dtype": cpu_dtype,
             "thresholds": dict(critic.thresholds), "lexical_weight": critic.lexical_weight,
             "dynamic": dataclasses.asdict(dynamic) if isinstance(dynamic, DynamicPolicy) else None,
             "window_tokens": compressor.window_tokens}
@@ -232,9 +237,10 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
         n_workers = workers or (gpus if use_gpu else max(1, cpus // per_worker))
 
         resolved = _resolve_model(model, use_gpu)
+        cpu_dtype = os.environ.get("CPRS_CPU_DTYPE", "").strip().lower()  # "", "bfloat16", "auto"
         compressor = _load_for_identity(resolved, batch_size, window_tokens)
         identity = {"version": 1, "options": _options_dict(options),
-                    "model": _critic_identity(compressor, resolved),
+                    "model": _critic_identity(compressor, resolved, cpu_dtype),
                     "inputs": [[f.path, f.size, f.mtime_ns] for f in files],
                     "sharding": {"shard_tokens": shard_tokens, "shard_rows": shard_rows,
                                  "batch_size": batch_size},
@@ -248,7 +254,7 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
                             workers=min(n_workers, len(pending)), device="GPU" if use_gpu else "CPU")
         spec = {"model": resolved, "model_sha256": compressor.model_sha256,
                 "device": "cuda" if use_gpu else "cpu", "batch_size": batch_size,
-                "window_tokens": window_tokens, "threads": per_worker,
+                "window_tokens": window_tokens, "threads": per_worker, "cpu_dtype": cpu_dtype,
                 "options": _options_dict(options), "output": str(out.dir.resolve()), "format": fmt,
                 "run_key": run_key(identity), "max_bytes": max_input_bytes}
         del compressor
