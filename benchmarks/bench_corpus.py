@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from cprs_cli.corpus import run_corpus
+from cprs_cli.evaluation.synthetic import haystack_text
 from cprs_cli.options import CompressOptions
-from cprs_cli.synthetic import haystack_text
 from cprs_cli.tokens import count_tokens
 
 QUERIES = ["What does the author say about startups and investors?",
