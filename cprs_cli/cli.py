@@ -804,6 +804,123 @@ def _describe_input_error(err: CprsError, item: InputItem) -> str:
     return msg
 
 
+# --------------------------------------------------------------------------- corpus
+
+CORPUS_EPILOG = """\
+[bold]Examples[/bold]
+
+  cprs corpus docs.jsonl -o compressed/ --rate 0.2
+
+  cprs corpus 'data/*.parquet' -o compressed/ -q "What are the side effects?" --address auto
+
+[bold]Input[/bold]: rows with 'text' (or 'path', a file cprs reads, relative to the dataset \
+file), 'query' (else --query), and optionally 'id', 'instruction' or 'task', 'rate' or \
+'max_tokens', 'granularity', which replace the flags for that row. [bold]Output[/bold]: \
+part-NNNNNN.parquet (or .jsonl) shards with id, compressed_text, spans, input_tokens, \
+output_tokens, ratio, model, model_sha256, error; a bad row gets an error and the others go on. \
+Rerun the same command to resume; other options or another critic on the same --output are \
+refused (exit 2). See docs/corpus.md.
+
+[bold]Exit codes[/bold]: 0 every shard written, 2 usage (also: Ray not installed, --output \
+of another run), 3 no dataset files, an unreadable one, or a shard that failed (rerun to \
+retry), 4 the critic could not be loaded, 130 interrupted, 143 terminated.
+"""
+
+
+class CorpusFormat(enum.StrEnum):
+    """The output shards of `cprs corpus` (corpus.worker.FORMATS; not imported here: it loads
+    numpy, and `cprs --help` stays instant)."""
+
+    parquet = "parquet"
+    jsonl = "jsonl"
+
+
+_RAY = "Ray"
+_Dataset = Annotated[str, typer.Argument(
+    metavar="INPUT", help="A JSONL or Parquet file, a directory of them, or a glob.")]
+_CorpusOutput = Annotated[Path, typer.Option(
+    "--output", "-o", metavar="DIR", file_okay=False,
+    help="Directory of the output shards and their manifest (new, empty, or this run's own).",
+    rich_help_panel=_OUTPUT)]
+_RowsQuery = Annotated[str | None, typer.Option(
+    "--query", "-q", metavar="TEXT", help="The query of rows without a 'query' column.", rich_help_panel=_KEEP)]
+_CorpusFormat = Annotated[CorpusFormat, typer.Option(
+    "--format", "-f", case_sensitive=False, help="Output shards as Parquet or JSON Lines.",
+    rich_help_panel=_OUTPUT)]
+_Address = Annotated[str | None, typer.Option(
+    metavar="ADDR", help="An existing Ray cluster ('auto', or HOST:PORT); default: a local Ray.",
+    rich_help_panel=_RAY)]
+_Workers = Annotated[int | None, typer.Option(
+    min=1, metavar="N", help="Actors, each with one critic (default: one per GPU, else CPUs / --cpus-per-worker).",
+    rich_help_panel=_RAY)]
+_CpusPerWorker = Annotated[int | None, typer.Option(
+    "--cpus-per-worker", min=1, metavar="N",
+    help="CPU cores (torch threads) of each actor (default: 2 on CPUs; with GPUs, the CPUs per GPU, at most 8).",
+    rich_help_panel=_RAY)]
+_ShardTokens = Annotated[int, typer.Option(
+    "--shard-tokens", min=1, metavar="N", help="Estimated input tokens per shard (bytes / 4).",
+    rich_help_panel=_RAY)]
+_ShardRows = Annotated[int, typer.Option(
+    "--shard-rows", min=1, metavar="N", help="Rows per shard at most.", rich_help_panel=_RAY)]
+_CorpusQuiet = Annotated[bool, typer.Option(
+    "--quiet", help="No progress, Ray logs or final stats line; errors are still shown.", rich_help_panel=_OUTPUT)]
+
+
+@app.command(epilog=CORPUS_EPILOG)
+@_handle_errors
+def corpus(
+    input: _Dataset, output: _CorpusOutput, query: _RowsQuery = None,
+    instruction: _Instruction = None, task: _Task = None,
+    granularity: _Granularity = Granularity.sentence, rate: _Rate = None,
+    max_tokens: _MaxTokens = None, threshold: _Threshold = None,
+    min_span_tokens: _MinSpanTokens = None, lexical_weight: _LexicalWeight = None,
+    separator: _Separator = None, model: _Model = None, device: _Device = "auto",
+    batch_size: _BatchSize = None, window_tokens: _WindowTokens = None,
+    max_input_mb: _MaxInputMb = 512, fmt: _CorpusFormat = CorpusFormat.parquet,
+    address: _Address = None, workers: _Workers = None, cpus_per_worker: _CpusPerWorker = None,
+    shard_tokens: _ShardTokens = 1_000_000, shard_rows: _ShardRows = 10_000,
+    quiet: _CorpusQuiet = False, debug: _Debug = False,
+) -> None:
+    """Compress a dataset (JSONL or Parquet, one document per row) on Ray, resumably.
+
+    A local Ray, or a cluster with --address; GPU actors where there are GPUs. Ends with one stats line.
+    """
+    from .corpus import run_corpus
+
+    with _sigterm_raises():
+        options = CompressOptions(
+            query=query or "", instruction=instruction, task=task.value if task is not None else None,
+            granularity=granularity.value, rate=rate, max_tokens=max_tokens, threshold=threshold,
+            min_span_tokens=min_span_tokens, separator=separator, lexical_weight=lexical_weight)
+        _check_text_options(texts=[("--query", query), ("--instruction", instruction), ("--separator", separator)],
+                            password=None)
+        try:
+            stats = run_corpus(input, output, options, model=model, device=device, batch_size=batch_size,
+                               window_tokens=window_tokens, workers=workers, cpus_per_worker=cpus_per_worker,
+                               address=address, fmt=fmt.value, shard_tokens=shard_tokens,
+                               shard_rows=shard_rows, max_input_bytes=int(max_input_mb * (1 << 20)),
+                               quiet=quiet)
+        except (KeyboardInterrupt, Terminated) as err:
+            _corpus_stopped(err, output)
+        for line in stats.failed:
+            print_error(line)
+        if not quiet:
+            print_note(stats.summary())
+        if stats.failed:
+            raise typer.Exit(EXIT_INPUT)
+
+
+def _corpus_stopped(err: BaseException, output: Path) -> None:
+    """An interrupted corpus run: one line with the shards on disk (whole ones only), and 130/143."""
+    from .corpus import written
+
+    what, code = (("interrupted", EXIT_INTERRUPTED) if isinstance(err, KeyboardInterrupt)
+                  else ("terminated", EXIT_TERMINATED))
+    done, total = written(output)
+    print_error(f"{what}: {done} of {total} shards written under {output}/; rerun the same command to resume")
+    raise typer.Exit(code) from None
+
+
 # --------------------------------------------------------------------------- models
 
 

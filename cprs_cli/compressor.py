@@ -44,11 +44,13 @@ MAX_BATCH_TOKENS = {"cpu": 1 << 15, "cuda": 1 << 18}
 @dataclass(frozen=True)
 class Item:
     """One document for `compress_many`: its text, the name results carry, and (optionally) its
-    own options instead of the call's."""
+    own options instead of the call's, and the `ingest.Document` the text comes from (its
+    structure and pages then count as for a Document item; `text` is its text)."""
 
     text: str
     source: str = "<text>"
     options: CompressOptions | None = None
+    document: Document | None = None
 
 
 @dataclass(frozen=True)
@@ -314,7 +316,7 @@ class Compressor:
             if isinstance(raw, str):
                 text, opts = raw, None
             elif isinstance(raw, Item):
-                text, source, opts = raw.text, raw.source, raw.options
+                text, source, opts, document = raw.text, raw.source, raw.options, raw.document
             elif isinstance(raw, Document):
                 text, source, opts, document = raw.text, raw.source, None, raw
             else:

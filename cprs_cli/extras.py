@@ -1,7 +1,7 @@
 """Optional extras: one check, one message.
 
-`cprs serve`, `cprs mcp` and the framework adapters need packages that the core install does
-not pull in (FastAPI and uvicorn, the MCP SDK, LangChain, LlamaIndex). Each entry point calls
+`cprs serve`, `cprs mcp`, `cprs corpus` and the framework adapters need packages that the core install does
+not pull in (FastAPI and uvicorn, the MCP SDK, LangChain, LlamaIndex, Ray Data). Each entry point calls
 `require(extra)` before importing them, so a missing extra is one line naming the pip command
 (`MissingExtraError`, exit 2), never an ImportError traceback.
 """
@@ -19,6 +19,7 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "langchain": ("the LangChain adapter", ("langchain_core", "httpx")),
     "llamaindex": ("the LlamaIndex adapter", ("llama_index.core", "httpx")),
     "client": ("a client of cprs serve (base_url=)", ("httpx",)),
+    "corpus": ("cprs corpus", ("ray", "pyarrow")),
 }
 
 

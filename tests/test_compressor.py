@@ -402,3 +402,24 @@ def test_batches_never_pad_a_window_to_more_than_twice_its_length():
         assert len(b) <= 3
         assert all(2 * lengths[i] > lengths[b[0]] for i in b[1:])
     assert got == [[0, 1], [2, 3, 4], [5, 6, 7], [8]]  # 256 is half of 512: a new batch
+
+
+def test_an_item_with_its_document_keeps_the_documents_pages(enc_comp, tmp_path):
+    """`Item(text, source, options, document)`: an item's own options with a Document's
+    structure and pages (what `cprs corpus` gives a `path` row)."""
+    from badinput.pdfbuild import make_pdf
+
+    from cprs_cli.compressor import Item
+    from cprs_cli.ingest import load_path
+    from cprs_cli.options import CompressOptions
+
+    path = tmp_path / "two.pdf"
+    path.write_bytes(make_pdf([make_text(8, 1), make_text(8, 2)]))
+    doc = load_path(path)
+    opts = CompressOptions(query=QUERY, rate=0.5)
+    (with_doc,) = enc_comp.compress_many([Item(doc.text, "two.pdf", opts, document=doc)])
+    assert with_doc.spans == enc_comp.compress_document(doc, options=opts).spans
+    assert with_doc.spans and [s.page for s in with_doc.spans] == [
+        1 + sum(start <= s.start for start in doc.pages[1:]) for s in with_doc.spans]
+    (text_only,) = enc_comp.compress_many([Item(doc.text, "two.pdf", opts)])
+    assert text_only.spans and {s.page for s in text_only.spans} == {None}
