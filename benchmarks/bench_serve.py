@@ -18,7 +18,8 @@ with one of a few queries):
 Both servers run side by side and the phases alternate, `--repeat` times, so a change in the
 machine's other load during the run falls on all phases alike; each phase's row is its median
 run (by throughput), and the gains are medians of the ratios within a run. The server's CPU
-seconds per request (from /proc, for the servers it started) hardly depend on other load. Per phase: requests, errors, p50 / p99 latency, requests/s, input tokens/s
+seconds per request (from /proc, for the servers it started) hardly depend on other load. Per
+phase: requests, errors, p50 / p99 latency, requests/s, input tokens/s
 (cl100k, from each result's stats), and from the server's /metrics the compress_many calls and
 requests per call. The gain of batching is concurrent over concurrent-unbatched throughput.
 Every run is bounded by its request count and `--timeout` per request. Prints a Markdown table
@@ -230,14 +231,14 @@ def main(argv=None) -> int:
         for proc in procs:
             stop_server(proc)
     rows = []
-    for name, rs in runs.items():
+    for rs in runs.values():
         ranked = sorted(rs, key=lambda r: r["req_per_s"])
         row = dict(ranked[len(ranked) // 2])
         row["req_per_s_runs"] = [r["req_per_s"] for r in rs]
         row["errors"] = sum(r["errors"] for r in rs)
         rows.append(row)
 
-    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     meta = {"date": stamp, "model": args.model, "device": args.device, "doc_tokens": args.doc_tokens,
             "max_batch_tokens": args.max_batch_tokens, "machine": machine()}
     print("| phase | clients | requests | errors | p50 s | p99 s | req/s | input tok/s | compress_many calls "
@@ -263,7 +264,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a") as f:
-        for name, rs in runs.items():
+        for rs in runs.values():
             for r in rs:
                 f.write(json.dumps({**meta, **r}) + "\n")
     return 1 if any(r["errors"] for r in rows) else 0

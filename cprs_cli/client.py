@@ -27,7 +27,7 @@ class ServerError(CprsError):
 def raise_error(error: dict) -> None:
     """Raise the library exception for a server `{"code", "message"}` error object (the message
     already names the document)."""
-    cls = {"usage": UsageError, "input": InputError}.get(error.get("code"), ServerError)
+    cls = {"usage": UsageError, "input": InputError}.get(str(error.get("code")), ServerError)
     raise cls(error.get("message", "error"))
 
 

@@ -14,15 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from cprs_cli.critic.base import default_dtype
 from conftest import build_tiny_hybrid
 from safetensors.torch import load_file, save_file
 
 from cprs_cli import critic as critic_pkg
 from cprs_cli.critic import CRITICS, critic_status, list_critics, load_critic, registry
 from cprs_cli.critic import base as base_mod
-from cprs_cli.critic.base import Critic, hash_files, resolve_device
+from cprs_cli.critic.base import Critic, default_dtype, hash_files, resolve_device
 from cprs_cli.critic.encoder import MAX_QUERY_TOKENS as ENC_MAX_QUERY
 from cprs_cli.critic.hybrid import MAX_QUERY_TOKENS as HYB_MAX_QUERY
 from cprs_cli.critic.hybrid import SYSTEM_PROMPT, HybridTagger

@@ -56,7 +56,7 @@ def build_server(backend: Backend) -> MCPServer:
             if text is not None:
                 run = lambda: backend.compress_texts([text], options, ["<text>"])[0]  # noqa: E731
             else:
-                run = lambda: backend.compress_file(path, options)  # noqa: E731
+                run = lambda: backend.compress_file(str(path), options)  # noqa: E731
             result = await anyio.to_thread.run_sync(run)
         except CprsError as err:  # the agent reads the one-line message (a crash stays on the server)
             raise ToolError(" ".join(str(err).split())) from None

@@ -92,7 +92,7 @@ def to_item(doc: DocumentIn, options: CompressOptions, max_bytes: int) -> Item:
         return Item(doc.text, doc.source or "<text>", options)
     name = doc.filename or doc.source or "<upload>"
     try:
-        data = base64.b64decode(doc.file_base64, validate=True)
+        data = base64.b64decode(doc.file_base64 or "", validate=True)
     except (binascii.Error, ValueError):
         raise InputError("file_base64 is not valid base64", name) from None
     document = ingest.load_bytes(data, name, password=doc.password, max_bytes=max_bytes)

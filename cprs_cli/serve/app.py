@@ -326,11 +326,11 @@ def create_app(compressor: Compressor, *, max_batch_tokens: int, max_body_bytes:
         except _Unavailable as err:
             return await _json_response(official.failure(data, official.BackendError(str(err))), 503)
         except CprsError as err:
-            e = official.InvalidInputError(str(err))
-            return await _json_response(official.failure(data, e), e.status_code)
+            bad = official.InvalidInputError(str(err))
+            return await _json_response(official.failure(data, bad), bad.status_code)
         except Exception as err:  # noqa: BLE001 - the official shape, never a traceback
-            e = official.InternalError(f"internal error ({type(err).__name__})")
-            return await _json_response(official.failure(data, e), e.status_code)
+            internal = official.InternalError(f"internal error ({type(err).__name__})")
+            return await _json_response(official.failure(data, internal), internal.status_code)
 
     @app.exception_handler(_Unavailable)
     async def _unavailable(request: Request, exc: _Unavailable):
@@ -387,7 +387,7 @@ def _validation_message(errors) -> str:
 
 def _prepare(docs, options, max_bytes: int) -> list:
     """Each document as an Item, or an ItemError when it cannot be read."""
-    out = []
+    out: list[Item | ItemError] = []
     for i, doc in enumerate(docs):
         try:
             item = api.to_item(doc, options, max_bytes)

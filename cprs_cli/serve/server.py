@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import UsageError
 
@@ -118,8 +119,8 @@ def run_server(settings: ServeSettings, say=None) -> None:
     if not is_loopback(settings.host) and not settings.api_key:
         say(f"warning: listening on {settings.host} without an API key: anyone who can reach port "
             f"{settings.port} can use this server (set --api-key or CPRS_API_KEY)")
-    common = dict(host=settings.host, port=settings.port, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-                  log_level="info")
+    common: dict[str, Any] = dict(host=settings.host, port=settings.port,
+                                  timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, log_level="info")
     if settings.workers == 1:
         app, comp, budget = build_app(settings, say)
         say(f"critic {comp.model_name} on {comp.device}; batches of up to {budget:,} tokens "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from .serve_helpers import MAX_BODY_MB, ServerProcess
 
 

@@ -18,8 +18,8 @@ import pytest
 
 from cprs_cli.errors import UsageError
 from cprs_cli.options import CompressOptions
-from cprs_cli.select import assemble
 from cprs_cli.result import Span
+from cprs_cli.select import assemble
 
 REPO = Path(__file__).resolve().parents[2]
 APOLLO = (REPO / "cprs_cli" / "samples" / "apollo11.md").read_text()
@@ -111,7 +111,8 @@ def test_langchain_drops_empty_and_checks_options(compressor):
     assert texts, "the tiny critic keeps nothing at this threshold"
     docs = [Document(page_content=t) for t in texts]
     assert CprsDocumentCompressor(compressor=compressor, threshold=0.999).compress_documents(docs, QUERY) == []
-    kept = CprsDocumentCompressor(compressor=compressor, threshold=0.999, keep_empty=True).compress_documents(docs, QUERY)
+    keeper = CprsDocumentCompressor(compressor=compressor, threshold=0.999, keep_empty=True)
+    kept = keeper.compress_documents(docs, QUERY)
     assert [d.page_content for d in kept] == [""] * len(texts)
     with pytest.raises(Exception, match="rate must be in"):
         CprsDocumentCompressor(compressor=compressor, rate=3)

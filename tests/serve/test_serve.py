@@ -147,7 +147,7 @@ def test_v1_compress_files_as_the_cli_reads_them(server, compressor):
     pdf.multi_cell(0, 6, "Apollo 11 landed on the Moon on 20 July 1969. Neil Armstrong walked first. "
                          "Buzz Aldrin followed him. Michael Collins stayed in orbit.")
     pdf_bytes = bytes(pdf.output())
-    crlf = "First line of notes.\r\nArmstrong walked on the Moon.\r\nThe end.\r\n".encode()
+    crlf = b"First line of notes.\r\nArmstrong walked on the Moon.\r\nThe end.\r\n"
     for name, data in (("report.pdf", pdf_bytes), ("notes.txt", crlf)):
         r = server.client().post("/v1/compress", json={
             "file_base64": base64.b64encode(data).decode(), "filename": name, "query": QUERY})
@@ -406,7 +406,8 @@ def test_a_client_that_goes_away_frees_its_work(server):
     after = metrics(server)
     assert metric(after, "cprs_cancelled_documents_total") - metric(before, "cprs_cancelled_documents_total") == 1
     # only the long document was compressed
-    assert metric(after, "cprs_documents_total", outcome="ok") - metric(before, "cprs_documents_total", outcome="ok") == 1
+    ok = "cprs_documents_total"
+    assert metric(after, ok, outcome="ok") - metric(before, ok, outcome="ok") == 1
     assert metric(after, "cprs_queued_documents") == 0
 
 
