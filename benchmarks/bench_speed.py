@@ -55,6 +55,7 @@ def main(argv=None) -> int:
     row = {
         "model": args.model, "device": s.device, "batch_size": comp.batch_size,
         "window_tokens": comp.window_tokens, "input_tokens": s.input_tokens, "windows": s.windows,
+        "dtype": str(next(comp.critic.model.parameters()).dtype).removeprefix("torch."),
         "seconds": s.seconds, "tokens_per_s": round(s.input_tokens / s.seconds),
         "timings": s.timings, "post_share": round(post_share, 4), "load_seconds": round(load_s, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
