@@ -18,64 +18,27 @@ Needs `pip install 'cprs-cli[llamaindex]'`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..extras import require
 
 require("llamaindex")
 
-from llama_index.core.bridge.pydantic import ConfigDict, PrivateAttr, model_validator  # noqa: E402
 from llama_index.core.postprocessor.types import BaseNodePostprocessor  # noqa: E402
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle  # noqa: E402
 
-from ._backend import METADATA_KEY, Backend, check_options, cprs_metadata, options_of  # noqa: E402
+from ._backend import METADATA_KEY, cprs_metadata, options_of  # noqa: E402
+from ._fields import CprsFields  # noqa: E402
 
 
-class CprsNodePostprocessor(BaseNodePostprocessor):
+class CprsNodePostprocessor(CprsFields, BaseNodePostprocessor):
     """Compress retrieved nodes with the cprs critic, keeping what the query needs.
 
-    Where it runs: `compressor` (a loaded `cprs_cli.Compressor`), or `base_url` (a running
-    `cprs serve`, with `api_key` or $CPRS_API_KEY), or neither: a Compressor of `model` on
-    `device` is loaded on first use. The other fields are `CompressOptions` fields.
+    The fields (where compression runs, the `CompressOptions` fields, `keep_empty`) are those
+    of `CprsFields`.
     """
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    compressor: Any = None
-    base_url: str | None = None
-    api_key: str | None = None
-    model: str | None = None
-    device: str = "auto"
-    timeout: float | None = None
-
-    instruction: str | None = None
-    task: str | None = None
-    granularity: str = "sentence"
-    rate: float | None = None
-    max_tokens: int | None = None
-    threshold: float | None = None
-    min_span_tokens: int | None = None
-    separator: str | None = None
-    lexical_weight: float | None = None
-    keep_empty: bool = False
-
-    _backend: Backend | None = PrivateAttr(default=None)
-
-    @model_validator(mode="after")
-    def _valid(self) -> CprsNodePostprocessor:
-        check_options(self)
-        return self
 
     @classmethod
     def class_name(cls) -> str:
         return "CprsNodePostprocessor"
-
-    @property
-    def backend(self) -> Backend:
-        if self._backend is None:
-            self._backend = Backend(self.compressor, self.base_url, self.api_key, self.model, self.device,
-                                    self.timeout)
-        return self._backend
 
     def _postprocess_nodes(self, nodes: list[NodeWithScore],
                            query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
