@@ -13,14 +13,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not installed: the checkout's
 from cprs_cli.evaluation import quality as ev  # noqa: E402
-from cprs_cli.select import budget_units  # noqa: E402
 from training import calibrate as C  # noqa: E402
 
 model, probs, tag = sys.argv[1], sys.argv[2], sys.argv[3]
 split = sys.argv[4] if len(sys.argv) > 4 else "calib"
 comp = ev.load_compressor(model, "cpu", None, None)
 data = C.prepare(comp, split, probs, tag, log=lambda m: print(m, file=sys.stderr))
-sep = ev.sep_tokens()
 
 
 def ranks(s):
@@ -46,20 +44,13 @@ def variants(x):
     return out
 
 
-per = {}
-for x in data:
-    if not x["item"].answerable:
-        continue
-    for mode in x["spec"].modes:
-        if mode == "dynamic":
-            continue
-        budget = ev.mode_budget(mode, x["input_tokens"])
-        for name, r in variants(x).items():
-            score = C._score(x, budget_units(x["costs"], r, budget, sep))
-            per.setdefault(name, {}).setdefault(f"{x['spec'].name}@{mode}", []).append(score)
+# every variant's ranking once per example, then the calibration's own budgeted replay per variant
+ranked = {id(x): variants(x) for x in data if x["item"].answerable}
+per = {name: C.budget_scores(data, lambda x, name=name: ranked[id(x)][name]) for name in next(iter(ranked.values()))}
 rows = sorted(next(iter(per.values())).keys())
 print("variant".ljust(18), " ".join(r[:14].rjust(14) for r in rows), "macro")
 for name, t in per.items():
-    vals = [100 * float(np.nanmean(t[r])) for r in rows]
+    vals = [100 * t[r] for r in rows]
     print(name.ljust(18), " ".join(f"{v:14.1f}" for v in vals), f"{np.mean(vals):.2f}")
-print("n", {r: len(per['lin0.0'][r]) for r in rows})
+n = [f"{x['spec'].name}@{m}" for x in data if x["item"].answerable for m in x["spec"].modes if m != "dynamic"]
+print("n", {r: n.count(r) for r in rows})

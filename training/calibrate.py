@@ -29,6 +29,7 @@ import itertools
 import json
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -79,21 +80,25 @@ def _score(x: dict, chosen: np.ndarray) -> float:
     return ev.score_item(x["spec"], item, ev.spans_text(item.document, spans), spans)
 
 
-def sweep_lexical(data: list[dict]) -> dict:
+def budget_scores(data: list[dict], rank: Callable[[dict], np.ndarray]) -> dict[str, float]:
+    """Mean score per `row@mode` of budgeted selection when units are ranked by `rank(example)`
+    (answerable examples, budget modes only)."""
     sep = ev.sep_tokens()
-    table: dict[str, dict[str, float]] = {}
-    for w in LEXICAL_WEIGHTS:
-        per: dict[str, list[float]] = {}
-        for x in data:
-            if not x["item"].answerable:
+    per: dict[str, list[float]] = {}
+    for x in data:
+        if not x["item"].answerable:
+            continue
+        for mode in x["spec"].modes:
+            if mode == "dynamic":
                 continue
-            for mode in x["spec"].modes:
-                if mode == "dynamic":
-                    continue
-                budget = ev.mode_budget(mode, x["input_tokens"])
-                chosen = budget_units(x["costs"], x["scores"] + w * x["bm25"], budget, sep)
-                per.setdefault(f"{x['spec'].name}@{mode}", []).append(_score(x, chosen))
-        table[str(w)] = {k: float(np.nanmean(v)) for k, v in per.items()}
+            budget = ev.mode_budget(mode, x["input_tokens"])
+            chosen = budget_units(x["costs"], rank(x), budget, sep)
+            per.setdefault(f"{x['spec'].name}@{mode}", []).append(_score(x, chosen))
+    return {k: float(np.nanmean(v)) for k, v in per.items()}
+
+
+def sweep_lexical(data: list[dict]) -> dict:
+    table = {str(w): budget_scores(data, lambda x, w=w: x["scores"] + w * x["bm25"]) for w in LEXICAL_WEIGHTS}
     macro = {w: float(np.mean(list(t.values()))) for w, t in table.items()}
     best = max(macro.values())
     near = {w: m for w, m in macro.items() if m >= best - LEXICAL_TIE and float(w) > 0}
