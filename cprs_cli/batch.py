@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from . import ingest
-from .errors import InputError, OutputError, UsageError
+from .errors import OutputError, UsageError
 from .messages import ChatInput, load_messages
 from .output import FORMATS, SINGLE_DOCUMENT_FORMATS, render, render_text, write_output, write_stdout
 from .result import CompressionResult
@@ -331,20 +331,7 @@ def read_chat(arg: str, max_bytes: int | None) -> ChatInput:
     Every problem is one InputError line naming the file."""
     if arg == "-":
         return load_messages(ingest.read_stdin_bytes(max_bytes), "<stdin>")
-    try:
-        with open(arg, "rb") as fh:
-            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise InputError("no such file", arg) from None
-    except IsADirectoryError:
-        raise InputError("is a directory", arg) from None
-    except PermissionError:
-        raise InputError("permission denied (cannot read the file)", arg) from None
-    except OSError as err:
-        raise InputError(f"cannot read ({err.strerror or err})", arg) from None
-    if max_bytes is not None and len(data) > max_bytes:
-        raise InputError(f"larger than the input size limit of {max_bytes / (1 << 20):.3g} MB "
-                         "(--max-input-mb)", arg)
+    data = ingest.read_file(arg, max_bytes)
     return load_messages(data, arg)
 
 

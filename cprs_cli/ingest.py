@@ -754,13 +754,9 @@ def _convert(fn: Converter, data: bytes, source: str, password: str | None,
     return fn(data, source, password)
 
 
-def load_path(path: str | os.PathLike, password: str | None = None,
-              max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB,
-              progress: Progress | None = None) -> Document:
-    """Read ``path`` (read-only) and convert it by suffix; unknown suffixes are read as text.
-
-    ``max_bytes`` (None: no limit) refuses larger inputs before they are read into memory.
-    ``progress(done, total)`` follows the pages of a PDF."""
+def read_file(path: str | os.PathLike, max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB) -> bytes:
+    """The bytes of ``path`` (opened read-only), refused past ``max_bytes`` (None: no limit) before
+    or while reading; every problem is one InputError naming the file."""
     source = os.fspath(path)
     p = Path(source)
     max_bytes = _limit(max_bytes)
@@ -785,6 +781,19 @@ def load_path(path: str | os.PathLike, password: str | None = None,
     except OSError as e:
         raise InputError(f"cannot read ({_one_line(e.strerror or e)})", source) from None
 
+    return data
+
+
+def load_path(path: str | os.PathLike, password: str | None = None,
+              max_bytes: int | None = DEFAULT_MAX_INPUT_MB * MB,
+              progress: Progress | None = None) -> Document:
+    """Read ``path`` (read-only) and convert it by suffix; unknown suffixes are read as text.
+
+    ``max_bytes`` (None: no limit) refuses larger inputs before they are read into memory.
+    ``progress(done, total)`` follows the pages of a PDF."""
+    source = os.fspath(path)
+    max_bytes = _limit(max_bytes)
+    data = read_file(source, max_bytes)
     return load_bytes(data, source, password=password, max_bytes=max_bytes, progress=progress)
 
 
