@@ -60,7 +60,7 @@ from .options import (
 from .output import silence_stdout
 from .result import CompressionResult
 
-DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+(,\d+)*)?)$")
 EXIT_INTERNAL = 1
 EXIT_EMPTY = 5  # --fail-on-empty: a document of which nothing was kept
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -84,6 +84,7 @@ FLAGS = {"query": "--query", "instruction": "--instruction", "task": "--task",
          "threshold": "--threshold", "min_span_tokens": "--min-span-tokens",
          "separator": "--separator", "lexical_weight": "--lexical-weight",
          "batch_size": "--batch-size", "window_tokens": "--window-tokens", "device": "--device",
+         "max_batch_tokens": "--max-batch-tokens",
          "keep": "--keep", "keep_first": "--keep-first", "min_tokens": "--min-tokens"}
 # the parameters a library warning names, by its code (`Stats.warnings`), printed as flags
 WARNING_PARAMS = {"empty": ("max_tokens", "min_tokens", "rate")}
@@ -347,7 +348,7 @@ def _check_device(value: str | None) -> str:
         return "auto"
     value = value.strip().lower()
     if not DEVICE_RE.match(value):
-        raise typer.BadParameter("expected auto, cpu, cuda or cuda:N")
+        raise typer.BadParameter("expected auto, cpu, cuda, cuda:N or cuda:N,M...")
     return value
 
 
@@ -423,12 +424,17 @@ _Model = Annotated[str | None, typer.Option(
     help="Critic name (see 'cprs models') or a critic directory (default: the default critic).",
     rich_help_panel=_CRITIC)]
 _Device = Annotated[str, typer.Option(
-    metavar="auto|cpu|cuda[:N]", callback=_check_device, help="Where the critic runs.",
+    metavar="auto|cpu|cuda[:N[,M]]", callback=_check_device,
+    help="Where the critic runs: cuda is every visible GPU, cuda:0,1 those GPUs (one worker each).",
     rich_help_panel=_CRITIC)]
 _BatchSize = Annotated[int | None, typer.Option(
     "--batch-size", min=MIN_BATCH_SIZE, metavar="N",
     help="Windows per critic batch (lowered, with a warning, to what fits the per-batch token bound).",
     rich_help_panel=_CRITIC)]
+_MaxBatchTokens = Annotated[int | None, typer.Option(
+    "--max-batch-tokens", min=1, metavar="N",
+    help="Tokens per critic batch, padding included (default: --batch-size full windows); without "
+         "--batch-size, batches are sized by tokens alone.", rich_help_panel=_CRITIC)]
 _WindowTokens = Annotated[int | None, typer.Option(
     "--window-tokens", min=MIN_WINDOW_TOKENS, metavar="N",
     help="Critic window size in model tokens (default: the critic's).", rich_help_panel=_CRITIC)]
@@ -490,8 +496,8 @@ def compress(
     max_tokens: _MaxTokens = None, threshold: _Threshold = None,
     min_span_tokens: _MinSpanTokens = None, min_tokens: _MinTokens = None,
     lexical_weight: _LexicalWeight = None, separator: _Separator = None, model: _Model = None,
-    device: _Device = "auto", batch_size: _BatchSize = None, window_tokens: _WindowTokens = None,
-    password: _Password = None, max_input_mb: _MaxInputMb = 512,
+    device: _Device = "auto", batch_size: _BatchSize = None, max_batch_tokens: _MaxBatchTokens = None,
+    window_tokens: _WindowTokens = None, password: _Password = None, max_input_mb: _MaxInputMb = 512,
     fetch_timeout: _FetchTimeout = ingest.DEFAULT_FETCH_TIMEOUT, messages: _Messages = None,
     recursive: _Recursive = False, glob: _Glob = batch.DEFAULT_GLOB, output: _Output = None,
     output_dir: _OutputDir = None, fmt: _Format = Format.text, keep_headings: _KeepHeadings = False,
@@ -525,7 +531,7 @@ def compress(
                                     prompt_given=instruction is not None or task is not None)
         plan = batch.plan(list(paths or []), recursive=recursive, pattern=glob, output=output,
                           output_dir=output_dir, fmt=fmt.value, keep_headings=keep_headings, chat=chat)
-        setup = _Setup(model=model, device=device, batch_size=batch_size,
+        setup = _Setup(model=model, device=device, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
                        window_tokens=window_tokens, password=password, max_input_bytes=max_bytes,
                        fetch_timeout=fetch_timeout, fail_on_empty=fail_on_empty, quiet=quiet,
                        progress=not (quiet or no_progress))
@@ -597,6 +603,7 @@ class _Setup:
     model: str | None
     device: str
     batch_size: int | None
+    max_batch_tokens: int | None
     window_tokens: int | None
     password: str | None
     max_input_bytes: int
@@ -607,12 +614,12 @@ class _Setup:
 
 
 def _load_compressor(model: str | None, device: str, batch_size: int | None,
-                     window_tokens: int | None) -> Any:
+                     window_tokens: int | None, max_batch_tokens: int | None = None) -> Any:
     """Build the Compressor (imports torch and the critic; raises ModelError)."""
     from .compressor import Compressor
 
     return Compressor(model=model, device=device, batch_size=batch_size,
-                      window_tokens=window_tokens)
+                      window_tokens=window_tokens, max_batch_tokens=max_batch_tokens)
 
 
 class _Run:
@@ -714,7 +721,8 @@ class _Run:
         start = time.perf_counter()
         with self.ui.stage("loading critic", s.model or "(default)"), console.quiet_libraries(s.quiet):
             try:
-                compressor = _load_compressor(s.model, s.device, s.batch_size, s.window_tokens)
+                compressor = _load_compressor(s.model, s.device, s.batch_size, s.window_tokens,
+                                              s.max_batch_tokens)
             except CprsError:
                 raise
             except (OSError, ValueError, RuntimeError, KeyError) as err:

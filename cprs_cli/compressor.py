@@ -9,11 +9,13 @@ documents at once (many short documents share one batch) and yields results in i
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from queue import SimpleQueue
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,7 +30,7 @@ from .select import DEFAULT_SEPARATOR, assemble, select
 from .structure import structured_units
 from .tags import OFFICIAL_MAX_GAP
 from .tokens import count_tokens
-from .windows import Plan, plan
+from .windows import Plan, TokenizedDoc, plan, tokenize
 
 if TYPE_CHECKING:
     from .critic import Critic
@@ -83,6 +85,8 @@ class _Job:
     seconds: float = 0.0  # time spent on this document alone
     tokenize: float = 0.0
     critic: float = 0.0  # its share of the shared critic batches
+    # budgeted selection's unit costs and BM25 scores, computed beside the critic
+    selection_inputs: Future | None = None
 
     @property
     def plan(self) -> Plan:
@@ -97,34 +101,52 @@ class Compressor:
     """
 
     def __init__(self, model: str | Path | None = None, device: str = "auto", batch_size: int | None = None,
-                 window_tokens: int | None = None, critic: Critic | None = None):
+                 window_tokens: int | None = None, critic: Critic | None = None,
+                 max_batch_tokens: int | None = None):
         if batch_size is not None and batch_size < MIN_BATCH_SIZE:
             raise UsageError(f"batch_size must be at least {MIN_BATCH_SIZE}", params=("batch_size",))
         if window_tokens is not None and window_tokens < MIN_WINDOW_TOKENS:
             raise UsageError(f"window_tokens must be at least {MIN_WINDOW_TOKENS}", params=("window_tokens",))
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise UsageError("max_batch_tokens must be at least 1", params=("max_batch_tokens",))
+        devices = None
         if critic is None:
             from .critic import load_critic  # torch: imported when a critic is loaded, not with this module
+            from .critic.base import resolve_devices
 
-            critic = load_critic(model, device, window_tokens)
+            devices = resolve_devices(device)
+            critic = load_critic(model, "auto" if device in (None, "", "auto") else str(devices[0]),
+                                 window_tokens)
         self.critic = critic
+        # one copy of the critic per further GPU (`device="cuda:0,1"`, or "cuda" for all): each
+        # runs its share of the batches in its own worker thread (`_run_windows`)
+        self.critics = [critic] + [critic.replicate(d) for d in (devices or [])[1:]]
         self.window_tokens = window_tokens or self.critic.default_window_tokens
         # batches are bounded by tokens whatever batch_size says: a window holds at most
         # max_positions tokens, prompt included
         per_window = int(self.critic.max_positions)
         device_type = getattr(self.critic.device, "type", "cpu")
-        self.max_batch_tokens = max(MAX_BATCH_TOKENS.get(device_type, MAX_BATCH_TOKENS["cpu"]),
-                                    int(self.critic.default_batch_size) * per_window)
-        cap = max(1, self.max_batch_tokens // per_window)
-        self.batch_size = batch_size or self.critic.default_batch_size
+        cap_tokens = max(MAX_BATCH_TOKENS.get(device_type, MAX_BATCH_TOKENS["cpu"]),
+                         int(self.critic.default_batch_size) * per_window)
+        cap = max(1, cap_tokens // per_window)
         # run-level warnings, copied into every result's stats
         self.warnings: list[dict[str, str]] = []
+        if max_batch_tokens is not None and batch_size is None:
+            # sized by tokens alone: as many windows as fit (a short window takes less room)
+            self.batch_size = max(1, max_batch_tokens // MIN_WINDOW_TOKENS)
+            self.max_batch_tokens = int(max_batch_tokens)
+            return
+        self.batch_size = batch_size or self.critic.default_batch_size
         if self.batch_size > cap:
             self.warnings.append({
                 "code": "batch_size_clamped",
                 "message": f"batch size {self.batch_size:,} lowered to {cap:,} windows: a critic batch "
-                           f"holds at most {self.max_batch_tokens:,} tokens on {device_type} "
+                           f"holds at most {cap_tokens:,} tokens on {device_type} "
                            f"({per_window:,}-token windows)"})
             self.batch_size = cap
+        # a batch holds at most this many tokens, padding included: by default, batch_size
+        # windows of the longest size
+        self.max_batch_tokens = int(max_batch_tokens or self.batch_size * per_window)
 
     @property
     def model_name(self) -> str:
@@ -136,7 +158,8 @@ class Compressor:
 
     @property
     def device(self) -> str:
-        return str(self.critic.device)
+        """The device the critic runs on ("cuda:0,cuda:1" with one worker per GPU)."""
+        return ",".join(str(c.device) for c in self.critics)
 
     def query_warnings(self, query: str) -> list[dict[str, str]]:
         """The run-level warnings for `query` (`Stats.warnings`): the critic's prompt cuts a query
@@ -162,40 +185,48 @@ class Compressor:
             doc = replace(doc, source=source)
         return self._one(doc, self._options(options, kwargs), progress)
 
-    def plan(self, text: str, instruction: str, query: str, sentences: np.ndarray | None = None) -> Plan:
+    def plan(self, text: str, instruction: str, query: str, sentences: np.ndarray | None = None,
+             doc: TokenizedDoc | None = None) -> Plan:
         """The windows of `text` for this critic and prompt (`windows.plan`)."""
-        return plan(self.critic, text, instruction, query, self.window_tokens, sentences)
+        return plan(self.critic, text, instruction, query, self.window_tokens, sentences, doc)
 
     def _run_windows(self, plans: list[Plan], progress: Progress | None = None) -> tuple[list[np.ndarray], list[float]]:
         """Run the critic over the windows of several plans at once: per plan, the (n, 4)
         probabilities of its tokens and its share of the critic's seconds (by tokens).
 
-        Windows of all the plans are sorted longest first and cut into batches of `batch_size`
-        windows (which the constructor bounds by `max_batch_tokens`), so short documents share
-        batches; a window at most half as long as its batch's first starts a new batch
-        (`_batches`), so no window is padded to more than twice its length."""
+        Windows of all the plans are sorted longest first and cut into batches of at most
+        `batch_size` windows and `max_batch_tokens` tokens (padding included), so short documents
+        share batches; a window at most half as long as its batch's first starts a new batch
+        (`_batches`), so no window is padded to more than twice its length. Each batch is built
+        straight from the documents' id arrays (numpy, no per-token Python), and on a GPU the
+        next batch is built while the current one runs (`Critic.launch`); with several GPUs, one
+        worker thread per GPU takes batches from a shared queue."""
         probs = [np.zeros((len(p.doc), 4), dtype=np.float32) for p in plans]
-        work: list[tuple[int, int, list[int], tuple[int, int]]] = []  # (plan index, window index, seq, span)
-        for k, p in enumerate(plans):
-            seqs, spans = p.inputs()
-            work.extend((k, w, seq, span) for w, (seq, span) in enumerate(zip(seqs, spans)))
-        order = sorted(range(len(work)), key=lambda i: -len(work[i][2]))
-        spent = [0.0] * len(plans)
-        done = 0
-        for idx in _batches(order, [len(w[2]) for w in work], self.batch_size):
-            t = time.perf_counter()
-            outs = self.critic.predict([work[i][2] for i in idx], [work[i][3] for i in idx])
-            for i, out in zip(idx, outs):
-                k, w = work[i][0], work[i][1]
-                s, e = plans[k].windows[w]
-                probs[k][s:e] = out
-            took = time.perf_counter() - t
-            n = sum(len(work[i][2]) for i in idx)
-            for i in idx:
-                spent[work[i][0]] += took * len(work[i][2]) / n
-            done += len(idx)
+        table = _WindowTable(plans)
+        batches = list(_batches(table.order(), table.lengths, self.batch_size, self.max_batch_tokens))
+        started = time.perf_counter()
+        done = [0]
+        lock = threading.Lock()
+
+        def finish(rows: np.ndarray, out: np.ndarray) -> None:
+            table.scatter(rows, out, probs)
             if progress:
-                progress(done, len(work))
+                with lock:
+                    done[0] += len(rows)
+                    progress(done[0], len(table))
+
+        if len(self.critics) == 1:
+            _run_batches(self.critics[0], batches, table, finish)
+        else:
+            queue: SimpleQueue = SimpleQueue()
+            for b in batches:
+                queue.put(b)
+            with ThreadPoolExecutor(max_workers=len(self.critics)) as pool:
+                for f in [pool.submit(_run_batches, c, queue, table, finish) for c in self.critics]:
+                    f.result()
+        took = time.perf_counter() - started
+        total = max(int(table.lengths.sum()), 1)
+        spent = [took * float(table.lengths[table.plan == k].sum()) / total for k in range(len(plans))]
         return probs, spent
 
     def token_probs(self, text: str, instruction: str, query: str, progress: Progress | None = None,
@@ -220,7 +251,8 @@ class Compressor:
                      separator: str = DEFAULT_SEPARATOR, lexical_weight: float | None = None,
                      sentences: np.ndarray | None = None, input_tokens: int | None = None,
                      notes: list[str] | None = None, units: np.ndarray | None = None,
-                     forced: np.ndarray | None = None, min_tokens: int | None = None):
+                     forced: np.ndarray | None = None, min_tokens: int | None = None,
+                     costs: np.ndarray | None = None, bm25: np.ndarray | None = None):
         """The selection stage with this critic's calibrated defaults, on probabilities already
         computed (`token_probs`); `compress` and the evaluation runner both go through it.
 
@@ -230,7 +262,8 @@ class Compressor:
         `notes`, a list when given, receives a line when a unit larger than the budget was
         replaced by finer units inside it (`select.finer_units`). `units` may carry the
         granularity's units (with the document's structure, `structure.structured_units`);
-        `forced` and `min_tokens` are `select.select`'s guarantees.
+        `forced` and `min_tokens` are `select.select`'s guarantees; `costs` and `bm25` its
+        precomputed unit costs and BM25 scores.
         """
         if threshold is None and (granularity == "word" or self.critic.dynamic is None):
             threshold = self.critic.threshold_for(task)
@@ -244,7 +277,7 @@ class Compressor:
                       units=units if units is not None else (sentences if granularity == "sentence" else None),
                       query=query, lexical_weight=lexical_weight, policy=self.critic.dynamic,
                       input_tokens=input_tokens, sentences=sentences, notes=notes, forced=forced,
-                      min_tokens=min_tokens)
+                      min_tokens=min_tokens, costs=costs, bm25=bm25)
 
     def compress(self, text: str, *, options: CompressOptions | None = None, source: str = "<text>",
                  progress: Progress | None = None, **kwargs) -> CompressionResult:
@@ -294,7 +327,8 @@ class Compressor:
               progress: Progress | None) -> Iterator[CompressionResult | ItemError]:
         group: list[_Job | ItemError] = []
         group_windows = 0
-        with ThreadPoolExecutor(max_workers=1) as pool:  # cl100k counts run beside the critic
+        # cl100k counts, unit costs and BM25 scores need no critic output: they run beside it
+        with ThreadPoolExecutor(max_workers=4) as pool:
             for index, raw in enumerate(items):
                 job = self._prepare(index, raw, default, pool)
                 group.append(job)
@@ -332,18 +366,41 @@ class Compressor:
             clean = text if document is not None else normalise_text(text)
             queries = [normalise_text(q) for q in opts.queries]
             input_count = pool.submit(count_tokens, clean)
+            # the critic's tokenizer runs in a worker (the Rust tokenizer releases the GIL) while
+            # this thread segments; the document is tokenised once for all its queries
+            tokens = pool.submit(tokenize, self.critic.tokenizer, clean)
             blocks = document.blocks if document is not None else None
             skip = document.skip if document is not None else None
             # window cuts, and the units at sentence level (table rows and headings whole)
             sentences = structured_units(clean, "sentence", blocks, skip)
             units = (sentences if str(opts.granularity) == "sentence"
                      else structured_units(clean, str(opts.granularity), blocks, skip))
-            plans = [self.plan(clean, opts.instruction_text, q, sentences) for q in queries]
+            doc = tokens.result()
+            plans = [self.plan(clean, opts.instruction_text, q, sentences, doc) for q in queries]
+            lexical = None
+            if opts.budgeted:
+                lexical = pool.submit(self._selection_inputs, clean, units, queries, opts, sentences)
             took = time.perf_counter() - start
             return _Job(index, source, text, clean, queries, opts, sentences, units, plans, input_count,
-                        document=document, seconds=took, tokenize=took)
+                        document=document, seconds=took, tokenize=took, selection_inputs=lexical)
         except Exception as err:  # noqa: BLE001 - one item's failure never stops the others
             return ItemError(index, source, _one_line(err), err)
+
+    def _selection_inputs(self, text: str, units: np.ndarray, queries: list[str], opts: CompressOptions,
+                          sentences: np.ndarray) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """What budgeted selection needs besides the critic: every unit's cl100k cost and, per
+        query, the units' BM25 scores (`select.unit_costs`, `select.lexical_scores`); computed in
+        a worker thread while the critic runs (tiktoken, the tokenizers and numpy release the
+        GIL for most of it)."""
+        from .select import lexical_scores, unit_costs
+
+        separator = DEFAULT_SEPARATOR if opts.separator is None else opts.separator
+        costs = unit_costs(text, units, count_tokens(separator))
+        weight = self.critic.lexical_weight if opts.lexical_weight is None else opts.lexical_weight
+        gran = str(opts.granularity)
+        bm25 = [lexical_scores(text, units, q, gran, sentences) if weight and len(units) else None
+                for q in queries]
+        return costs, bm25
 
     def _finish(self, group: list, progress: Progress | None) -> Iterator[CompressionResult | ItemError]:
         jobs = [j for j in group if isinstance(j, _Job)]
@@ -380,15 +437,19 @@ class Compressor:
         notes: list[str] = []
         separator = DEFAULT_SEPARATOR if opts.separator is None else opts.separator
         forced = forced_units(job.text, job.units, opts.keep, opts.keep_first)
+        costs, bm25s = (None, [None] * len(job.queries))
+        if job.selection_inputs is not None:
+            costs, bm25s = job.selection_inputs.result()
         per_query = []
-        for q, probs, p in zip(job.queries, job.probs, job.plans):
+        for q, probs, p, bm25 in zip(job.queries, job.probs, job.plans, bm25s):
             per_query.append(self.select_spans(
                 job.text, probs, p.doc.offsets, query=q, task=opts.threshold_task,
                 granularity=str(opts.granularity), budget=opts.budget(input_tokens), threshold=opts.threshold,
                 min_span_tokens=opts.min_span_tokens,
                 max_gap=OFFICIAL_MAX_GAP if opts.max_gap is None else opts.max_gap, separator=separator,
                 lexical_weight=opts.lexical_weight, sentences=job.sentences, input_tokens=input_tokens,
-                notes=notes, units=job.units, forced=forced, min_tokens=opts.min_tokens))
+                notes=notes, units=job.units, forced=forced, min_tokens=opts.min_tokens,
+                costs=costs, bm25=bm25))
         for note in dict.fromkeys(notes):
             warnings.append({"code": "finer_units", "message": note})
         skip = job.document.skip if job.document is not None else None
@@ -502,14 +563,88 @@ def _cut_spans(text: str, spans: list[Span], skip) -> list[Span]:
     return out
 
 
-def _batches(order: list[int], lengths: list[int], size: int) -> Iterator[list[int]]:
-    """Cut `order` (window indices, longest first) into batches of at most `size` windows,
-    starting a new batch at a window at most half as long as the batch's first: padding a short
-    window (a document's last) to a full one costs more compute than the larger batch saves,
-    most of all on a CPU, and when several requests of `cprs serve` share a batch."""
+class _WindowTable:
+    """The windows of several plans as flat arrays: plan, start, end and full length (prompt
+    included) of each; builds a batch's padded ids and scatters its probabilities back."""
+
+    def __init__(self, plans: list[Plan]):
+        self.plans = plans
+        self.prefix = [np.asarray(p.prefix, dtype=np.int64) for p in plans]
+        self.suffix = [np.asarray(p.suffix, dtype=np.int64) for p in plans]
+        rows = [(k, s, e) for k, p in enumerate(plans) for s, e in p.windows]
+        arr = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+        self.plan, self.start, self.end = arr[:, 0], arr[:, 1], arr[:, 2]
+        extra = np.array([len(a) + len(b) for a, b in zip(self.prefix, self.suffix)], dtype=np.int64)
+        self.lengths = self.end - self.start + (extra[self.plan] if len(plans) else 0)
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def order(self) -> list[int]:
+        """Window indices, longest first (stable: ties keep document order)."""
+        return np.argsort(-self.lengths, kind="stable").tolist()
+
+    def ids(self, rows: np.ndarray, pad_id: int) -> np.ndarray:
+        out = np.full((len(rows), int(self.lengths[rows].max())), pad_id, dtype=np.int64)
+        for r, i in enumerate(rows.tolist()):
+            k, s, e = int(self.plan[i]), int(self.start[i]), int(self.end[i])
+            pre, suf = self.prefix[k], self.suffix[k]
+            a = len(pre)
+            b = a + e - s
+            out[r, :a] = pre
+            out[r, a:b] = self.plans[k].doc.ids[s:e]
+            out[r, b:b + len(suf)] = suf
+        return out
+
+    def scatter(self, rows: np.ndarray, out: np.ndarray, probs: list[np.ndarray]) -> None:
+        for r, i in enumerate(rows.tolist()):
+            k, s, e = int(self.plan[i]), int(self.start[i]), int(self.end[i])
+            a = len(self.prefix[k])
+            probs[k][s:e] = out[r, a:a + e - s]
+
+
+# batches in flight per GPU: the next is built and queued while the current one runs
+PIPELINE_DEPTH = 2
+
+
+def _run_batches(critic, batches, table: _WindowTable, finish) -> None:
+    """Run `batches` (a list, or a queue shared with other GPUs' workers) on one critic, keeping
+    up to PIPELINE_DEPTH batches queued on its device; `finish(rows, probs)` takes each result."""
+    from collections import deque
+
+    pending: deque = deque()
+    source = iter(batches) if isinstance(batches, list) else _drain(batches)
+    for idx in source:
+        rows = np.asarray(idx, dtype=np.int64)
+        pending.append((rows, critic.launch(table.ids(rows, critic.pad_id), table.lengths[rows])))
+        if len(pending) >= PIPELINE_DEPTH:
+            rows, wait = pending.popleft()
+            finish(rows, wait())
+    while pending:
+        rows, wait = pending.popleft()
+        finish(rows, wait())
+
+
+def _drain(queue) -> Iterator:
+    from queue import Empty
+
+    while True:
+        try:
+            yield queue.get_nowait()
+        except Empty:
+            return
+
+
+def _batches(order: list[int], lengths, size: int, max_tokens: int | None = None) -> Iterator[list[int]]:
+    """Cut `order` (window indices, longest first) into batches of at most `size` windows and
+    `max_tokens` tokens once padded to the batch's first (longest) window, starting a new batch
+    at a window at most half as long as the batch's first: padding a short window (a
+    document's last) to a full one costs more compute than the larger batch saves, most of all
+    on a CPU, and when several requests of `cprs serve` share a batch."""
     batch: list[int] = []
     for i in order:
-        if batch and (len(batch) == size or 2 * lengths[i] <= lengths[batch[0]]):
+        if batch and (len(batch) == size or 2 * lengths[i] <= lengths[batch[0]]
+                      or (max_tokens and (len(batch) + 1) * lengths[batch[0]] > max_tokens)):
             yield batch
             batch = []
         batch.append(i)

@@ -39,6 +39,8 @@ sont der die das und ist nicht ein eine den von mit sich auf für im dem zu el l
 con para una es se lo di che è per della nel sono o os da do em não uma com het een van niet dat
 zijn ook""".split())
 _WORD = re.compile(r"[^\W\d_]+")
+_ASCII_LETTERS = re.compile(r"[A-Za-z]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def _sample(text: str) -> str:
@@ -64,16 +66,16 @@ def detect(text: str) -> tuple[str, str] | None:
     """(script, verdict) where verdict is "english", "latin-other" or "non-latin"; None when
     the text has too few letters to tell."""
     sample = _sample(text)
-    counts: dict[str, int] = {}
-    letters = 0
-    for ch in sample:
+    # ASCII letters are A-Z and a-z, all Latin: counted by one regex; only the other letters
+    # are looked up one by one (a loop over every character cost ~3 ms per page)
+    latin = len(_ASCII_LETTERS.findall(sample))
+    counts: dict[str, int] = {"Latin": latin} if latin else {}
+    letters = latin
+    for ch in _NON_ASCII.findall(sample):
         if ch.isalpha():
             letters += 1
-            if ch.isascii():
-                counts["Latin"] = counts.get("Latin", 0) + 1
-            else:
-                s = _script(ch)
-                counts[s] = counts.get(s, 0) + 1
+            s = _script(ch)
+            counts[s] = counts.get(s, 0) + 1
     if letters < MIN_LETTERS:
         return None
     script = max(counts, key=lambda name: counts[name])

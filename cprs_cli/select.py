@@ -193,15 +193,26 @@ def merge_spans(spans: list[tuple[int, int, float]], text: str) -> list[Span]:
 
 
 def fused_scores(text: str, units: np.ndarray, scores: np.ndarray, query: str | None, weight: float,
-                 granularity: str, sentences: np.ndarray | None = None) -> np.ndarray:
+                 granularity: str, sentences: np.ndarray | None = None,
+                 bm25: np.ndarray | None = None) -> np.ndarray:
     """Critic unit scores plus `weight` × the unit's BM25 score normalised by the document's best
-    (word units take the BM25 score of their sentence)."""
+    (word units take the BM25 score of their sentence); `bm25` may carry those normalised
+    scores already (`lexical_scores`)."""
     if not weight or not query or len(units) == 0:
         return scores
+    if bm25 is None:
+        bm25 = lexical_scores(text, units, query, granularity, sentences)
+    return scores + weight * bm25
+
+
+def lexical_scores(text: str, units: np.ndarray, query: str, granularity: str,
+                   sentences: np.ndarray | None = None) -> np.ndarray:
+    """The normalised BM25 score of each unit that `fused_scores` adds (word units: their
+    sentence's). It needs no critic output, so `Compressor` computes it while the critic runs."""
     scope = None
     if granularity == "word":
         scope = segment.sentence_spans(text) if sentences is None else sentences
-    return scores + weight * lexical.unit_bm25(text, units, query, scope)
+    return lexical.unit_bm25(text, units, query, scope)
 
 
 # --------------------------------------------------------------------------- units above the budget
@@ -395,7 +406,8 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
            lexical_weight: float = 0.0, policy: DynamicPolicy | None = None,
            input_tokens: int | None = None, sentences: np.ndarray | None = None,
            notes: list[str] | None = None, forced: np.ndarray | None = None,
-           min_tokens: int | None = None) -> list[Span]:
+           min_tokens: int | None = None, costs: np.ndarray | None = None,
+           bm25: np.ndarray | None = None) -> list[Span]:
     """The kept spans of `text`, given the critic's per-token probabilities.
 
     `units` may carry the granularity's spans when the caller already has them (`sentences`,
@@ -406,7 +418,8 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
     it compete instead (`finer_units`), and `notes` (a list, when given) receives one line saying so.
     `forced` (indices into `units`) are always kept, and count against a budget; `min_tokens`
     (dynamic mode) adds the best-scoring units left out until the kept units hold that many
-    cl100k tokens (`floor_units`).
+    cl100k tokens (`floor_units`). `costs` (`unit_costs` of every unit, with this separator) and
+    `bm25` (`lexical_scores`) may come precomputed: neither depends on the critic's output.
     """
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}")
@@ -442,9 +455,10 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
         if whole is not None:
             return whole
         else:
-            ranked = fused_scores(text, units, scores, query, lexical_weight, granularity, sentences)
+            ranked = fused_scores(text, units, scores, query, lexical_weight, granularity, sentences, bm25)
             sep = count_tokens(separator)
-            costs = unit_costs(text, units, sep)
+            if costs is None:
+                costs = unit_costs(text, units, sep)
             # forced units are paid first; the others compete for what is left
             free = np.setdiff1d(np.arange(len(units)), forced)
             if len(forced):

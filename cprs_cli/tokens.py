@@ -86,11 +86,26 @@ def count_tokens(text: str) -> int:
 
 
 def count_many(texts: list[str], num_threads: int | None = None) -> list[int]:
-    """Token counts for many strings, encoded in parallel threads (tiktoken releases the GIL)."""
+    """Token counts for many strings, in up to `num_threads` threads (tiktoken releases the GIL
+    while it encodes).
+
+    Each thread loops over a contiguous chunk: tiktoken's own `encode_ordinary_batch` submits one
+    thread-pool task per string, which for the ~50,000 sentences of a million-token document
+    cost 5x more than the encoding itself (benchmarks in docs/speed.md)."""
     texts = list(texts)
     if not texts:
         return []
-    if num_threads is None:
-        num_threads = max(1, min(8, os.cpu_count() or 1, len(texts)))
     enc = encoding()
-    return [len(ids) for ids in enc.encode_ordinary_batch(texts, num_threads=num_threads)]
+    if num_threads is None:
+        num_threads = min(8, os.cpu_count() or 1)
+    # below a few thousand short strings a thread costs more than it saves
+    n = max(1, min(num_threads, len(texts) // 2048))
+    if n == 1:
+        return [len(enc.encode_ordinary(t)) for t in texts]
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = -(-len(texts) // n)
+    chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        parts = pool.map(lambda chunk: [len(enc.encode_ordinary(t)) for t in chunk], chunks)
+        return [c for part in parts for c in part]

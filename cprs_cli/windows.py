@@ -123,15 +123,17 @@ class Plan:
 
 
 def plan(critic, text: str, instruction: str, query: str, window_tokens: int,
-         sentences: np.ndarray | None = None) -> Plan:
+         sentences: np.ndarray | None = None, doc: TokenizedDoc | None = None) -> Plan:
     """Tokenise `text` and cut it into windows of at most `window_tokens` context tokens (fewer
     when the critic's prompt leaves less room), ending on sentence starts where possible.
 
     The one window planner: inference (`Compressor`) and training (`train.loop.encode_example`)
     both call it, so the critic is trained on exactly the windows it will see. `sentences`
-    (`segment.sentence_spans(text)`) may be passed when the caller has them already.
+    (`segment.sentence_spans(text)`) may be passed when the caller has them already, and `doc`
+    (`tokenize(critic.tokenizer, text)`) likewise.
     """
-    doc = tokenize(critic.tokenizer, text)
+    if doc is None:
+        doc = tokenize(critic.tokenizer, text)
     if sentences is None:
         from . import segment
 

@@ -757,8 +757,9 @@ def test_short_documents_share_critic_batches(model, tmp_path, monkeypatch):
     for i in range(5):
         (tmp_path / f"d{i}.txt").write_text(f"Document {i}. " + TEXT_A)
     batches = []
-    real = Critic.predict
-    monkeypatch.setattr(Critic, "predict", lambda self, w, s: batches.append(len(w)) or real(self, w, s))
+    real = Critic.launch
+    monkeypatch.setattr(Critic, "launch",
+                        lambda self, ids, lengths: batches.append(len(ids)) or real(self, ids, lengths))
     r = invoke("compress", tmp_path, "-q", "q", "--model", model, "--format", "jsonl", "--quiet")
     assert r.exit_code == 0, r.stderr
     assert len(r.stdout.splitlines()) == 5

@@ -304,8 +304,8 @@ def test_compress_many_fills_batches_across_documents(tiny_encoder_critic_dir, m
     """GPU-sized batches on the CPU: many short documents share one critic batch."""
     big = Compressor(str(tiny_encoder_critic_dir), device="cpu", window_tokens=64, batch_size=64)
     sizes = []
-    real = big.critic.predict
-    monkeypatch.setattr(big.critic, "predict", lambda w, s: sizes.append(len(w)) or real(w, s))
+    real = big.critic.launch
+    monkeypatch.setattr(big.critic, "launch", lambda ids, lengths: sizes.append(len(ids)) or real(ids, lengths))
     texts = [make_text(1, seed=i) for i in range(40)]  # one window each
     many = list(big.compress_many(texts, query=QUERY))
     assert sizes == [40]  # one batch for all forty
@@ -423,3 +423,66 @@ def test_an_item_with_its_document_keeps_the_documents_pages(enc_comp, tmp_path)
         1 + sum(start <= s.start for start in doc.pages[1:]) for s in with_doc.spans]
     (text_only,) = enc_comp.compress_many([Item(doc.text, "two.pdf", opts)])
     assert text_only.spans and {s.page for s in text_only.spans} == {None}
+
+
+def test_batches_respect_the_token_bound():
+    from cprs_cli.compressor import _batches
+
+    lengths = [100, 90, 80, 70, 60, 55, 51]
+    got = list(_batches(list(range(len(lengths))), lengths, 100, max_tokens=250))
+    assert [i for b in got for i in b] == list(range(len(lengths)))
+    for b in got:  # padded to the batch's first (longest) window
+        assert len(b) * lengths[b[0]] <= 250
+    assert got == [[0, 1], [2, 3, 4], [5, 6]]
+    assert list(_batches([0], [300], 100, max_tokens=250)) == [[0]]  # a window larger than the bound runs alone
+
+
+def test_max_batch_tokens_sizes_batches_and_keeps_the_probabilities(tiny_encoder_critic_dir, monkeypatch):
+    text = make_text(30)
+    default = Compressor(str(tiny_encoder_critic_dir), device="cpu", window_tokens=40)
+    by_tokens = Compressor(str(tiny_encoder_critic_dir), device="cpu", window_tokens=40, max_batch_tokens=300)
+    shapes = []
+    real = by_tokens.critic.launch
+    monkeypatch.setattr(by_tokens.critic, "launch", lambda ids, lengths: shapes.append(ids.shape) or real(ids, lengths))
+    p1, o1, w1 = default.token_probs(text, "Extract.", QUERY)
+    p2, o2, w2 = by_tokens.token_probs(text, "Extract.", QUERY)
+    assert w1 == w2 == sum(b for b, _ in shapes) and len(shapes) > 1
+    assert all(b * n <= 300 for b, n in shapes)
+    assert np.array_equal(o1, o2) and np.allclose(p1, p2, atol=1e-5)
+    with pytest.raises(UsageError):
+        Compressor(str(tiny_encoder_critic_dir), device="cpu", max_batch_tokens=0)
+
+
+def test_several_workers_share_the_batches_and_agree_with_one(comp, monkeypatch):
+    """One worker per device (`device="cuda:0,1"` on a GPU host): checked here with two CPU copies
+    of the critic, which must split the batches between them and give the one-worker result."""
+    import torch
+
+    text = make_text(60)
+    alone = comp.compress(text, query=QUERY, rate=0.3)
+    calls = {0: 0, 1: 0}
+    two = Compressor(critic=comp.critic, batch_size=2, window_tokens=comp.window_tokens)
+    two.critics = [comp.critic, comp.critic.replicate(torch.device("cpu"))]
+    for k, c in enumerate(two.critics):
+        real = c.launch
+
+        def counted(ids, lengths, k=k, real=real):
+            calls[k] += 1
+            return real(ids, lengths)
+        monkeypatch.setattr(c, "launch", counted)
+    got = two.compress(text, query=QUERY, rate=0.3)
+    assert calls[0] + calls[1] >= 4 and calls[0] > 0 and calls[1] > 0
+    assert got.compressed_text == alone.compressed_text
+    assert [(s.start, s.end) for s in got.spans] == [(s.start, s.end) for s in alone.spans]
+
+
+def test_device_lists_name_gpus_that_exist():
+    import torch
+
+    from cprs_cli.critic.base import resolve_devices
+
+    assert resolve_devices("cpu") == [torch.device("cpu")]
+    if not torch.cuda.is_available():
+        for value in ("cuda", "cuda:0,1"):
+            with pytest.raises(UsageError):
+                resolve_devices(value)

@@ -110,8 +110,8 @@ class Critic(ABC):
         """Token ids placed before and after each window's context tokens."""
 
     @abstractmethod
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(batch, length, 4) tag logits."""
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """(batch, length, 4) tag logits; `attention_mask` None: no row is padded."""
 
     @property
     def pad_id(self) -> int:
@@ -125,8 +125,9 @@ class Critic(ABC):
         """Right-pad token id sequences to the longest: (ids, attention mask[, labels]) as CPU
         long tensors. Labels, when given, are padded with IGNORE.
 
-        The one padder: inference (`predict`) and the training collate both use it. cprs always
-        pads on the right (the hybrid critic's masks rely on it).
+        `predict` and the training collate use it; `Compressor` builds its batches straight from
+        each document's id array in the same layout. cprs always pads on the right (the hybrid
+        critic's masks rely on it).
         """
         length = max(len(w) for w in windows)
         ids = torch.full((len(windows), length), self.pad_id, dtype=torch.long)
@@ -141,14 +142,77 @@ class Critic(ABC):
 
     @torch.inference_mode()
     def predict(self, windows: list[list[int]], spans: list[tuple[int, int]]) -> list[np.ndarray]:
-        """Probabilities (n_i, 4) for the tokens `windows[i][spans[i][0]:spans[i][1]]`.
+        """Probabilities (n_i, 4) for the tokens `windows[i][spans[i][0]:spans[i][1]]`: one
+        forward pass for the whole batch, right-padded to its longest window (`launch`)."""
+        ids, _ = self.pad_batch(windows)
+        probs = self.launch(ids.numpy(), np.array([len(w) for w in windows], dtype=np.int64))()
+        return [probs[i, s:e].astype(np.float32) for i, (s, e) in enumerate(spans)]
 
-        One forward pass for the whole batch, right-padded to its longest window (`pad_batch`).
-        """
-        ids, mask = self.pad_batch(windows)
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        probs = torch.softmax(self.logits(ids, mask).float(), dim=-1).cpu().numpy()
-        return [probs[i, s:e] for i, (s, e) in enumerate(spans)]
+    @torch.inference_mode()
+    def launch(self, ids: np.ndarray, lengths: np.ndarray):
+        """Start the critic on one right-padded batch, `ids` (B, L) with `lengths` (B,) real
+        tokens per row; returns a function that waits for the result, (B, L, 4) probabilities.
+
+        On a GPU this returns as soon as the work is queued, so the caller builds the next batch
+        while this one runs: the ids go up from pinned host memory without blocking, the mask is
+        built on the device from the lengths (none at all when no row is padded, which lets sdpa
+        pick its fastest kernel), the softmax runs there, and one device-to-host copy per batch
+        brings back fp16 probabilities (8 bytes a token) into pinned memory. On a CPU it computes
+        at once (float32)."""
+        batch, length = ids.shape
+        t = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))
+        cuda = self.device.type == "cuda"
+        if cuda:
+            t = t.pin_memory().to(self.device, non_blocking=True)
+        mask = None
+        if bool((lengths < length).any()):
+            lens = torch.from_numpy(np.asarray(lengths, dtype=np.int64))
+            if cuda:
+                lens = lens.pin_memory().to(self.device, non_blocking=True)
+            mask = (torch.arange(length, device=t.device)[None, :] < lens[:, None]).long()
+        probs = torch.softmax(self.logits(t, mask).float(), dim=-1)
+        if not cuda:
+            out = probs.numpy()
+            return lambda: out
+        host = torch.empty((batch, length, 4), dtype=torch.float16, pin_memory=True)
+        host.copy_(probs.half(), non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+
+        def wait() -> np.ndarray:
+            done.synchronize()
+            return host.numpy()
+
+        return wait
+
+    def replicate(self, device: torch.device) -> Critic:
+        """The same critic on another device (a copy of the model there; tokenizer and settings
+        shared), for one worker per GPU (`Compressor(device="cuda:0,1")`)."""
+        import copy
+
+        other = copy.copy(self)
+        other.model = copy.deepcopy(self.model).to(device).eval()
+        other.device = device
+        return other
+
+
+def resolve_devices(device: str | None = "auto") -> list[torch.device]:
+    """The devices a `--device` value names: "auto", "cpu", "cuda:N" or a single device as for
+    `resolve_device`; "cuda" means every visible GPU, and "cuda:0,1" those GPUs."""
+    value = (device or "auto").strip().lower()
+    if value == "cuda" and torch.cuda.is_available():
+        return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+    if value.startswith("cuda:") and "," in value:
+        indices = [int(x) for x in value[5:].split(",") if x.strip()]
+        devices = [resolve_device(f"cuda:{i}") for i in dict.fromkeys(indices)]
+        count = torch.cuda.device_count()
+        for d in devices:
+            if d.index is not None and d.index >= count:
+                from ..errors import UsageError
+
+                raise UsageError(f"device {device}: this machine has {count} GPU(s)", params=("device",))
+        return devices
+    return [resolve_device(value)]
 
 
 # a digest is cached only for files whose last change is at least this old (see hash_files)

@@ -33,5 +33,5 @@ class EncoderCritic(Critic):
         q = self.text_ids(query)[:MAX_QUERY_TOKENS]
         return [cls_id, *instr, sep_id, *q, sep_id], [sep_id]
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits

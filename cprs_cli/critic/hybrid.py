@@ -126,5 +126,5 @@ class HybridCritic(Critic):
         q_ids = self.text_ids(query)[:MAX_QUERY_TOKENS]
         return [*frame(head), *self.text_ids(instruction), *frame(mid), *q_ids, *frame(tail)], []
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         return self.model(input_ids, attention_mask)
