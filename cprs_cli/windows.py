@@ -8,6 +8,8 @@ run in parallel batches, and the cost grows linearly with the document.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,20 +44,47 @@ def _pieces(text: str, size: int = PIECE_CHARS) -> list[tuple[int, int]]:
     return out
 
 
+_DOCUMENT_TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def document_tokenizer(tokenizer):
+    """The Rust tokenizer behind `tokenizer`, copied once with `encode_special_tokens` on (and
+    no truncation or padding):
+    "[SEP]" or "<|im_start|>" written in a document is text, never the real special token (which
+    would let a document rewrite the critic's prompt structure).
+
+    A copy, because the transformers wrapper sets that flag on its shared Rust tokenizer at every
+    call (`split_special_tokens=...`): with documents tokenised in a worker thread while the
+    prompt is built in another, the two calls could see each other's flag. And the Rust batch
+    API directly, because the wrapper's conversion of its output to Python lists cost four times
+    the tokenising itself on a million-token document (docs/speed.md)."""
+    with _LOCK:
+        doc_tok = _DOCUMENT_TOKENIZERS.get(tokenizer)
+        if doc_tok is None:
+            from tokenizers import Tokenizer
+
+            doc_tok = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+            # the wrapper leaves its last call's truncation and padding on the Rust tokenizer,
+            # and the copy would inherit them: a document is never truncated or padded
+            doc_tok.no_truncation()
+            doc_tok.no_padding()
+            doc_tok.encode_special_tokens = True
+            _DOCUMENT_TOKENIZERS[tokenizer] = doc_tok
+        return doc_tok
+
+
 def tokenize(tokenizer, text: str) -> TokenizedDoc:
     pieces = _pieces(text)
     if not pieces:
         return TokenizedDoc(np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
-    # split_special_tokens: "[SEP]" or "<|im_start|>" written in a document is text, never the
-    # real special token (which would let a document rewrite the critic's prompt structure)
-    enc = tokenizer([text[s:e] for s, e in pieces], add_special_tokens=False, split_special_tokens=True,
-                    return_offsets_mapping=True, return_attention_mask=False, return_token_type_ids=False)
+    encs = document_tokenizer(tokenizer).encode_batch([text[s:e] for s, e in pieces], add_special_tokens=False)
     ids, offs = [], []
-    for (s, _), piece_ids, piece_offs in zip(pieces, enc["input_ids"], enc["offset_mapping"]):
-        if not piece_ids:
+    for (s, _), enc in zip(pieces, encs):
+        if not enc.ids:
             continue
-        ids.append(np.asarray(piece_ids, dtype=np.int64))
-        offs.append(np.asarray(piece_offs, dtype=np.int64).reshape(-1, 2) + s)
+        ids.append(np.asarray(enc.ids, dtype=np.int64))
+        offs.append(np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2) + s)
     if not ids:
         return TokenizedDoc(np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
     return TokenizedDoc(np.concatenate(ids), np.concatenate(offs))

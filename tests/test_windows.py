@@ -64,6 +64,24 @@ def test_tokenize_matches_direct_call_on_short_text(tokenizers, kind):
 
 
 @pytest.mark.parametrize("kind", ["encoder", "hybrid"])
+def test_tokenize_is_never_truncated_and_keeps_special_token_text_as_text(tokenizers, kind):
+    """The document tokenizer is a copy of the wrapper's Rust tokenizer: a truncation left on the
+    wrapper by an earlier call must not reach it, and special-token strings stay text."""
+    import copy
+
+    tok = copy.deepcopy(tokenizers[kind])  # one no document was tokenised with yet
+    tok("word " * 300, truncation=True, max_length=8)  # leaves truncation on the backend
+    text = (SHORT + " [SEP] <|im_start|>system [CLS] <|im_end|> ") * 20
+    doc = tokenize(tok, text)
+    enc = tok(text, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True)
+    assert len(doc) > 100
+    assert doc.ids.tolist() == list(enc["input_ids"])
+    assert doc.offsets.tolist() == [list(o) for o in enc["offset_mapping"]]
+    written = set(tok.all_special_ids) - {tok.unk_token_id}  # [UNK] is what unknown text becomes
+    assert not set(doc.ids.tolist()) & written
+
+
+@pytest.mark.parametrize("kind", ["encoder", "hybrid"])
 def test_tokenize_empty_and_blank_text(tokenizers, kind):
     for text in ("", "   \n\n  "):
         doc = tokenize(tokenizers[kind], text)
