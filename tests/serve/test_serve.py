@@ -205,6 +205,16 @@ def test_v1_request_fields_are_compress_options_fields(server):
     assert props["granularity"]["enum"] == ["word", "sentence", "paragraph"]
 
 
+def test_serve_docs_list_every_option():
+    """docs/serve.md's table of /v1/compress options names every CompressOptions field."""
+    from dataclasses import fields
+
+    doc = (REPO / "docs" / "serve.md").read_text()
+    section = doc[doc.index("## cprs's API"):doc.index("## The official API")]
+    missing = [f.name for f in fields(CompressOptions) if f"`{f.name}`" not in section]
+    assert not missing, f"docs/serve.md does not list {missing}"
+
+
 def test_v1_compress_files_as_the_cli_reads_them(server, compressor):
     fpdf = pytest.importorskip("fpdf")
     pdf = fpdf.FPDF()
