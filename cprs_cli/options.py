@@ -8,6 +8,11 @@ check; the library, the CLI and `Compressor.compress_many` all go through it.
 Messages name parameters ("rate must be in (0, 1]"), never flags: `UsageError.params` lists the
 parameter names a message mentions, and the CLI maps each to its flag when it prints.
 
+Each field carries its one-line description in its metadata: the HTTP API's request model and
+the adapters' fields are generated from the dataclass (`pydantic_fields`), so an option added
+here reaches `cprs serve`, `CprsClient` and the adapters, with its description, and no second
+list of fields exists to forget.
+
 This module imports nothing heavy (no numpy, no torch): the CLI takes its choices and limits
 from it at import time, and `cprs --help` stays instant.
 """
@@ -123,8 +128,8 @@ class CompressOptions:
     min_span_tokens: int | None = field(default=None, metadata=_doc(
         "Dynamic mode only: drop kept runs shorter than this many critic tokens, >= 1."))
     max_gap: int | None = field(default=None, metadata=_doc(
-        "Dynamic mode only: join kept runs separated by at most this many tokens, >= 0 "
-        "(default: the official 20)."))
+        "Dynamic mode only: fill gaps of fewer than this many untagged critic tokens between "
+        "tagged ones, >= 0 (default: the official 20)."))
     separator: str | None = field(default=None, metadata=_doc(
         "Marks where text was dropped (default: a newline, [...], a newline)."))
     lexical_weight: float | None = field(default=None, metadata=_doc(
