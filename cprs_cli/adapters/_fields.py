@@ -2,23 +2,26 @@
 
 Both frameworks' base classes are pydantic v2 models, so the settings of where compression runs
 and the `CompressOptions` fields an adapter exposes live in one mixin model; each adapter adds
-only its framework's method. Imported only by those adapters (their extras bring pydantic).
+only its framework's method. The option fields are not declared here: they are generated from
+`CompressOptions` (`options.pydantic_fields`, every field but `query`, which comes with each
+call), so an option added to the library reaches the adapters with no second list. Imported
+only by those adapters (their extras bring pydantic).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model, model_validator
 
-from ._backend import Backend, check_options
+from ..options import pydantic_fields
+from ._backend import OPTION_FIELDS, Backend, check_options
 
 
-class CprsFields(BaseModel):
+class CprsSettings(BaseModel):
     """Where it runs: `compressor` (a loaded `cprs_cli.Compressor`), or `base_url` (a running
     `cprs serve`, with `api_key` or $CPRS_API_KEY), or neither: a Compressor of `model` on
-    `device` is loaded on first use. The other fields are `CompressOptions` fields (validated at
-    construction); `keep_empty` keeps documents compressed to nothing."""
+    `device` is loaded on first use. `keep_empty` keeps documents compressed to nothing."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -28,22 +31,12 @@ class CprsFields(BaseModel):
     model: str | None = None
     device: str = "auto"
     timeout: float | None = None
-
-    instruction: str | None = None
-    task: str | None = None
-    granularity: str = "sentence"
-    rate: float | None = None
-    max_tokens: int | None = None
-    threshold: float | None = None
-    min_span_tokens: int | None = None
-    separator: str | None = None
-    lexical_weight: float | None = None
     keep_empty: bool = False
 
     _backend: Backend | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
-    def _valid(self) -> CprsFields:
+    def _valid(self) -> CprsSettings:
         check_options(self)
         return self
 
@@ -53,3 +46,17 @@ class CprsFields(BaseModel):
             self._backend = Backend(self.compressor, self.base_url, self.api_key, self.model, self.device,
                                     self.timeout)
         return self._backend
+
+
+_clash = set(OPTION_FIELDS) & set(CprsSettings.model_fields)
+if _clash:  # a new CompressOptions field may not take the name of a setting
+    raise TypeError(f"CompressOptions fields {sorted(_clash)} clash with the adapters' settings")
+
+if TYPE_CHECKING:  # the generated class has the settings' methods; mypy sees those
+    CprsFields = CprsSettings
+else:
+    CprsFields = create_model(
+        "CprsFields", __base__=CprsSettings, __module__=__name__,
+        __doc__="The settings of `CprsSettings` plus the `CompressOptions` fields (all but `query`), "
+                "validated at construction.",
+        **pydantic_fields(exclude=("query",)))

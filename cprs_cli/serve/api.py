@@ -8,21 +8,26 @@ converted by `ingest.load_bytes` as `cprs compress` converts files) or a list of
 answers `{"schema_version": 1, "results": [...]}`, one object or `{"error": {...}}` per document,
 in order, all compressed in one `compress_many` call.
 
-Pydantic checks the shapes and types; `CompressOptions.validate()` checks the values, so the
-rules (and their messages, which name the fields) are the library's own.
+The option fields of the request model are generated from `CompressOptions`
+(`options.pydantic_fields`: names, types, defaults, descriptions), not declared here, so every
+option the library takes (`keep`, `keep_first`, `min_tokens`, several queries, and any field
+added later) is accepted, and documented in the OpenAPI schema, with no second list. Pydantic
+checks the shapes and types (and refuses unknown fields); `CompressOptions.validate()` checks the
+values, so the rules (and their messages, which name the fields) are the library's own.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import fields
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .. import ingest
 from ..compressor import Item
 from ..errors import CprsError, InputError, UsageError
-from ..options import CompressOptions, Granularity
+from ..options import CompressOptions, pydantic_fields
 from ..result import SCHEMA_VERSION
 
 ROUTE = "/v1/compress"
@@ -41,30 +46,16 @@ class DocumentIn(BaseModel):
                                                  "or <text>).")
 
 
-class CompressRequest(DocumentIn):
-    """`POST /v1/compress`: one document (the fields of DocumentIn) or `documents`, plus options."""
+class _RequestBase(DocumentIn):
+    """What a request holds besides its options: one document (the fields of DocumentIn) or
+    `documents`."""
 
-    query: str
     documents: list[DocumentIn] | None = Field(None, description="Several documents, compressed in one "
                                                                  "batch with the same options.")
-    instruction: str | None = None
-    task: str | None = None
-    granularity: Granularity = Granularity.sentence
-    rate: float | None = None
-    max_tokens: int | None = None
-    threshold: float | None = None
-    min_span_tokens: int | None = None
-    max_gap: int | None = None
-    separator: str | None = None
-    lexical_weight: float | None = None
 
     def options(self) -> CompressOptions:
         """The validated options (UsageError naming the field otherwise)."""
-        return CompressOptions(query=self.query, instruction=self.instruction, task=self.task,
-                               granularity=self.granularity, rate=self.rate, max_tokens=self.max_tokens,
-                               threshold=self.threshold, min_span_tokens=self.min_span_tokens,
-                               max_gap=self.max_gap, separator=self.separator,
-                               lexical_weight=self.lexical_weight).validate()
+        return CompressOptions(**{name: getattr(self, name) for name in OPTION_NAMES}).validate()
 
     @property
     def single(self) -> bool:
@@ -82,6 +73,20 @@ class CompressRequest(DocumentIn):
             raise UsageError("give text, file_base64 (with filename) or documents")
         return [DocumentIn(text=self.text, file_base64=self.file_base64, filename=self.filename,
                            password=self.password, source=self.source)]
+
+
+OPTION_NAMES = tuple(f.name for f in fields(CompressOptions))
+_clash = set(OPTION_NAMES) & set(_RequestBase.model_fields)
+if _clash:  # a new CompressOptions field may not take the name of a document field
+    raise TypeError(f"CompressOptions fields {sorted(_clash)} clash with the request's document fields")
+
+CompressRequest = create_model(
+    "CompressRequest", __base__=_RequestBase, __module__=__name__,
+    __doc__="`POST /v1/compress`: one document (text, or file_base64 with filename) or `documents`, "
+            "plus `query` and the options of `cprs compress` (every `CompressOptions` field).",
+    **pydantic_fields())
+# every field name of the request, nested documents included (the error messages use it)
+FIELD_NAMES = frozenset(CompressRequest.model_fields) | frozenset(DocumentIn.model_fields)
 
 
 def to_item(doc: DocumentIn, options: CompressOptions, max_bytes: int) -> Item:

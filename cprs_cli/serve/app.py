@@ -378,10 +378,16 @@ def _validation_message(errors) -> str:
     err = errors[0]
     if err.get("type") == "json_invalid":
         return f"the request body is not valid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}"
-    loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+    # the path to the field: list indices and field names; pydantic also puts the member of a
+    # union it tried in the path (`query.str`), which names no field and is left out
+    path = [p for p in err.get("loc", ()) if p != "body"]
     msg = err.get("msg", "invalid value")
     if err.get("type") == "extra_forbidden":
-        msg = "unknown field"
+        msg = "unknown field"  # the last part is the unknown name itself
+        path, last = path[:-1], path[-1:]
+    else:
+        last = []
+    loc = ".".join(str(p) for p in [*(p for p in path if isinstance(p, int) or p in api.FIELD_NAMES), *last])
     return f"{loc}: {msg}" if loc else msg
 
 

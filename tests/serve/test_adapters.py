@@ -120,6 +120,45 @@ def test_langchain_drops_empty_and_checks_options(compressor):
         CprsDocumentCompressor(compressor=compressor, base_url="http://127.0.0.1:1").compress_documents(docs, QUERY)
 
 
+@pytest.mark.parametrize("remote", [False, True], ids=["in-process", "base_url"])
+def test_langchain_takes_every_option(remote, compressor, server):
+    """The guarantees and max_gap (options the adapters once lacked) reach both backends."""
+    from cprs_cli.adapters.langchain import CprsDocumentCompressor
+
+    where = {"base_url": server.url} if remote else {"compressor": compressor}
+    docs = lc_documents()
+    for options in ({"keep": [r"Armstrong|Aldrin|Collins"], "keep_first": 1, "rate": 0.1},
+                    {"min_tokens": 30, "threshold": 0.999, "max_gap": 2}):
+        lc = CprsDocumentCompressor(keep_empty=True, **options, **where)
+        out = lc.compress_documents(docs, QUERY)
+        typed = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+        wants = [want(compressor, d.page_content, **typed) for d in docs]
+        assert [d.page_content for d in out] == [w.compressed_text for w in wants]
+        bare = {k: v for k, v in typed.items() if k in ("rate", "threshold")}
+        assert [w.compressed_text for w in wants] != [want(compressor, d.page_content, **bare).compressed_text
+                                                      for d in docs]  # the options mattered
+    with pytest.raises(Exception, match="keep_first must be at least 0"):
+        CprsDocumentCompressor(compressor=compressor, keep_first=-1)
+    with pytest.raises(Exception, match="min_tokens applies only without a budget"):
+        CprsDocumentCompressor(compressor=compressor, min_tokens=5, max_tokens=50)
+
+
+def test_adapter_fields_are_compress_options_fields():
+    from dataclasses import fields
+
+    from cprs_cli.adapters.langchain import CprsDocumentCompressor
+    from cprs_cli.adapters.llamaindex import CprsNodePostprocessor
+
+    options = {f.name for f in fields(CompressOptions)} - {"query"}
+    settings = {"compressor", "base_url", "api_key", "model", "device", "timeout", "keep_empty"}
+    for cls in (CprsDocumentCompressor, CprsNodePostprocessor):
+        own = set(cls.model_fields)
+        assert options | settings <= own, options - own
+        assert "query" not in own
+        for name in options:
+            assert cls.model_fields[name].description, name
+
+
 # --------------------------------------------------------------------------- LlamaIndex
 
 

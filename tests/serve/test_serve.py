@@ -139,6 +139,82 @@ def test_v1_compress_is_the_library_result(server, compressor):
             assert APOLLO[sp["start"]:sp["end"]] == sp["text"]
 
 
+# Each case uses an option that the first version of the API refused, and differs from the same
+# request without it (checked below), so an option the server dropped would show.
+NEW_OPTIONS = [
+    {"keep": [r"Armstrong", r"\bJuly\b"], "rate": 0.1},
+    {"keep": [r"Collins"]},
+    {"keep_first": 3, "max_tokens": 40},
+    {"keep_first": 2, "granularity": "paragraph"},
+    {"min_tokens": 80, "threshold": 0.999},
+    {"query": [QUERY, "Who stayed in orbit?", "What did the crew bring back?"], "rate": 0.1},
+    {"query": [QUERY, "Who stayed in orbit?"], "keep": ["Apollo"], "keep_first": 1, "max_gap": 3},
+]
+
+
+def _options(case: dict) -> CompressOptions:
+    case = {**case, "query": case.get("query", QUERY)}
+    return CompressOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in case.items()})
+
+
+@pytest.mark.parametrize("case", NEW_OPTIONS, ids=lambda c: "+".join(sorted(c)))
+def test_v1_compress_takes_every_option_as_the_library_does(server, compressor, case):
+    r = server.client().post("/v1/compress", json={"text": APOLLO, "query": QUERY, **case})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    want = compressor.compress(APOLLO, options=_options(case)).to_dict()
+    assert comparable(got) == comparable(want)
+    # the option changed the result (the server could not have ignored it)
+    base = {k: v for k, v in case.items() if k in ("rate", "max_tokens", "granularity", "threshold")}
+    without = compressor.compress(APOLLO, options=_options(base)).to_dict()
+    assert comparable(got) != comparable(without)
+    if "keep" in case or "keep_first" in case:
+        assert any(sp["forced"] for sp in got["spans"])
+    if isinstance(case.get("query"), list):
+        assert got["queries"] == case["query"] and got["query"] == case["query"][0]
+
+
+def test_client_and_documents_list_pass_every_option(server, compressor):
+    from cprs_cli.client import CprsClient
+
+    paragraphs = [p for p in APOLLO.split("\n\n") if len(p) > 200][:2]
+    for case in NEW_OPTIONS:
+        opts = _options(case)
+        with CprsClient(server.url) as client:
+            got = client.compress_many([{"text": p, "source": f"p{i}"} for i, p in enumerate(paragraphs)], opts)
+            one = client.compress(APOLLO, opts)
+        for i, p in enumerate(paragraphs):
+            want = compressor.compress(p, options=opts, source=f"p{i}").to_dict()
+            assert comparable(got[i]) == comparable(want), case
+        assert comparable(one) == comparable(compressor.compress(APOLLO, options=opts).to_dict())
+
+
+def test_v1_request_fields_are_compress_options_fields(server):
+    """Every CompressOptions field is a field of the request and of its OpenAPI schema, with a
+    description; nothing else but the document fields is."""
+    from dataclasses import fields
+
+    names = [f.name for f in fields(CompressOptions)]
+    spec = server.client().get("/openapi.json").json()
+    props = spec["components"]["schemas"]["CompressRequest"]["properties"]
+    document_fields = {"text", "file_base64", "filename", "password", "source", "documents"}
+    assert set(props) == set(names) | document_fields
+    for name in names:
+        assert props[name].get("description"), name
+    assert spec["components"]["schemas"]["CompressRequest"]["required"] == ["query"]
+    assert props["granularity"]["enum"] == ["word", "sentence", "paragraph"]
+
+
+def test_serve_docs_list_every_option():
+    """docs/serve.md's table of /v1/compress options names every CompressOptions field."""
+    from dataclasses import fields
+
+    doc = (REPO / "docs" / "serve.md").read_text()
+    section = doc[doc.index("## cprs's API"):doc.index("## The official API")]
+    missing = [f.name for f in fields(CompressOptions) if f"`{f.name}`" not in section]
+    assert not missing, f"docs/serve.md does not list {missing}"
+
+
 def test_v1_compress_files_as_the_cli_reads_them(server, compressor):
     fpdf = pytest.importorskip("fpdf")
     pdf = fpdf.FPDF()
@@ -198,6 +274,22 @@ def test_v1_single_unreadable_document_is_422(server):
     (json.dumps({"query": "q"}).encode(), ("give text",)),
     (json.dumps({"query": "q", "text": "x", "documents": [{"text": "y"}]}).encode(), ("not both",)),
     (json.dumps({"query": "q", "granularity": "chapter", "text": "x"}).encode(), ("granularity",)),
+    (json.dumps({"query": "q", "text": "x", "keep_firsts": 2}).encode(), ("keep_firsts: unknown field",)),
+    (json.dumps({"query": "q", "documents": [{"text": "x", "rate": 0.1}]}).encode(),
+     ("documents.0.rate: unknown field",)),
+    (json.dumps({"query": "q", "text": "x", "keep_first": -1}).encode(), ("keep_first must be at least 0",)),
+    (json.dumps({"query": "q", "text": "x", "keep_first": "two"}).encode(), ("keep_first:",)),
+    (json.dumps({"query": "q", "text": "x", "keep": ["(unclosed"]}).encode(),
+     ("keep pattern '(unclosed' is not a valid regular expression",)),
+    (json.dumps({"query": "q", "text": "x", "keep": "Apollo"}).encode(), ("keep:",)),
+    (json.dumps({"query": "q", "text": "x", "min_tokens": 0}).encode(), ("min_tokens must be at least 1",)),
+    (json.dumps({"query": "q", "text": "x", "min_tokens": 5, "rate": 0.2}).encode(),
+     ("min_tokens applies only without a budget",)),
+    (json.dumps({"query": [], "text": "x"}).encode(), ("query must not be empty",)),
+    (json.dumps({"query": ["q", " "], "text": "x"}).encode(), ("query must not be empty",)),
+    (json.dumps({"query": ["q", 5], "text": "x"}).encode(), ("query:",)),
+    (json.dumps({"query": 5, "text": "x"}).encode(), ("query:",)),
+    (json.dumps({"query": "q", "text": "x", "task": "poems"}).encode(), ("task:", "facts")),
 ])
 def test_v1_bad_requests_get_400_and_one_line(server, body, needles):
     r = server.client().post("/v1/compress", content=body, headers={"content-type": "application/json"})
