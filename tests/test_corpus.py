@@ -464,7 +464,12 @@ def test_cli_errors_are_one_line(tmp_path, tiny_encoder_critic_dir):
     assert r.stderr.strip() == f"cprs: error: {tmp_path / 'missing.jsonl'}: no such file or directory"
     r = invoke("corpus", tmp_path, "-o", tmp_path / "out", "--rate", "0.5", "--max-tokens", "9")
     assert r.exit_code == 2 and "--rate" in r.stderr and "Traceback" not in r.stderr
+    r = invoke("corpus", tmp_path, "-o", tmp_path / "out", "--actors-per-gpu", "0")
+    assert r.exit_code == 2 and "--actors-per-gpu" in r.stderr and "Traceback" not in r.stderr
+    with pytest.raises(UsageError, match="actors_per_gpu"):
+        run_corpus(str(tmp_path), tmp_path / "out2", CompressOptions(query="q"), actors_per_gpu=0)
     r = invoke("corpus", "--help")
     assert r.exit_code == 0
-    for word in ("--output", "--address", "--workers", "--shard-tokens", "--format", "--query"):
+    for word in ("--output", "--address", "--workers", "--actors-per-gpu", "--shard-tokens", "--format",
+                 "--query"):
         assert word in r.stdout

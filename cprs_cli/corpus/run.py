@@ -191,7 +191,8 @@ def _critic_identity(compressor, model: str, cpu_dtype: str) -> dict:
 def run_corpus(input: str, output: str | Path, options: CompressOptions | None = None, *,
                model: str | None = None, device: str = "auto", batch_size: int | None = None,
                window_tokens: int | None = None, workers: int | None = None,
-               cpus_per_worker: int | None = None, address: str | None = None, fmt: str = "parquet",
+               cpus_per_worker: int | None = None, actors_per_gpu: int = 1,
+               address: str | None = None, fmt: str = "parquet",
                shard_tokens: int = DEFAULT_SHARD_TOKENS, shard_rows: int = DEFAULT_SHARD_ROWS,
                max_input_bytes: int = DEFAULT_MAX_INPUT_MB * MB, quiet: bool = False) -> CorpusStats:
     """Compress every row of the dataset `input` (a JSONL or Parquet file, a directory or a
@@ -200,7 +201,10 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
     `options`: every row's options, each replaced by the row's own column when it has one
     (`query`, `instruction`/`task`, `rate`/`max_tokens`, `granularity`); `options.query` may be
     empty when the rows carry their queries. `device`: "auto" (GPU actors when the cluster has
-    GPUs), "cpu" or "cuda". `workers`: actors (default: one per GPU, or CPUs / `cpus_per_worker`).
+    GPUs), "cpu" or "cuda". `workers`: actors (default: `actors_per_gpu` per GPU, or CPUs /
+    `cpus_per_worker`). `actors_per_gpu` > 1 shares each GPU between that many actors (a fraction
+    of a GPU each): an actor's CPU work (tokenising, segmenting, selecting) is serial, and on a
+    GPU host it, not the GPU, bounds one actor's speed (docs/scale.md).
     An interrupted call leaves whole shards only; `written(output)` counts them.
 
     Raises UsageError (bad options, an output directory of another run or in use),
@@ -217,6 +221,8 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
             raise UsageError(f"{name} must be at least 1", params=(name,))
     if workers is not None and workers < 1:
         raise UsageError("workers must be at least 1", params=("workers",))
+    if actors_per_gpu < 1:
+        raise UsageError("actors_per_gpu must be at least 1", params=("actors_per_gpu",))
     if device not in ("auto", "cpu") and not device.startswith("cuda"):
         raise UsageError("device must be auto, cpu or cuda", params=("device",))
     ray = _import_ray()
@@ -233,8 +239,9 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
         if use_gpu and gpus == 0:
             raise UsageError("device cuda: the Ray cluster has no GPUs", params=("device",))
         # a GPU actor's CPUs tokenise, segment and select beside the GPU: a share of the host's
-        per_worker = cpus_per_worker or (max(1, min(8, cpus // gpus)) if use_gpu else min(CPUS_PER_WORKER, cpus))
-        n_workers = workers or (gpus if use_gpu else max(1, cpus // per_worker))
+        slots = gpus * actors_per_gpu
+        per_worker = cpus_per_worker or (max(1, min(8, cpus // slots)) if use_gpu else min(CPUS_PER_WORKER, cpus))
+        n_workers = workers or (slots if use_gpu else max(1, cpus // per_worker))
 
         resolved = _resolve_model(model, use_gpu)
         cpu_dtype = os.environ.get("CPRS_CPU_DTYPE", "").strip().lower()  # "", "bfloat16", "auto"
@@ -259,7 +266,7 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
                 "run_key": run_key(identity), "max_bytes": max_input_bytes}
         del compressor
         if pending:
-            _execute(ray, pending, spec, stats, use_gpu, per_worker, quiet)
+            _execute(ray, pending, spec, stats, 1 / actors_per_gpu if use_gpu else 0, per_worker, quiet)
         return stats
     finally:
         out.close()
@@ -267,7 +274,7 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
             ray.shutdown()
 
 
-def _execute(ray, pending: list[Shard], spec: dict, stats: CorpusStats, use_gpu: bool, per_worker: int,
+def _execute(ray, pending: list[Shard], spec: dict, stats: CorpusStats, gpu_share: float, per_worker: int,
              quiet: bool) -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = not quiet
@@ -280,7 +287,7 @@ def _execute(ray, pending: list[Shard], spec: dict, stats: CorpusStats, use_gpu:
     ds = ds.map_batches(
         ShardActor, batch_size=1, fn_constructor_kwargs={"spec": spec},
         compute=ray.data.ActorPoolStrategy(size=stats.workers, max_tasks_in_flight_per_actor=1),
-        num_gpus=1 if use_gpu else 0, num_cpus=per_worker)
+        num_gpus=gpu_share, num_cpus=per_worker)
     start = time.perf_counter()
     try:
         for row in ds.iter_rows():
