@@ -134,7 +134,11 @@ def unit_costs(text: str, units: np.ndarray, separator_tokens: int, idx: np.ndar
     if len(idx) == 0:
         return np.zeros(0, np.int64)
     counts = np.asarray(count_many([text[units[j, 0]:units[j, 1]] for j in idx]), dtype=np.int64)
-    gaps = np.asarray(count_many([text[units[j - 1, 1]:units[j, 0]] if j else "" for j in idx]), dtype=np.int64)
+    # the gaps between units are a handful of distinct strings (" ", "\n\n", ...): count each once
+    between = [text[units[j - 1, 1]:units[j, 0]] if j else "" for j in idx]
+    distinct = list(dict.fromkeys(between))
+    known = dict(zip(distinct, count_many(distinct)))
+    gaps = np.fromiter((known[g] for g in between), dtype=np.int64, count=len(between))
     return counts + np.maximum(separator_tokens, gaps)
 
 
