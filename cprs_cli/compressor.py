@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 
+# Documents at least this long are tokenised in a thread beside their segmentation (~40K tokens)
+TOKENIZE_APART_CHARS = 200_000
+
 # Most tokens one critic batch may hold, by device type: memory grows with batch x window length
 # (and attention with its square), so a batch size of 100,000 windows would exhaust any machine.
 # The critic's own default batch always fits (see Compressor.max_batch_tokens).
@@ -86,7 +89,7 @@ class _Job:
     tokenize: float = 0.0
     critic: float = 0.0  # its share of the shared critic batches
     # budgeted selection's unit costs and BM25 scores, computed beside the critic
-    selection_inputs: Future | None = None
+    selection_inputs: tuple[Future, list[Future | None]] | None = None
 
     @property
     def plan(self) -> Plan:
@@ -328,9 +331,9 @@ class Compressor:
         group: list[_Job | ItemError] = []
         group_windows = 0
         # cl100k counts, unit costs and BM25 scores need no critic output: they run beside it
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        with ThreadPoolExecutor(max_workers=4) as pool, ThreadPoolExecutor(max_workers=1) as apart:
             for index, raw in enumerate(items):
-                job = self._prepare(index, raw, default, pool)
+                job = self._prepare(index, raw, default, pool, apart)
                 group.append(job)
                 if isinstance(job, _Job):
                     group_windows += sum(len(p.windows) for p in job.plans)
@@ -340,7 +343,7 @@ class Compressor:
             if group:
                 yield from self._finish(group, progress)
 
-    def _prepare(self, index: int, raw, default: CompressOptions | None, pool) -> _Job | ItemError:
+    def _prepare(self, index: int, raw, default: CompressOptions | None, pool, apart) -> _Job | ItemError:
         """Validate, clean, segment, tokenise and plan one item (or its ItemError)."""
         source = "<text>"
         document = None
@@ -366,39 +369,42 @@ class Compressor:
             clean = text if document is not None else normalise_text(text)
             queries = [normalise_text(q) for q in opts.queries]
             input_count = pool.submit(count_tokens, clean)
-            # the critic's tokenizer runs in a worker (the Rust tokenizer releases the GIL) while
-            # this thread segments; the document is tokenised once for all its queries
-            tokens = pool.submit(tokenize, self.critic.tokenizer, clean)
+            # a long document is tokenised in a thread of its own (the Rust tokenizer releases the
+            # GIL) while this thread segments it; a short one here, rather than queued behind other
+            # documents' work in the pool. Once for all its queries.
+            tokens: Future[TokenizedDoc] | None = None
+            if len(clean) >= TOKENIZE_APART_CHARS:
+                tokens = apart.submit(tokenize, self.critic.tokenizer, clean)
             blocks = document.blocks if document is not None else None
             skip = document.skip if document is not None else None
             # window cuts, and the units at sentence level (table rows and headings whole)
             sentences = structured_units(clean, "sentence", blocks, skip)
             units = (sentences if str(opts.granularity) == "sentence"
                      else structured_units(clean, str(opts.granularity), blocks, skip))
-            doc = tokens.result()
+            doc = tokens.result() if tokens is not None else tokenize(self.critic.tokenizer, clean)
             plans = [self.plan(clean, opts.instruction_text, q, sentences, doc) for q in queries]
             lexical = None
             if opts.budgeted:
-                lexical = pool.submit(self._selection_inputs, clean, units, queries, opts, sentences)
+                lexical = self._selection_inputs(pool, clean, units, queries, opts, sentences)
             took = time.perf_counter() - start
             return _Job(index, source, text, clean, queries, opts, sentences, units, plans, input_count,
                         document=document, seconds=took, tokenize=took, selection_inputs=lexical)
         except Exception as err:  # noqa: BLE001 - one item's failure never stops the others
             return ItemError(index, source, _one_line(err), err)
 
-    def _selection_inputs(self, text: str, units: np.ndarray, queries: list[str], opts: CompressOptions,
-                          sentences: np.ndarray) -> tuple[np.ndarray, list[np.ndarray | None]]:
-        """What budgeted selection needs besides the critic: every unit's cl100k cost and, per
-        query, the units' BM25 scores (`select.unit_costs`, `select.lexical_scores`); computed in
-        a worker thread while the critic runs (tiktoken, the tokenizers and numpy release the
-        GIL for most of it)."""
+    def _selection_inputs(self, pool, text: str, units: np.ndarray, queries: list[str], opts: CompressOptions,
+                          sentences: np.ndarray) -> tuple[Future, list[Future | None]]:
+        """What budgeted selection needs besides the critic, as futures of worker threads that run
+        while the critic does: every unit's cl100k cost and, per query, the units' BM25 scores
+        (`select.unit_costs`, `select.lexical_scores`). tiktoken and numpy release the GIL for
+        most of it."""
         from .select import lexical_scores, unit_costs
 
         separator = DEFAULT_SEPARATOR if opts.separator is None else opts.separator
-        costs = unit_costs(text, units, count_tokens(separator))
+        costs = pool.submit(lambda: unit_costs(text, units, count_tokens(separator)))
         weight = self.critic.lexical_weight if opts.lexical_weight is None else opts.lexical_weight
         gran = str(opts.granularity)
-        bm25 = [lexical_scores(text, units, q, gran, sentences) if weight and len(units) else None
+        bm25 = [pool.submit(lexical_scores, text, units, q, gran, sentences) if weight and len(units) else None
                 for q in queries]
         return costs, bm25
 
@@ -439,7 +445,8 @@ class Compressor:
         forced = forced_units(job.text, job.units, opts.keep, opts.keep_first)
         costs, bm25s = (None, [None] * len(job.queries))
         if job.selection_inputs is not None:
-            costs, bm25s = job.selection_inputs.result()
+            costs_f, bm25_f = job.selection_inputs
+            costs, bm25s = costs_f.result(), [f.result() if f is not None else None for f in bm25_f]
         per_query = []
         for q, probs, p, bm25 in zip(job.queries, job.probs, job.plans, bm25s):
             per_query.append(self.select_spans(

@@ -486,3 +486,13 @@ def test_device_lists_name_gpus_that_exist():
         for value in ("cuda", "cuda:0,1"):
             with pytest.raises(UsageError):
                 resolve_devices(value)
+
+
+def test_long_documents_tokenised_beside_segmentation_give_the_same_result(comp, monkeypatch):
+    import cprs_cli.compressor as module
+
+    text = make_text(40)
+    inline = comp.compress(text, query=QUERY, rate=0.3)
+    monkeypatch.setattr(module, "TOKENIZE_APART_CHARS", 0)  # every document takes the thread
+    apart = comp.compress(text, query=QUERY, rate=0.3)
+    assert apart.compressed_text == inline.compressed_text and apart.stats.windows == inline.stats.windows
