@@ -168,7 +168,7 @@ def plan(critic, text: str, instruction: str, query: str, window_tokens: int,
 
         sentences = segment.sentence_spans(text)
     cuts = boundary_tokens(doc.offsets, sentences[:, 0] if len(sentences) else np.zeros(0, np.int64))
-    prefix, suffix = critic.prompt_ids(instruction, query)
+    prefix, suffix = critic.prompt(instruction, query)
     room = critic.max_positions - len(prefix) - len(suffix)
     if room < MIN_ROOM:
         raise UsageError("the query is too long for this critic's window")

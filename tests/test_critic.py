@@ -687,3 +687,15 @@ def test_default_critic_depends_on_the_device():
 
     assert default_critic("cpu") == DEFAULT_CRITIC == "mini"
     assert default_critic("cuda") == DEFAULT_GPU_CRITIC == "small"
+
+
+@pytest.mark.parametrize("kind", ["encoder", "hybrid"])
+def test_remembered_prompts_equal_fresh_ones(critics, kind, monkeypatch):
+    c = critics[kind]
+    calls = []
+    real = type(c).prompt_ids
+    monkeypatch.setattr(type(c), "prompt_ids", lambda self, i, q: calls.append(q) or real(self, i, q))
+    for q in (QUERY, "another question?", QUERY):
+        prefix, suffix = c.prompt(INSTR, q)
+        assert (list(prefix), list(suffix)) == tuple(real(c, INSTR, q))
+    assert calls.count(QUERY) <= 1 and calls.count("another question?") == 1

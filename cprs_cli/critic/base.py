@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 IGNORE = -100  # the label of a token that is not scored (prompt tokens, padding)
+PROMPT_CACHE = 1024  # prompts whose token ids a critic remembers (`Critic.prompt`)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -108,6 +109,21 @@ class Critic(ABC):
     @abstractmethod
     def prompt_ids(self, instruction: str, query: str) -> tuple[list[int], list[int]]:
         """Token ids placed before and after each window's context tokens."""
+
+    def prompt(self, instruction: str, query: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """`prompt_ids`, remembered for the last PROMPT_CACHE prompts: a corpus of short
+        documents often repeats one instruction and a few queries, and each prompt costs five
+        tokenizer calls."""
+        cache = self.__dict__.setdefault("_prompts", {})
+        key = (instruction, query)
+        hit = cache.get(key)
+        if hit is None:
+            prefix, suffix = self.prompt_ids(instruction, query)
+            hit = (tuple(prefix), tuple(suffix))
+            if len(cache) >= PROMPT_CACHE:
+                cache.clear()
+            cache[key] = hit
+        return hit
 
     @abstractmethod
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
