@@ -423,6 +423,7 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
     samples = int(samples or preset["samples"])
     depths = list(preset["depths"] if depths is None else depths)
     dev = _resolve_device(device)
+    machine = machine_info(dev)  # before the run: its load average is the machine's, not ours
     dev_type = "cuda" if dev.startswith("cuda") else "cpu"
     if speed:
         from . import speed as S
@@ -518,7 +519,7 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
         "schema": SCHEMA,
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command or default_command(),
-        "machine": machine_info(dev),
+        "machine": machine,
         "config": {"quick": quick, "models": crit_labels, "lengths": lengths, "samples": samples,
                    "depths": depths, "speed_lengths": speed_lengths, "baselines": baselines,
                    "seed": seed, "device": dev, "budget_floor": BUDGET_FLOOR, "speed_only": speed,

