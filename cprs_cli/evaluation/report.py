@@ -153,6 +153,9 @@ def bench_markdown(results: dict, files: dict[str, Path], out_dir: Path, report_
                   img("heatmap", "needle heat-map")]
 
     lines += _scaling_lines(speed, files, rel)
+    lines += ["The critics' speed beside the shapes of LLMLingua-2, Provence and QwenLong-CPRS-7B, "
+              "forward and end to end, with scaling to 1-2M tokens: `cprs bench --speed` "
+              "(docs/speed.md).", ""]
     lines += ["## Files", "",
               f"- `{Path(rel, 'results.json').as_posix()}`: every row (task, length, depth, sample, "
               "method, score, tokens, seconds, budget), the summaries and the speed runs.", ""]

@@ -360,7 +360,7 @@ def critic_rows(label: str, comp: Any, text: str, *, device: str, rate: float = 
     try:
         _reset_peak(device)
         fwd.update(forward_rate(critic.logits, batch=int(comp.batch_size), window=window,
-                                vocab=len(critic.tokenizer), device=critic.device,
+                                vocab=min(len(critic.tokenizer), int(cfg.vocab_size)), device=critic.device,
                                 **_timing_plan(device, quick)))
         fwd["peak_gpu_mb"] = _peak_gpu_mb(device)
     except torch.cuda.OutOfMemoryError as exc:
