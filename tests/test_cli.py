@@ -682,13 +682,25 @@ def test_bench_passes_options(monkeypatch, tmp_path):
     assert r.exit_code == 0, r.stderr
     assert calls == [dict(quick=True, out_dir=tmp_path / "b", models=["mini", "small"],
                           lengths=[1000, 4000], device="cpu", tasks=["niah"], seed=7, progress=False,
-                          data_dir=tmp_path / "data", report_path=tmp_path / "r.md")]
+                          data_dir=tmp_path / "data", report_path=tmp_path / "r.md", speed=False,
+                          peers=None, speed_lengths=None, speed_tokens=None)]
     calls.clear()
     r = invoke("bench", "--out-dir", tmp_path / "c")
     assert r.exit_code == 0, r.stderr
     assert calls[0]["quick"] is False and calls[0]["out_dir"] == tmp_path / "c"
     assert calls[0]["lengths"] is None and calls[0]["tasks"] is None and calls[0]["seed"] == 0
     assert calls[0]["data_dir"] is None and calls[0]["report_path"] is None
+    calls.clear()
+    r = invoke("bench", "--speed", "--out-dir", tmp_path / "d", "--peers", "llmlingua-2,provence",
+               "--speed-lengths", "10000, 1m,2k", "--speed-tokens", "5000")
+    assert r.exit_code == 0, r.stderr
+    assert calls[0]["speed"] is True and calls[0]["peers"] == ["llmlingua-2", "provence"]
+    assert calls[0]["speed_lengths"] == [10000, 1_000_000, 2048] and calls[0]["speed_tokens"] == 5000
+    calls.clear()
+    assert invoke("bench", "--speed", "--out-dir", tmp_path / "e", "--speed-lengths", "").exit_code == 0
+    assert calls[0]["speed_lengths"] == []  # an empty list skips the scaling run
+    r = invoke("bench", "--speed", "--out-dir", tmp_path / "f", "--speed-lengths", "10000,lots")
+    assert r.exit_code == 2 and "--speed-lengths" in r.stderr
 
 
 def test_bench_needs_an_out_dir_and_writes_nothing_without_one(monkeypatch, tmp_path):

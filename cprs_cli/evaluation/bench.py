@@ -12,6 +12,15 @@ same document, never less than ``BUDGET_FLOOR`` tokens.
 
 Speed is measured per input length in a fresh subprocess (``--speed-worker``) so that the peak
 resident memory reported (``getrusage`` max RSS) belongs to that length alone.
+
+``--speed`` (``main(speed=True)``) runs the speed section alone: first the peer-shape speed
+table (`speed.speed_table`: our critics end to end and forward, the peers' forward at their
+published shapes), all in this one process, one model at a time, so the ratios between rows
+compare runs made back to back on the same device; then the scaling run, time and peak memory
+against input length (10K to 1M tokens on a CPU, to 2M on a GPU), one fresh process per length
+as above. The two are deliberately split: a table of ratios needs one process, warm and shared,
+while a peak RSS (and a clean CUDA allocator) per length needs a process per length; the
+subprocesses cost a model load each, which is excluded from their timings.
 """
 
 from __future__ import annotations
@@ -49,6 +58,10 @@ _PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 BUDGET_FLOOR = 32  # baselines never get fewer tokens than this
 SCHEMA = "cprs-bench/1"
+# --speed: the scaling lengths and the end-to-end document of the speed table, by device type
+SPEED_LENGTHS = {"cpu": [10_000, 100_000, 1_000_000],
+                 "cuda": [10_000, 100_000, 500_000, 1_000_000, 2_000_000]}
+SPEED_TOKENS = {"cpu": 100_000, "cuda": 1_000_000}
 
 QUICK: dict[str, Any] = {
     "lengths": [4096, 8192],
@@ -250,12 +263,23 @@ def _peak_rss_mb() -> float:
 
 def _speed_measure(spec: dict, compressor: Any = None) -> dict:
     """Time one method on one document of `spec['tokens']` tokens (the needle task)."""
-    item = make_item("niah_single", int(spec["tokens"]), seed=int(spec.get("seed", 0)), sample=0, depth=0.5)
     method = spec["method"]
     rss_before = _peak_rss_mb()
+    if spec.get("document") == "speed":  # --speed: the speed table's document, a budget of `rate`
+        from .speed import SPEED_QUERY, speed_document
+
+        text, source = speed_document(int(spec["tokens"]))
+        item = BenchItem(task="speed", length=int(spec["tokens"]), sample=0, depth=None, query=SPEED_QUERY,
+                         document=text, answers=[], instruction_task="facts", granularity="sentence",
+                         evidence=[], input_tokens=M.count_tokens(text))
+        extra: dict[str, Any] = {"rate": spec.get("rate"), "document": source}
+    else:
+        item = make_item("niah_single", int(spec["tokens"]), seed=int(spec.get("seed", 0)), sample=0, depth=0.5)
+        extra = {}
     out: dict[str, Any] = {"method": spec.get("label", method), "tokens": int(spec["tokens"]),
-                           "input_tokens": item.input_tokens, "chars": len(item.document)}
+                           "input_tokens": item.input_tokens, "chars": len(item.document), **extra}
     warm = item.document[:4000]
+    cuda = str(spec.get("device", "")).startswith("cuda")
     if method == "critic":
         t0 = time.perf_counter()
         comp = compressor
@@ -267,14 +291,18 @@ def _speed_measure(spec: dict, compressor: Any = None) -> dict:
         comp.compress(warm, query=item.query, task=item.instruction_task)  # warm-up
         _sync(spec.get("device"))
         rss_loaded = _peak_rss_mb()
+        if cuda:  # peak GPU memory of this length alone (weights included)
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         res = comp.compress(item.document, query=item.query, task=item.instruction_task,
-                            granularity=item.granularity)
+                            granularity=item.granularity, rate=spec.get("rate"))
         _sync(spec.get("device"))
         out["seconds"] = round(time.perf_counter() - t0, 4)
         out["timings"] = {k: float(v) for k, v in (res.stats.timings or {}).items()}
         out["output_tokens"] = int(res.stats.output_tokens)
-        out["score"] = M.score(item.task, res.compressed_text, item.answers)
+        out["score"] = M.score(item.task, res.compressed_text, item.answers) if item.answers else None
     else:
         base = make_baseline(method, device=spec.get("device", "cpu"), seed=int(spec.get("seed", 0)))
         budget = int(spec.get("budget") or BUDGET_FLOOR)
@@ -286,14 +314,14 @@ def _speed_measure(spec: dict, compressor: Any = None) -> dict:
         text = base.select(item.document, item.query, budget)
         out["seconds"] = round(time.perf_counter() - t0, 4)
         out["output_tokens"] = M.count_tokens(text)
-        out["score"] = M.score(item.task, text, item.answers)
+        out["score"] = M.score(item.task, text, item.answers) if item.answers else None
     out["tokens_per_second"] = round(item.input_tokens / max(out["seconds"], 1e-9), 1)
     out["rss_before_mb"] = rss_before
     out["rss_loaded_mb"] = rss_loaded
     out["peak_rss_mb"] = _peak_rss_mb()
     import torch
 
-    if torch.cuda.is_available() and str(spec.get("device", "")).startswith("cuda"):
+    if torch.cuda.is_available() and cuda:
         out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
 
@@ -325,16 +353,19 @@ def _speed_subprocess(spec: dict, timeout: float) -> dict:
 
 def run_speed(lengths: Sequence[int], models: dict[str, Any], baselines: Sequence[str], device: str,
               seed: int = 0, in_process: bool = False, progress: bool = False,
-              timeout: float = 1800.0) -> dict:
-    """Seconds, tokens/s and peak RSS per method and length, a linear fit of seconds vs input
-    tokens (R² with 3+ lengths) and the critic's stage split. `models` maps a label to a model
-    name/path (run in subprocesses) or, with `in_process`, to a Compressor-like object."""
+              timeout: float = 1800.0, rate: float | None = None) -> dict:
+    """Seconds, tokens/s and peak RSS (and on CUDA peak GPU memory) per method and length, a
+    linear fit of seconds vs input tokens (R² with 3+ lengths) and the critic's stage split.
+    `models` maps a label to a model name/path (run in subprocesses) or, with `in_process`, to a
+    Compressor-like object. With `rate` (--speed) the document is the speed table's and the
+    critic keeps `rate` of it; without, the needle task in the critic's dynamic mode."""
     rows: list[dict] = []
+    doc = {"document": "speed", "rate": rate} if rate is not None else {}
     for L in lengths:
         budget = None
         for label, model in models.items():
             spec = {"method": "critic", "label": label, "model": str(model) if not in_process else None,
-                    "device": device, "tokens": int(L), "seed": seed}
+                    "device": device, "tokens": int(L), "seed": seed, **doc}
             _log(progress, f"speed: {label} at {L:,} tokens")
             r = _speed_measure(spec, model) if in_process else _speed_subprocess(spec, timeout)
             if in_process:
@@ -344,7 +375,7 @@ def run_speed(lengths: Sequence[int], models: dict[str, Any], baselines: Sequenc
                 budget = max(int(r["output_tokens"]), BUDGET_FLOOR)
         for b in baselines:
             spec = {"method": b, "label": b, "device": device, "tokens": int(L), "seed": seed,
-                    "budget": budget or max(BUDGET_FLOOR, int(L) // 10)}
+                    "budget": budget or max(BUDGET_FLOOR, int(L) // 10), **doc}
             _log(progress, f"speed: {b} at {L:,} tokens")
             r = _speed_measure(spec) if in_process else _speed_subprocess(spec, timeout)
             rows.append(r)
@@ -365,7 +396,9 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
          depths: list[float] | None = None, speed_lengths: list[int] | None = None,
          baselines: list[str] | None = None, compressors: dict[str, Any] | None = None,
          compressor_factory: Callable[[str, str], Any] | None = None, report_path: Path | str | None = None,
-         command: str | None = None, data_dir: Path | str | None = None) -> dict:
+         command: str | None = None, data_dir: Path | str | None = None, speed: bool = False,
+         peers: list[str] | None = None, speed_tokens: int | None = None, tiny_peers: bool = False,
+         speed_rate: float | None = None) -> dict:
     """Run the benchmark and write `out_dir/results.json` (first), `out_dir/*.png` and the
     markdown report (default `out_dir/report.md`). Nothing else is written. Returns the results.
 
@@ -375,6 +408,13 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
     `data_dir`: the QA records of the `qa` task (`qa.resolve_data_dir`; without them the task
     is skipped with a note). Raises `UsageError` for an unknown task or baseline and
     `deps.MissingDependency` for a missing package, before any work.
+
+    `speed=True` runs the speed section alone (no task suite; baselines only if named): the
+    peer-shape speed table (`speed.speed_table`; `peers`: names, "all" or "none", default every
+    peer that fits the device; `speed_tokens`: its end-to-end document; `tiny_peers`: the peers
+    at 2 layers of width 64, for tests) and the scaling run over `speed_lengths` (default
+    `SPEED_LENGTHS` of the device) at `speed_rate` (default 0.1). Plots are optional there: without
+    matplotlib they are a note.
     """
     preset = QUICK if quick else FULL
     out_dir = Path(out_dir)
@@ -382,10 +422,24 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
     lengths = list(lengths or preset["lengths"])
     samples = int(samples or preset["samples"])
     depths = list(preset["depths"] if depths is None else depths)
-    speed_lengths = list(preset["speed_lengths"] if speed_lengths is None else speed_lengths)
-    baselines = list(BASELINES if baselines is None else baselines)
-    tasks = list(tasks or BENCH_TASKS)
     dev = _resolve_device(device)
+    machine = machine_info(dev)  # before the run: its load average is the machine's, not ours
+    dev_type = "cuda" if dev.startswith("cuda") else "cpu"
+    if speed:
+        from . import speed as S
+
+        default_lengths = SPEED_LENGTHS[dev_type][:2] if quick else SPEED_LENGTHS[dev_type]
+        speed_lengths = list(default_lengths if speed_lengths is None else speed_lengths)
+        baselines = list(baselines or [])
+        tasks = []
+        lengths = []
+        speed_rate = S.DEFAULT_RATE if speed_rate is None else float(speed_rate)
+        speed_tokens = int(speed_tokens or (min(SPEED_TOKENS[dev_type], 30_000) if quick else SPEED_TOKENS[dev_type]))
+        S.select_peers(peers, dev)  # an unknown peer is a usage error before any work
+    else:
+        speed_lengths = list(preset["speed_lengths"] if speed_lengths is None else speed_lengths)
+        baselines = list(BASELINES if baselines is None else baselines)
+        tasks = list(tasks or BENCH_TASKS)
     started = time.perf_counter()
 
     # critics
@@ -397,7 +451,7 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
     bad = [b for b in baselines if b not in BASELINES]
     if bad:
         raise UsageError(f"unknown baseline(s) {', '.join(bad)}; choose from {', '.join(BASELINES)}")
-    check_dependencies(tasks, baselines)
+    check_dependencies(tasks, baselines, plots=not speed)
     if compressors is None:
         if not models:
             models = default_models(quick)
@@ -428,39 +482,56 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
     methods = crit_labels + list(base_objs)
 
     # accuracy suite
-    _log(progress, f"generating tasks {', '.join(tasks)} at {', '.join(map(str, lengths))} tokens")
-    items, tnotes = build_suite(tasks, lengths, samples, seed, depths,
-                                Path(data_dir) if data_dir else None,
-                                depth_samples=preset["depth_samples"] if depths else None)
-    notes += tnotes
-    _log(progress, f"{len(items)} items × {len(methods)} methods")
-    rows = run_suite(items, compressors, base_objs, progress)
+    items: list[BenchItem] = []
+    rows: list[dict] = []
+    if tasks:
+        _log(progress, f"generating tasks {', '.join(tasks)} at {', '.join(map(str, lengths))} tokens")
+        items, tnotes = build_suite(tasks, lengths, samples, seed, depths,
+                                    Path(data_dir) if data_dir else None,
+                                    depth_samples=preset["depth_samples"] if depths else None)
+        notes += tnotes
+        _log(progress, f"{len(items)} items × {len(methods)} methods")
+        rows = run_suite(items, compressors, base_objs, progress)
     summary = summarise(rows, methods) if rows else {"by_task": {}, "by_length": {}, "overall": {},
                                                      "heatmap": {}}
 
+    # the peer-shape speed table, in this process (each critic freed once measured, unless the
+    # caller passed ready objects, which the scaling run below still times in-process)
+    table: dict = {}
+    if speed:
+        assert speed_tokens is not None and speed_rate is not None
+        table = S.speed_table(compressors, device=dev, peers=peers, tokens=speed_tokens, rate=speed_rate,
+                              tiny_peers=tiny_peers, quick=quick, log=lambda m: _log(progress, m),
+                              free_critics=not in_process)
+
     # speed
-    speed: dict = {}
-    if speed_lengths and (compressors or base_objs):
-        speed = run_speed(speed_lengths, model_for_label, baselines, dev, seed, in_process=in_process,
-                          progress=progress)
-        speed["in_process"] = in_process
-        speed["lengths"] = speed_lengths
+    speed_runs: dict = {}
+    if speed_lengths and (model_for_label or base_objs):
+        speed_runs = run_speed(speed_lengths, model_for_label, baselines, dev, seed, in_process=in_process,
+                               progress=progress, rate=speed_rate if speed else None)
+        speed_runs["in_process"] = in_process
+        speed_runs["lengths"] = speed_lengths
+        if speed:
+            speed_runs["rate"] = speed_rate
+            speed_runs["document"] = table.get("document")
 
     results: dict[str, Any] = {
         "schema": SCHEMA,
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command or default_command(),
-        "machine": machine_info(dev),
-        "config": {"quick": quick, "models": list(compressors), "lengths": lengths, "samples": samples,
+        "machine": machine,
+        "config": {"quick": quick, "models": crit_labels, "lengths": lengths, "samples": samples,
                    "depths": depths, "speed_lengths": speed_lengths, "baselines": baselines,
-                   "seed": seed, "device": dev, "budget_floor": BUDGET_FLOOR},
+                   "seed": seed, "device": dev, "budget_floor": BUDGET_FLOOR, "speed_only": speed,
+                   "peers": peers, "speed_tokens": speed_tokens, "speed_rate": speed_rate},
         "tasks": list(dict.fromkeys(i.task for i in items)),
         "methods": methods,
         "budget_method": crit_labels[0] if crit_labels else None,
         "notes": notes,
         "rows": rows,
         "summary": summary,
-        "speed": speed,
+        "speed": speed_runs,
+        "speed_table": table,
     }
     results["seconds"] = round(time.perf_counter() - started, 1)
     write_bench_report(results, out_dir, report_path)
@@ -483,6 +554,12 @@ def _ints(s: str) -> list[int]:
     return out
 
 
+def _peer_names() -> list[str]:
+    from .speed import PEERS
+
+    return list(PEERS)
+
+
 def _cli(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cprs_cli.evaluation.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small lengths, few samples, the mini critic")
@@ -500,6 +577,13 @@ def _cli(argv: list[str] | None = None) -> int:
     p.add_argument("--baselines", type=lambda s: [t.strip() for t in s.split(",") if t.strip()], default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--speed", action="store_true", help="the speed section alone: the peer-shape "
+                   "speed table and the scaling run")
+    p.add_argument("--peers", type=lambda s: [t.strip() for t in s.split(",") if t.strip()], default=None,
+                   help="peer shapes for --speed: " + ", ".join(_peer_names()) + ", all or none "
+                   "(default: all that fit the device)")
+    p.add_argument("--speed-tokens", type=_ints, default=None, help="--speed: tokens of the end-to-end document")
+    p.add_argument("--tiny-peers", action="store_true", help="--speed: peers at 2 layers of width 64 (a smoke run)")
     p.add_argument("--speed-worker", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.speed_worker:
@@ -511,7 +595,8 @@ def _cli(argv: list[str] | None = None) -> int:
         main(a.out_dir, quick=a.quick, models=a.models, lengths=a.lengths, device=a.device,
              tasks=a.tasks, seed=a.seed, progress=not a.no_progress, samples=a.samples,
              speed_lengths=a.speed_lengths, baselines=a.baselines, report_path=a.report,
-             data_dir=a.data_dir)
+             data_dir=a.data_dir, speed=a.speed, peers=a.peers,
+             speed_tokens=a.speed_tokens[0] if a.speed_tokens else None, tiny_peers=a.tiny_peers)
     except CprsError as err:
         print(f"{p.prog}: error: {err}", file=sys.stderr)
         return err.exit_code

@@ -21,6 +21,10 @@ def machine_info(device: str | None = None) -> dict:
         info["ram_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):  # pragma: no cover
         info["ram_gb"] = None
+    try:  # other work on the machine slows a CPU run: say how busy it was
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):  # pragma: no cover
+        pass
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -76,11 +76,17 @@ def bench_markdown(results: dict, files: dict[str, Path], out_dir: Path, report_
     rel = os.path.relpath(out_dir, report_path.parent)
 
     def img(key: str, alt: str) -> str:
-        return f"![{alt}]({Path(rel, files[key].name).as_posix()})\n" if key in files else ""
+        return _img(files, rel, key, alt)
 
     cfg = results["config"]
     mach = results["machine"]
+    machine_line = (f"- **Machine**: {mach.get('platform')}, "
+                    f"{mach.get('cpu_model') or mach.get('processor') or mach.get('machine')}, "
+                    f"{mach.get('cpu_count')} CPUs, {mach.get('ram_gb')} GB RAM, torch {mach.get('torch', '?')}, "
+                    f"device `{mach.get('device')}`" + (f" ({mach['gpu']})" if mach.get("gpu") else ""))
     lines: list[str] = []
+    if cfg.get("speed_only"):
+        return _speed_markdown(results, files, out_dir, report_path, machine_line)
     lines += [
         "# cprs benchmarks",
         "",
@@ -110,10 +116,7 @@ def bench_markdown(results: dict, files: dict[str, Path], out_dir: Path, report_
         "reference strings present, case-insensitive) for the synthetic tasks, `string_match_part` "
         "(any reference present) for qa. It measures whether the evidence survived compression, "
         "not what an LLM answers.",
-        f"- **Machine**: {mach.get('platform')}, "
-        f"{mach.get('cpu_model') or mach.get('processor') or mach.get('machine')}, "
-        f"{mach.get('cpu_count')} CPUs, {mach.get('ram_gb')} GB RAM, torch {mach.get('torch', '?')}, "
-        f"device `{mach.get('device')}`" + (f" ({mach['gpu']})" if mach.get("gpu") else ""),
+        machine_line,
     ]
     for note in results.get("notes", []):
         lines.append(f"- **Note**: {note}")
@@ -149,12 +152,63 @@ def bench_markdown(results: dict, files: dict[str, Path], out_dir: Path, report_
                   "context length and needle depth (after QwenLong-CPRS, Figure 4).", "",
                   img("heatmap", "needle heat-map")]
 
+    lines += _scaling_lines(speed, files, rel)
+    lines += ["The critics' speed beside the shapes of LLMLingua-2, Provence and QwenLong-CPRS-7B, "
+              "forward and end to end, with scaling to 1-2M tokens: `cprs bench --speed` "
+              "(docs/speed.md).", ""]
+    lines += ["## Files", "",
+              f"- `{Path(rel, 'results.json').as_posix()}`: every row (task, length, depth, sample, "
+              "method, score, tokens, seconds, budget), the summaries and the speed runs.", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _img(files: dict[str, Path], rel: str, key: str, alt: str) -> str:
+    return f"![{alt}]({Path(rel, files[key].name).as_posix()})\n" if key in files else ""
+
+
+def _speed_markdown(results: dict, files: dict[str, Path], out_dir: Path, report_path: Path,
+                    machine_line: str) -> str:
+    """The report of `cprs bench --speed`: the peer-shape speed table, then the scaling run."""
+    from .speed import table_markdown
+
+    rel = os.path.relpath(out_dir, report_path.parent)
+    cfg = results["config"]
+    table = results.get("speed_table") or {}
+    load = results["machine"].get("load_average")
+    if load:
+        machine_line += f"; load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min) at the start"
+    lines = ["# cprs speed", "",
+             f"Generated on {results['date']} by the command below; every number on this page comes "
+             "from that run (regenerate it rather than editing).", "", "```", results["command"], "```", "",
+             "## Setup", "",
+             f"- **Critics**: {', '.join(cfg.get('models') or []) or '–'}; **peers**: "
+             f"{', '.join(r['system'] for r in table.get('rows', []) if r.get('kind') == 'peer') or '–'}",
+             machine_line]
+    for note in results.get("notes", []):
+        lines.append(f"- **Note**: {note}")
+    lines.append("")
+    if table.get("rows"):
+        lines += ["## Speed table: our critics and the peers' shapes", ""]
+        lines += table_markdown(table)
+        lines.append("")
+    lines += _scaling_lines(results.get("speed") or {}, files, rel)
+    lines += ["## Files", "",
+              f"- `{Path(rel, 'results.json').as_posix()}`: the speed table's rows (`speed_table`) and the "
+              "scaling runs with their fits (`speed`).", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _scaling_lines(speed: dict, files: dict[str, Path], rel: str) -> list[str]:
+    """The scaling section: a row per method and length, then the linear fit per method."""
+    lines: list[str] = []
     if speed.get("rows"):
+        doc = (f"One document per length ({speed['document']}; the critic keeps {speed.get('rate')} of it)"
+               if speed.get("document") else "One document per length (niah_single)")
         lines += ["## Speed and scaling", "",
-                  "One document per length (niah_single), timed after a warm-up; model loading "
-                  "excluded. Peak RSS is the maximum resident memory of a fresh process per "
-                  "method and length (model included)." if not speed.get("in_process") else
-                  "One document per length, timed in-process after a warm-up.", "",
+                  f"{doc}, timed after a warm-up; model loading excluded. Peak RSS is the maximum "
+                  "resident memory of a fresh process per method and length (model included); peak "
+                  "GPU memory is `torch.cuda.max_memory_allocated` over that length's call." if not
+                  speed.get("in_process") else f"{doc}, timed in-process after a warm-up.", "",
                   "| method | input tokens | seconds | tokens/s | peak RSS (MB) | load (s) "
                   "| tokenize / critic / post (s) | note |",
                   "|---|---:|---:|---:|---:|---:|---|---|"]
@@ -179,19 +233,18 @@ def bench_markdown(results: dict, files: dict[str, Path], out_dir: Path, report_
             r2 = "n/a (needs 3+ lengths)" if f.get("r2") is None else f"{f['r2']:.4f}"
             lines.append(f"| {m} | {1000 * f['slope']:.4f} | {f['intercept']:.3f} | {r2} | {f['n']} |")
         lines.append("")
-        lines.append(img("speed", "speed and memory scaling"))
-        lines.append(img("stages", "stage breakdown"))
-
-    lines += ["## Files", "",
-              f"- `{Path(rel, 'results.json').as_posix()}`: every row (task, length, depth, sample, "
-              "method, score, tokens, seconds, budget), the summaries and the speed runs.", ""]
-    return "\n".join(lines).rstrip() + "\n"
+        lines += [x for x in (_img(files, rel, "speed", "speed and memory scaling"),
+                              _img(files, rel, "stages", "stage breakdown")) if x]
+    return lines
 
 
 def bench_plots(results: dict, out_dir: Path) -> tuple[dict[str, Path], list[str]]:
     """The PNG plots under `out_dir`: (the files written, a note per plot that failed)."""
-    from . import plots
+    from . import deps, plots
 
+    missing = deps.missing("matplotlib")
+    if missing:
+        return {}, [f"plots skipped: {missing}"]
     summary = results["summary"]
     speed = results.get("speed") or {}
     jobs: list[tuple[str, Callable[[], Path]]] = []
