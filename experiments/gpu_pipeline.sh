@@ -7,6 +7,8 @@
 # and `benchmarks/shape_critic.py export` of mini and small), and the code before this work
 # under .stage/old/cprs_cli (`git archive <commit> cprs_cli`) for the before/after rows.
 # There:  bash experiments/gpu_pipeline.sh setup round1      (then, still warm: round2, corpus)
+# Second session's calls (after the tokenizer and pool changes): setup final corpus_scale, then
+# suite serve.
 set -u
 S=/tmp/stage
 OUT=${OUT:-/tmp/out}
@@ -72,6 +74,40 @@ corpus() {  # cprs corpus with 1 and 2 GPU actors (the corpus issue), same corpu
       || echo "FAILED ($?)" | tee -a "$LOG"
     tail -n 1 $OUT/corpus.jsonl 2>/dev/null | cut -c1-400
   done
+}
+
+final() {  # the rows docs/speed.md reports for this code: 1 and 2 GPUs, one long and many short documents
+  for m in mini small; do
+    row new $m cuda:0 --tokens 1000000
+    row new $m cuda:0,1 --tokens 1000000
+  done
+  row new mini cuda:0 --docs 2000 --doc-tokens 1000
+  row new mini cuda:0,1 --docs 2000 --doc-tokens 1000
+}
+
+corpus_scale() {  # cprs corpus on 1 and 2 GPUs, 8 actors sharing each, small's shape, 20M tokens
+  for gpus in 0 0,1; do
+    echo "== corpus small gpus=$gpus actors-per-gpu=8" | tee -a "$LOG"
+    CUDA_VISIBLE_DEVICES=$gpus PYTHONPATH=$S/site:$PWD timeout 200 python3 benchmarks/bench_corpus.py \
+      --tokens 20000000 --doc-tokens 1000 --shard-tokens 250000 --model $S/shapes/small --device cuda \
+      --actors-per-gpu 8 --out $OUT/corpus.jsonl >>"$LOG" 2>&1 || echo "FAILED ($?)" | tee -a "$LOG"
+    tail -n 1 $OUT/corpus.jsonl 2>/dev/null | cut -c1-400
+  done
+}
+
+suite() {  # cprs bench --speed: critics end to end and forward, the peers' shapes, scaling to 2M tokens
+  PYTHONPATH=$S/site:$PWD timeout 330 python3 -m cprs_cli bench --speed --device cuda:0 \
+    --model $S/shapes/mini --model $S/shapes/small --speed-lengths 10000,100000,1000000 \
+    --out-dir $OUT/bench-speed >>"$LOG" 2>&1 || echo "FAILED ($?)" | tee -a "$LOG"
+  tail -n 40 $OUT/bench-speed/report.md 2>/dev/null
+  tar -czf $OUT/bench-speed.tgz -C $OUT bench-speed && rm -rf $OUT/bench-speed
+}
+
+serve() {  # the H200 row of the serve load benchmark (docs/serve.md)
+  PYTHONPATH=$S/site:$PWD timeout 170 python3 benchmarks/bench_serve.py --model $S/shapes/small --device cuda \
+    --clients 32 --requests 128 --doc-tokens 4000 --repeat 1 --out $OUT/serve.jsonl >>"$LOG" 2>&1 \
+    || echo "FAILED ($?)" | tee -a "$LOG"
+  cut -c1-400 $OUT/serve.jsonl 2>/dev/null
 }
 
 for step in "$@"; do "$step"; done
