@@ -89,7 +89,7 @@ corpus_scale() {  # cprs corpus on 1 and 2 GPUs, 8 actors sharing each, small's 
   for gpus in 0 0,1; do
     echo "== corpus small gpus=$gpus actors-per-gpu=8" | tee -a "$LOG"
     CUDA_VISIBLE_DEVICES=$gpus PYTHONPATH=$S/site:$PWD timeout 200 python3 benchmarks/bench_corpus.py \
-      --tokens 20000000 --doc-tokens 1000 --shard-tokens 250000 --model $S/shapes/small --device cuda \
+      --tokens 20000000 --doc-tokens 1000 --shard-tokens 250000 --model $S/shapes/small --device cuda:0 \
       --actors-per-gpu 8 --out $OUT/corpus.jsonl >>"$LOG" 2>&1 || echo "FAILED ($?)" | tee -a "$LOG"
     tail -n 1 $OUT/corpus.jsonl 2>/dev/null | cut -c1-400
   done
@@ -104,7 +104,7 @@ suite() {  # cprs bench --speed: critics end to end and forward, the peers' shap
 }
 
 serve() {  # the H200 row of the serve load benchmark (docs/serve.md)
-  PYTHONPATH=$S/site:$PWD timeout 170 python3 benchmarks/bench_serve.py --model $S/shapes/small --device cuda \
+  PYTHONPATH=$S/site:$PWD timeout 170 python3 benchmarks/bench_serve.py --model $S/shapes/small --device cuda:0 \
     --clients 32 --requests 128 --doc-tokens 4000 --repeat 1 --out $OUT/serve.jsonl >>"$LOG" 2>&1 \
     || echo "FAILED ($?)" | tee -a "$LOG"
   cut -c1-400 $OUT/serve.jsonl 2>/dev/null
