@@ -1,8 +1,9 @@
-"""Start-up (issue 12 §2): the shipped encoder critic loads without transformers and computes
-exactly what the transformers path computes.
+"""Start-up (issue 12 §2): the shipped encoder critic loads without transformers, from a cache of
+its merged weights, and computes exactly what the transformers path computes.
 
 Speed is not asserted here (benchmarks/bench_startup.py measures it); these tests pin what the
-faster path must never change: logits bit for bit, token ids and offsets, whole results.
+faster path must never change: logits bit for bit, token ids and offsets, whole results, and that
+a damaged cache file is rebuilt rather than trusted.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
-from cprs_cli.critic import CRITICS, critic_status, loader
+from cprs_cli.critic import CRITICS, critic_status, load_critic, loader, merged
 from cprs_cli.critic.bert import BertTagger, build_bert_tagger, supported
 from cprs_cli.critic.rusttok import RustTokenizer
 from cprs_cli.errors import ModelError
@@ -196,3 +198,96 @@ def test_mini_results_are_those_of_the_transformers_path(monkeypatch):
     slow = Compressor("mini", "cpu")
     assert type(slow.critic.model).__name__ == "BertForTokenClassification"
     assert result(fast) == result(slow)
+
+
+# ---------------------------------------------------------------- the merged-weights cache
+
+
+def _logits(critic, seed: int = 2):
+    ids, mask = _batch(30522, True, seed)
+    with torch.inference_mode():
+        return critic.logits(ids, mask)
+
+
+def _forbid_merge(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("merged again: the cache was not used")
+
+    monkeypatch.setattr("cprs_cli.critic.lora.merge_delta", refuse)
+
+
+def _cache_file(tmp_path: Path) -> Path:
+    (f,) = (tmp_path / "cache" / "merged").glob("mini-*.safetensors")
+    return f
+
+
+@needs_mini
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cached_merge_gives_bitwise_the_fresh_merge(tmp_path, monkeypatch, dtype):
+    monkeypatch.setenv("CPRS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CPRS_CPU_DTYPE", dtype)
+    fresh = load_critic("mini", "cpu")  # merges and writes the cache
+    cached_file = _cache_file(tmp_path)
+    assert load_file(str(cached_file))["classifier.weight"].dtype == getattr(torch, dtype)
+    _forbid_merge(monkeypatch)
+    from_cache = load_critic("mini", "cpu")
+    fresh_state, cached_state = fresh.model.state_dict(), from_cache.model.state_dict()
+    assert fresh_state.keys() == cached_state.keys()
+    assert all(torch.equal(fresh_state[k], cached_state[k]) for k in fresh_state)
+    assert torch.equal(_logits(fresh), _logits(from_cache))
+    assert from_cache.sha256 == fresh.sha256
+
+
+@needs_mini
+@pytest.mark.parametrize("damage", ["flip", "truncate", "manifest", "other-key", "empty"])
+def test_damaged_cache_is_rebuilt_not_trusted(tmp_path, monkeypatch, damage):
+    monkeypatch.setenv("CPRS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("cprs_cli.critic.base.RACY_NS", 0)  # digests cached at once, as after 2 s
+    reference = _logits(load_critic("mini", "cpu"))
+    f = _cache_file(tmp_path)
+    good = f.read_bytes()
+    load_critic("mini", "cpu")  # the file's digest is now in the hash cache too
+    time.sleep(0.05)  # past the file system's timestamp tick (at most 10 ms), not a timing test
+    if damage == "flip":  # one weight byte, in place: same size, the hash cache must not vouch for it
+        data = bytearray(good)
+        data[-1000] ^= 0x40
+        with open(f, "r+b") as fh:
+            fh.write(bytes(data))
+    elif damage == "truncate":
+        f.write_bytes(good[: len(good) // 2])
+    elif damage == "manifest":
+        f.with_suffix(".json").unlink()
+    elif damage == "other-key":
+        m = json.loads(f.with_suffix(".json").read_text())
+        f.with_suffix(".json").write_text(json.dumps({**m, "key": "0" * 64}))
+    else:
+        f.write_bytes(b"")
+    merges = []
+    real = merged.as_dtype
+    monkeypatch.setattr(merged, "as_dtype", lambda state, dtype: merges.append(1) or real(state, dtype))
+    again = load_critic("mini", "cpu")
+    assert merges == [1], "a damaged cache file was trusted"
+    assert torch.equal(_logits(again), reference)
+    assert f.read_bytes() == good  # rebuilt, and the same bytes as before
+    merges.clear()
+    load_critic("mini", "cpu")
+    assert merges == []  # and trusted again
+
+
+@needs_mini
+def test_unwritable_cache_only_costs_the_merge(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache directory would be")
+    monkeypatch.setenv("CPRS_CACHE_DIR", str(blocker))
+    c = load_critic("mini", "cpu")
+    assert type(c.model).__name__ == "BertTagger"
+    assert list(tmp_path.iterdir()) == [blocker]  # no temporary file left behind
+
+
+def test_cache_key_covers_base_delta_dtype_and_version(monkeypatch):
+    k = merged.cache_key("a" * 64, "b" * 64, torch.float32)
+    assert k != merged.cache_key("c" * 64, "b" * 64, torch.float32)
+    assert k != merged.cache_key("a" * 64, "c" * 64, torch.float32)
+    assert k != merged.cache_key("a" * 64, "b" * 64, torch.bfloat16)
+    monkeypatch.setattr(merged, "MERGE_VERSION", merged.MERGE_VERSION + 1)
+    assert k != merged.cache_key("a" * 64, "b" * 64, torch.float32)

@@ -6,8 +6,8 @@ files. Only safetensors are ever loaded; pickle checkpoints are refused.
 The shipped encoder critic (`mini`) is loaded without transformers: `bert.BertTagger` (built on
 the meta device, no random initialisation) and `rusttok.RustTokenizer` reproduce transformers'
 model and tokenizer exactly, and importing transformers would cost more than the rest of a
-one-page `cprs compress` (docs/speed.md, "Start-up"). Critic directories and the hybrid critic
-load through transformers.
+one-page `cprs compress` (docs/speed.md, "Start-up"). Its merged weights are cached
+(`merged.py`). Critic directories and the hybrid critic load through transformers.
 
 Nothing in a critic directory is ever executed: a directory that carries Python files or an
 `auto_map` (transformers' hook for custom modelling code) is refused before transformers
@@ -298,12 +298,15 @@ def _load_shipped(spec: CriticSpec, dev: torch.device, window_tokens: int | None
     from safetensors.torch import load_file
 
     from .lora import merge_delta
+    from .merged import merged_state
 
     meta = spec.meta()
     base_dir = base_model_dir(spec)  # verifies the base's sha256
     dtype = default_dtype(dev)
     sha = hash_files([spec.delta_path])
-    state = merge_delta(base_state(spec, base_dir, torch.device("cpu")), load_file(str(spec.delta_path)))
+    # base + delta, merged once and cached in `dtype` (merged.py says why and how it is verified)
+    state = merged_state(spec.name, spec.base.sha256, sha, dtype, lambda: merge_delta(
+        base_state(spec, base_dir, torch.device("cpu")), load_file(str(spec.delta_path))))
     plain = plain_bert_config(spec, base_dir, meta.get("config", {}))
     if plain is not None:  # without transformers (bert.py says why)
         from .bert import build_bert_tagger
