@@ -291,3 +291,41 @@ def test_cache_key_covers_base_delta_dtype_and_version(monkeypatch):
     assert k != merged.cache_key("a" * 64, "b" * 64, torch.bfloat16)
     monkeypatch.setattr(merged, "MERGE_VERSION", merged.MERGE_VERSION + 1)
     assert k != merged.cache_key("a" * 64, "b" * 64, torch.float32)
+
+
+# ---------------------------------------------------------------- the fast exit (cli.run)
+
+
+def _cprs(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """`python -m cprs_cli ...` (cli.run, as the `cprs` script), with a sitecustomize that
+    registers an atexit handler: it must still run when the process ends by os._exit."""
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    marker = tmp_path / "atexit-ran"
+    (site / "sitecustomize.py").write_text(
+        f"import atexit\natexit.register(lambda: open({str(marker)!r}, 'w').close())\n")
+    env = {**os.environ, "CPRS_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "cprs_cli", *args], capture_output=True, text=True,
+                          timeout=300, env=env, check=False)
+
+
+def test_compress_ends_fast_with_everything_written(tiny_encoder_critic_dir, tmp_path):
+    doc = tmp_path / "doc.txt"
+    doc.write_text(SAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    r = _cprs(["compress", str(doc), "-q", QUERY, "--model", str(tiny_encoder_critic_dir),
+               "--max-tokens", "2000", "-f", "json"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)  # all of stdout arrived (a result of many KB)
+    assert len(r.stdout) > 8000 and result["stats"]["output_tokens"] > 1000
+    assert "input" in r.stderr and "tokens" in r.stderr  # the stats table on stderr too
+    assert (tmp_path / "atexit-ran").exists()
+
+
+def test_compress_exit_codes_survive_the_fast_exit(tiny_encoder_critic_dir, tmp_path):
+    r = _cprs(["compress", str(tmp_path / "missing.txt"), "-q", "x", "--model", str(tiny_encoder_critic_dir)],
+              tmp_path)
+    assert r.returncode == 3 and "cprs: error:" in r.stderr
+    assert (tmp_path / "atexit-ran").exists()
+    r = _cprs(["compress", "-q", "x", "--rate", "2"], tmp_path)  # a usage error: exit 2
+    assert r.returncode == 2 and "--rate" in r.stderr
