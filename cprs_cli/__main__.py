@@ -1,8 +1,6 @@
 """`python -m cprs_cli ...` is the same as the `cprs` command."""
 
-import sys
-
-from .cli import main
+from .cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -3,6 +3,12 @@
 A critic directory holds a Hugging Face `config.json`, `*.safetensors` weights and tokenizer
 files. Only safetensors are ever loaded; pickle checkpoints are refused.
 
+The shipped encoder critic (`mini`) is loaded without transformers: `bert.BertTagger` (built on
+the meta device, no random initialisation) and `rusttok.RustTokenizer` reproduce transformers'
+model and tokenizer exactly, and importing transformers would cost more than the rest of a
+one-page `cprs compress` (docs/speed.md, "Start-up"). Its merged weights are cached
+(`merged.py`). Critic directories and the hybrid critic load through transformers.
+
 Nothing in a critic directory is ever executed: a directory that carries Python files or an
 `auto_map` (transformers' hook for custom modelling code) is refused before transformers
 sees it, and every transformers call passes `trust_remote_code=False`, so transformers can
@@ -16,6 +22,7 @@ import contextlib
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -23,8 +30,10 @@ from ..errors import ModelError
 from ..tags import LABELS
 from .base import Critic, default_dtype, hash_files, resolve_device
 from .encoder import EncoderCritic
-from .hybrid import HybridCritic, HybridTagger
 from .registry import CRITICS, DEFAULT_CRITIC, CriticSpec, cache_dir, critic_status, default_critic
+
+if TYPE_CHECKING:
+    from .hybrid import HybridCritic
 
 ENCODER_TYPES = {"bert", "roberta", "distilbert", "deberta", "deberta-v2", "electra", "xlm-roberta",
                  "modernbert", "albert", "camembert", "mpnet"}
@@ -34,7 +43,6 @@ DECODER_TYPES = {"llama", "qwen2", "qwen3", "mistral"}
 def load_critic(model: str | Path | None = None, device: str = "auto",
                 window_tokens: int | None = None) -> Critic:
     dev = resolve_device(device)
-    _quiet_transformers()
     if model is None:
         spec = CRITICS[default_critic(dev.type)]
         ok, status = critic_status(spec)
@@ -58,6 +66,8 @@ def load_critic(model: str | Path | None = None, device: str = "auto",
 
 
 def _quiet_transformers() -> None:
+    """Called where transformers is first used (not on every load: the shipped encoder critic
+    loads without transformers, see bert.py)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -111,6 +121,7 @@ def refuse_custom_code(path: Path) -> None:
 
 
 def _read_config(path: Path):
+    _quiet_transformers()
     from transformers import AutoConfig
 
     if not (path / "config.json").exists():
@@ -128,6 +139,7 @@ _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.mode
 
 
 def _load_tokenizer(path: Path):
+    _quiet_transformers()
     from transformers import AutoTokenizer
 
     refuse_custom_code(path)
@@ -169,7 +181,10 @@ def _load_state(files: list[Path], device: torch.device) -> dict[str, torch.Tens
 
 def build_model(config, kind: str, state: dict, device: torch.device, dtype: torch.dtype):
     """Instantiate the right module for `kind` and load `state` into it (strictly)."""
+    _quiet_transformers()
     from transformers import AutoModelForTokenClassification
+
+    from .hybrid import HybridTagger
 
     if kind == "encoder" and getattr(config, "num_labels", 0) != 4:
         raise ModelError(f"encoder critic needs 4 labels (B/I/O/E), config has {config.num_labels}")
@@ -191,7 +206,13 @@ def build_model(config, kind: str, state: dict, device: torch.device, dtype: tor
 
 
 def _wrap(kind, model, tok, name, sha, dev, window_tokens, **selection) -> Critic:
-    cls = EncoderCritic if kind == "encoder" else HybridCritic
+    cls: type[EncoderCritic] | type[HybridCritic]
+    if kind == "encoder":
+        cls = EncoderCritic
+    else:
+        from .hybrid import HybridCritic  # imports transformers: only for the hybrid kind
+
+        cls = HybridCritic
     return cls(model, tok, name=name, sha256=sha, device=dev, window_tokens=window_tokens, **selection)
 
 
@@ -253,18 +274,50 @@ def critic_config(spec: CriticSpec, base_dir: Path, overrides: dict):
     return config
 
 
+def plain_bert_config(spec: CriticSpec, base_dir: Path, overrides: dict) -> dict | None:
+    """The shipped encoder critic's configuration as a plain dict (base `config.json`, the
+    critic's overrides, 4 labels) when `bert.BertTagger` reproduces its model exactly; else None
+    (the critic then loads through transformers)."""
+    from . import bert
+
+    if spec.kind != "encoder":
+        return None
+    refuse_custom_code(base_dir)  # the same refusal transformers' path applies
+    try:
+        config = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # transformers' reader gives the error message
+    if not isinstance(config, dict):
+        return None
+    config.update(overrides)
+    config["num_labels"] = 4
+    return config if bert.supported(config) else None
+
+
 def _load_shipped(spec: CriticSpec, dev: torch.device, window_tokens: int | None) -> Critic:
     from safetensors.torch import load_file
 
     from .lora import merge_delta
+    from .merged import merged_state
 
     meta = spec.meta()
-    base_dir = base_model_dir(spec)
-    config = critic_config(spec, base_dir, meta.get("config", {}))
-    state = merge_delta(base_state(spec, base_dir, torch.device("cpu")), load_file(str(spec.delta_path)))
-    model = build_model(config, spec.kind, state, dev, default_dtype(dev))
-    tok = _load_tokenizer(base_dir)
+    base_dir = base_model_dir(spec)  # verifies the base's sha256
+    dtype = default_dtype(dev)
     sha = hash_files([spec.delta_path])
+    # base + delta, merged once and cached in `dtype` (merged.py says why and how it is verified)
+    state = merged_state(spec.name, spec.base.sha256, sha, dtype, lambda: merge_delta(
+        base_state(spec, base_dir, torch.device("cpu")), load_file(str(spec.delta_path))))
+    plain = plain_bert_config(spec, base_dir, meta.get("config", {}))
+    if plain is not None:  # without transformers (bert.py says why)
+        from .bert import build_bert_tagger
+        from .rusttok import RustTokenizer
+
+        model = build_bert_tagger(plain, state, dev, dtype)
+        tok: Any = RustTokenizer(base_dir)
+    else:
+        config = critic_config(spec, base_dir, meta.get("config", {}))
+        model = build_model(config, spec.kind, state, dev, dtype)
+        tok = _load_tokenizer(base_dir)
     return _wrap(spec.kind, model, tok, spec.name, sha, dev, window_tokens, **selection_settings(meta))
 
 
