@@ -51,6 +51,12 @@ class RustTokenizer:
                 value = value.get("content")
             setattr(self, f"{key}_id", None if value is None else self._tok.token_to_id(value))
 
+    @property
+    def backend_tokenizer(self):
+        """The Rust tokenizer, under transformers' name for it (`windows.document_tokenizer`
+        copies it for documents)."""
+        return self._tok
+
     def __call__(self, text: str | list[str], *, add_special_tokens: bool = True,
                  split_special_tokens: bool = False, return_offsets_mapping: bool = False,
                  **_ignored: Any) -> dict[str, list]:
