@@ -123,6 +123,7 @@ def main(argv=None) -> int:
                            cpus_per_worker=args.cpus_per_worker, actors_per_gpu=args.actors_per_gpu,
                            shard_tokens=args.shard_tokens, quiet=True)
         wall = time.perf_counter() - t0
+        errors = row_errors(Path(tmp) / "out") if stats.errors else {}
     return emit(args, {
         "mode": "cprs corpus", "documents": stats.documents, "errors": stats.errors,
         "input_tokens": stats.input_tokens, "output_tokens": stats.output_tokens, "shards": stats.written,
@@ -130,7 +131,20 @@ def main(argv=None) -> int:
         "actors_per_gpu": args.actors_per_gpu, "gpus_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "model": args.model or "(default)", "job_seconds": round(stats.seconds, 2),
         "tokens_per_s": round(stats.tokens_per_second), "call_seconds": round(wall, 2),
-        "call_tokens_per_s": round(stats.input_tokens / wall)})
+        "call_tokens_per_s": round(stats.input_tokens / wall), "row_errors": errors})
+
+
+def row_errors(out: Path, keep: int = 5) -> dict[str, int]:
+    """The most frequent row error messages of a run, with their counts (a benchmark whose rows
+    fail must say why, not only how many)."""
+    import collections
+
+    import pyarrow.parquet as pq
+
+    counts: collections.Counter = collections.Counter()
+    for f in sorted(out.rglob("*.parquet")):
+        counts.update(e for e in pq.read_table(f, columns=["error"]).column("error").to_pylist() if e)
+    return dict(counts.most_common(keep))
 
 
 if __name__ == "__main__":

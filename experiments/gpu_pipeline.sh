@@ -85,12 +85,19 @@ final() {  # the rows docs/speed.md reports for this code: 1 and 2 GPUs, one lon
   row new mini cuda:0,1 --docs 2000 --doc-tokens 1000
 }
 
+ray_logs() {  # the end of each Ray worker's stderr, after a corpus run that lost rows or actors
+  for f in /tmp/ray/session_latest/logs/worker-*.err; do
+    [ -s "$f" ] && { echo "--- $f"; grep -v "^\s*$" "$f" | tail -n 15; }
+  done >>"$LOG" 2>/dev/null
+}
+
 corpus_scale() {  # cprs corpus on 1 and 2 GPUs, 8 actors sharing each, small's shape, 20M tokens
   for gpus in 0 0,1; do
     echo "== corpus small gpus=$gpus actors-per-gpu=8" | tee -a "$LOG"
     CUDA_VISIBLE_DEVICES=$gpus PYTHONPATH=$S/site:$PWD timeout 200 python3 benchmarks/bench_corpus.py \
       --tokens 20000000 --doc-tokens 1000 --shard-tokens 250000 --model $S/shapes/small --device cuda:0 \
       --actors-per-gpu 8 --out $OUT/corpus.jsonl >>"$LOG" 2>&1 || echo "FAILED ($?)" | tee -a "$LOG"
+    ray_logs
     tail -n 1 $OUT/corpus.jsonl 2>/dev/null | cut -c1-400
   done
 }

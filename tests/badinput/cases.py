@@ -319,7 +319,7 @@ FLAG_CASES = [
     ("max-input-mb-nan", ["--max-input-mb", "nan"], "positive number of megabytes"),
     ("window-tokens-tiny", ["--window-tokens", "3"], "--window-tokens"),
     ("batch-size-zero", ["--batch-size", "0"], "--batch-size"),
-    ("device-unknown", ["--device", "tpu"], "expected auto, cpu, cuda or cuda:N"),
+    ("device-unknown", ["--device", "tpu"], "expected auto, cpu, cuda, cuda:N or cuda:N,M..."),
     ("granularity-unknown", ["--granularity", "chapter"], "chapter"),
     ("format-unknown", ["--format", "yaml"], "yaml"),
     ("task-unknown", ["--task", "poems"], "poems"),
@@ -860,27 +860,27 @@ def _special_tokens_are_text(kind: str) -> Callable[[Ctx], Result]:
         injected = " ".join(specials)
         text = f"Apollo 11 landed in 1969. {injected} The crew came home.\n\n{injected}\n"
         src = g.put(ctx.inp, "specials.txt", text.encode())
-        seen: list[tuple[list[list[int]], list[tuple[int, int]]]] = []
-        real = Critic.predict
+        seen: list[list[list[int]]] = []  # each batch's windows, padding cut off
+        real = Critic.launch
 
-        def watch(self, windows, spans):
-            seen.append((windows, spans))
-            return real(self, windows, spans)
+        def watch(self, ids, lengths):
+            seen.append([row[:n].tolist() for row, n in zip(ids, lengths)])
+            return real(self, ids, lengths)
 
         args = compress(src, model=model, extra=KEEP_ALL + ["-q", f"Where is {injected}?",
                                                            "--instruction", f"Keep {injected} text."])
-        with mock.patch.object(Critic, "predict", watch):
+        with mock.patch.object(Critic, "launch", watch):
             r = CliRunner().invoke(app, args, catch_exceptions=False)
         special_ids = set(tok.all_special_ids)
         # the template's own special tokens: [CLS] [SEP] [SEP] + trailing [SEP] for the encoder;
         # three <|im_start|> and two <|im_end|> for the hybrid (critic/hybrid.py SYSTEM_PROMPT)
         frame = 4 if kind == "encoder" else 5
         assert seen, "the critic never ran"
-        for windows, spans in seen:
-            for ids, (s, e) in zip(windows, spans):
-                assert not special_ids & set(ids[s:e]), "a special-token string became a special token"
-                around = [i for i in ids[:s] + ids[e:] if i in special_ids]
-                assert len(around) == frame, (kind, around)
+        for windows in seen:
+            for ids in windows:
+                # exactly the template's special tokens: none came from the text
+                found = [i for i in ids if i in special_ids]
+                assert len(found) == frame, ("a special-token string became a special token", kind, found)
         return Result(r.exit_code, r.stdout_bytes, r.stderr)
     return run
 
@@ -951,21 +951,21 @@ def _huge_batch_size(ctx: Ctx) -> Result:
     from cprs_cli.critic.base import Critic
 
     src = g.put(ctx.inp, "long.txt", (g.GOOD_TEXT * 300).encode())  # about 150 windows of 128 tokens
-    batches: list[list[list[int]]] = []
-    real = Critic.predict
+    batches: list = []  # each batch's padded (windows, length) shape
+    real = Critic.launch
 
-    def watch(self, windows, spans):
-        batches.append(windows)
-        return real(self, windows, spans)
+    def watch(self, ids, lengths):
+        batches.append(ids.shape)
+        return real(self, ids, lengths)
 
-    with mock.patch.object(Critic, "predict", watch):
+    with mock.patch.object(Critic, "launch", watch):
         r = CliRunner().invoke(app, compress(src, model=ctx.model, extra=["--batch-size", "100000"]),
                                catch_exceptions=False)
     assert len(batches) >= 2, "the document fit one batch: the bound was not exercised"
-    assert sum(len(b) for b in batches) > MAX_BATCH_TOKENS["cpu"] // 512
-    for b in batches:
-        assert len(b) <= MAX_BATCH_TOKENS["cpu"] // 512
-        assert sum(len(w) for w in b) <= MAX_BATCH_TOKENS["cpu"]
+    assert sum(n for n, _ in batches) > MAX_BATCH_TOKENS["cpu"] // 512
+    for n, length in batches:
+        assert n <= MAX_BATCH_TOKENS["cpu"] // 512
+        assert n * length <= MAX_BATCH_TOKENS["cpu"]  # padding included
     return Result(r.exit_code, r.stdout_bytes, r.stderr)
 
 
