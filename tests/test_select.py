@@ -421,3 +421,13 @@ def test_min_tokens_floor_adds_best_units_until_the_need_is_met(need):
         total += int(unit_costs(text, units, 4, np.array([j]))[0])
     assert floor_units(text, units, scores, taken, need, 4) == expected
     assert len(expected) > FLOOR_CHUNK or need < 10_000  # the largest need crosses a chunk
+
+
+def test_a_unit_after_blank_lines_still_fits_a_tiny_budget():
+    """Found by the property test above: the unit after a run of blank lines is charged that
+    whitespace (dearer than the separator), and the other unit is two tokens; with a budget of
+    one token budgeted selection kept nothing, although "0" fits on its own."""
+    text = "\x81\n \n\n \n\n \n\n \n\n \n\n \n0"
+    probs = np.array([[0.39, 0.59, 0.01, 0.01]])
+    spans = select(text, probs, np.array([[0, 20]]), granularity="paragraph", budget=1)
+    assert [sp.text for sp in spans] == ["0"]
