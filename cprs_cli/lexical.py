@@ -9,7 +9,40 @@ maintained library; this module only maps units to its corpus and normalises its
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import numpy as np
+
+_IMPORT_LOCK = threading.Lock()
+# bm25s's optional accelerators, which cprs never uses (it asks only for `get_scores`)
+_ACCELERATORS = ("jax", "numba")
+
+
+def _bm25s():
+    """`import bm25s` without its optional accelerators.
+
+    When JAX is installed, importing bm25s imports it and runs a top-k on it, which on a GPU host
+    initialises JAX on the GPU, and JAX's default is to take 75% of the GPU's memory at once: every
+    process that scored BM25 (every budgeted compression) left the critic a quarter of the GPU,
+    and processes sharing a GPU (`cprs corpus --actors-per-gpu`, `cprs serve --workers`) could run
+    out of memory. Numba, likewise optional, costs about a second of import. Both are hidden from
+    bm25s while it is imported (a None in `sys.modules` makes `import jax` raise ImportError,
+    which bm25s catches); a program that imported either itself keeps it."""
+    module = sys.modules.get("bm25s")
+    if module is not None:
+        return module
+    with _IMPORT_LOCK:
+        hidden = [name for name in _ACCELERATORS if name not in sys.modules]
+        for name in hidden:
+            sys.modules[name] = None  # type: ignore[assignment]
+        try:
+            import bm25s
+        finally:
+            for name in hidden:
+                if name in sys.modules and sys.modules[name] is None:
+                    del sys.modules[name]
+    return bm25s
 
 
 def bm25_scores(texts: list[str], query: str) -> np.ndarray:
@@ -17,7 +50,7 @@ def bm25_scores(texts: list[str], query: str) -> np.ndarray:
     (English stopwords removed). All zeros when no query word occurs in any text."""
     if not texts or not query or not query.strip():
         return np.zeros(len(texts), dtype=np.float64)
-    import bm25s
+    bm25s = _bm25s()
 
     corpus = bm25s.tokenize(texts, stopwords="en", show_progress=False, return_ids=False)
     words = [w for w in bm25s.tokenize([query], stopwords="en", show_progress=False, return_ids=False)[0] if w]

@@ -35,3 +35,41 @@ def test_word_units_take_their_sentence_score():
     for (a, _), v in zip(words, per_word):
         owner = max(i for i, (s, _) in enumerate(sents) if s <= a)
         assert v == per_sentence[owner]
+
+
+def test_bm25s_is_imported_without_jax_or_numba(tmp_path):
+    """bm25s imports JAX when it is installed and runs a top-k on it, which on a GPU host makes
+    JAX take 75% of the GPU's memory; cprs hides both accelerators while bm25s is imported, and a
+    program's own later `import jax` still works. Fake `jax` and `numba` packages record imports."""
+    import os
+    import subprocess
+    import sys
+
+    for name in ("jax", "numba"):
+        pkg = tmp_path / name
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text(
+            f"import pathlib\npathlib.Path({str(tmp_path)!r}, {name + '.imported'!r}).touch()\n"
+            "def njit(f=None, **kw):\n    return f if f is not None else (lambda g: g)\n")
+        (pkg / "lax.py").write_text("def top_k(x, k):\n    return x[:k], list(range(k))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+
+    def run(code: str) -> str:
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              check=True, cwd=tmp_path).stdout.strip()
+
+    # control: a plain import of bm25s does import them (so the test can tell)
+    run("import bm25s")
+    assert (tmp_path / "jax.imported").exists()
+    for name in ("jax", "numba"):
+        (tmp_path / f"{name}.imported").unlink(missing_ok=True)
+    out = run("from cprs_cli import lexical; import numpy as np\n"
+              "print(np.round(lexical.bm25_scores(['apollo moon', 'river bank'], 'moon'), 3).tolist())\n"
+              "import sys; print(sys.modules.get('jax') is None, sys.modules.get('numba') is None)\n"
+              "import jax; print(jax.__name__)")
+    lines = out.splitlines()
+    assert lines[1] == "True True" and lines[2] == "jax"
+    assert float(lines[0].strip("[]").split(",")[0]) > 0
+    assert not (tmp_path / "numba.imported").exists()
+    # only the program's own `import jax` at the end ran the fake package
+    assert (tmp_path / "jax.imported").exists()
