@@ -288,7 +288,9 @@ def _speed_measure(spec: dict, compressor: Any = None) -> dict:
 
             comp = Compressor(model=spec["model"], device=spec.get("device", "auto"))
         out["load_seconds"] = round(time.perf_counter() - t0, 3)
-        comp.compress(warm, query=item.query, task=item.instruction_task)  # warm-up
+        # warm-up on the timed call's path (its granularity and budget: BM25's import included)
+        comp.compress(warm, query=item.query, task=item.instruction_task, granularity=item.granularity,
+                      rate=spec.get("rate"))
         _sync(spec.get("device"))
         rss_loaded = _peak_rss_mb()
         if cuda:  # peak GPU memory of this length alone (weights included)
