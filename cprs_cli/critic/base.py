@@ -193,7 +193,9 @@ class Critic(ABC):
         host = torch.empty((batch, length, 4), dtype=torch.float16, pin_memory=True)
         host.copy_(probs.half(), non_blocking=True)
         done = torch.cuda.Event()
-        done.record()
+        # on this critic's device's stream: the current device is per thread, and a worker
+        # thread driving cuda:1 still has cuda:0 as its current device
+        done.record(torch.cuda.current_stream(self.device))
 
         def wait() -> np.ndarray:
             done.synchronize()
