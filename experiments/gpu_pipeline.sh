@@ -85,6 +85,21 @@ final() {  # the rows docs/speed.md reports for this code: 1 and 2 GPUs, one lon
   row new mini cuda:0,1 --docs 2000 --doc-tokens 1000
 }
 
+multi_gpu_check() {  # two GPUs in one process give the one-GPU output, span for span
+  PYTHONPATH=$S/site:$PWD python3 - "$S" <<'PY' 2>&1 | tee -a "$LOG"
+import sys
+sys.path.insert(0, "benchmarks")
+from bench_speed import document
+from cprs_cli import Compressor
+text = document(300_000)
+for m in ("mini", "small"):
+    one = Compressor(model=f"{sys.argv[1]}/shapes/{m}", device="cuda:0").compress(text, query="magic number?", rate=0.1)
+    two = Compressor(model=f"{sys.argv[1]}/shapes/{m}", device="cuda:0,1").compress(text, query="magic number?", rate=0.1)
+    same = [(s.start, s.end) for s in one.spans] == [(s.start, s.end) for s in two.spans]
+    print(m, "two GPUs give the one-GPU spans:", same, len(one.spans))
+PY
+}
+
 ray_logs() {  # the end of each Ray worker's stderr, after a corpus run that lost rows or actors
   for f in /tmp/ray/session_latest/logs/worker-*.err; do
     [ -s "$f" ] && { echo "--- $f"; grep -v "^\s*$" "$f" | tail -n 15; }
