@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from queue import SimpleQueue
@@ -219,14 +219,28 @@ class Compressor:
                     progress(done[0], len(table))
 
         if len(self.critics) == 1:
-            _run_batches(self.critics[0], batches, table, finish)
+            _run_batches(self.critics[0], iter(batches), table, finish)
         else:
             queue: SimpleQueue = SimpleQueue()
             for b in batches:
                 queue.put(b)
-            with ThreadPoolExecutor(max_workers=len(self.critics)) as pool:
-                for f in [pool.submit(_run_batches, c, queue, table, finish) for c in self.critics]:
+            # a failing worker (or Ctrl-C here) stops the others after their batches in flight,
+            # rather than after they drained the whole queue
+            stop = threading.Event()
+            pool = ThreadPoolExecutor(max_workers=len(self.critics))
+            try:
+                futures = [pool.submit(_run_batches, c, _drain(queue, stop), table, finish) for c in self.critics]
+                wait(futures, return_when=FIRST_EXCEPTION)
+                for f in futures:
+                    if f.done() and f.exception() is not None:
+                        raise f.exception()  # type: ignore[misc]
+                for f in futures:
                     f.result()
+            except BaseException:
+                stop.set()
+                raise
+            finally:
+                pool.shutdown(wait=True)
         took = time.perf_counter() - started
         total = max(int(table.lengths.sum()), 1)
         spent = [took * float(table.lengths[table.plan == k].sum()) / total for k in range(len(plans))]
@@ -329,19 +343,30 @@ class Compressor:
     def _many(self, items: Iterable, default: CompressOptions | None,
               progress: Progress | None) -> Iterator[CompressionResult | ItemError]:
         group: list[_Job | ItemError] = []
-        group_windows = 0
+        group_windows = group_tokens = 0
         # cl100k counts, unit costs and BM25 scores need no critic output: they run beside it
-        with ThreadPoolExecutor(max_workers=4) as pool, ThreadPoolExecutor(max_workers=1) as apart:
+        pool, apart = ThreadPoolExecutor(max_workers=4), ThreadPoolExecutor(max_workers=1)
+        finished = False
+        try:
             for index, raw in enumerate(items):
                 job = self._prepare(index, raw, default, pool, apart)
                 group.append(job)
                 if isinstance(job, _Job):
                     group_windows += sum(len(p.windows) for p in job.plans)
-                if group_windows >= self.batch_size:
+                    group_tokens += sum(len(p.doc) + len(p.windows) * (len(p.prefix) + len(p.suffix))
+                                        for p in job.plans)
+                # a group is about one critic batch: its windows run together, then its results
+                if group_windows >= self.batch_size or group_tokens >= self.max_batch_tokens:
                     yield from self._finish(group, progress)
-                    group, group_windows = [], 0
+                    group, group_windows, group_tokens = [], 0, 0
             if group:
                 yield from self._finish(group, progress)
+            finished = True
+        finally:
+            # stopped early (the caller closed the generator, Ctrl-C): the queued side work is
+            # dropped, not waited for
+            pool.shutdown(wait=finished, cancel_futures=not finished)
+            apart.shutdown(wait=finished, cancel_futures=not finished)
 
     def _prepare(self, index: int, raw, default: CompressOptions | None, pool, apart) -> _Job | ItemError:
         """Validate, clean, segment, tokenise and plan one item (or its ItemError)."""
@@ -614,14 +639,14 @@ class _WindowTable:
 PIPELINE_DEPTH = 2
 
 
-def _run_batches(critic, batches, table: _WindowTable, finish) -> None:
-    """Run `batches` (a list, or a queue shared with other GPUs' workers) on one critic, keeping
-    up to PIPELINE_DEPTH batches queued on its device; `finish(rows, probs)` takes each result."""
+def _run_batches(critic, batches: Iterator, table: _WindowTable, finish) -> None:
+    """Run `batches` (an iterator of window index lists; with several GPUs, `_drain` of a queue
+    they share) on one critic, keeping up to PIPELINE_DEPTH batches queued on its device;
+    `finish(rows, probs)` takes each result."""
     from collections import deque
 
     pending: deque = deque()
-    source = iter(batches) if isinstance(batches, list) else _drain(batches)
-    for idx in source:
+    for idx in batches:
         rows = np.asarray(idx, dtype=np.int64)
         pending.append((rows, critic.launch(table.ids(rows, critic.pad_id), table.lengths[rows])))
         if len(pending) >= PIPELINE_DEPTH:
@@ -632,10 +657,11 @@ def _run_batches(critic, batches, table: _WindowTable, finish) -> None:
         finish(rows, wait())
 
 
-def _drain(queue) -> Iterator:
+def _drain(queue, stop: threading.Event) -> Iterator:
+    """The batches of a queue shared by several GPUs' workers, until it is empty or `stop` is set."""
     from queue import Empty
 
-    while True:
+    while not stop.is_set():
         try:
             yield queue.get_nowait()
         except Empty:

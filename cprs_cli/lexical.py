@@ -17,6 +17,7 @@ import numpy as np
 _IMPORT_LOCK = threading.Lock()
 # bm25s's optional accelerators, which cprs never uses (it asks only for `get_scores`)
 _ACCELERATORS = ("jax", "numba")
+_MODULE = None  # bm25s, once imported
 
 
 def _bm25s():
@@ -29,20 +30,22 @@ def _bm25s():
     out of memory. Numba, likewise optional, costs about a second of import. Both are hidden from
     bm25s while it is imported (a None in `sys.modules` makes `import jax` raise ImportError,
     which bm25s catches); a program that imported either itself keeps it."""
-    module = sys.modules.get("bm25s")
-    if module is not None:
-        return module
+    global _MODULE
+    if _MODULE is not None:  # set only once the import has finished (a module still being
+        return _MODULE  # imported by another thread is already in sys.modules, half made)
     with _IMPORT_LOCK:
-        hidden = [name for name in _ACCELERATORS if name not in sys.modules]
-        for name in hidden:
-            sys.modules[name] = None  # type: ignore[assignment]
-        try:
-            import bm25s
-        finally:
+        if _MODULE is None:
+            hidden = [name for name in _ACCELERATORS if name not in sys.modules]
             for name in hidden:
-                if name in sys.modules and sys.modules[name] is None:
-                    del sys.modules[name]
-    return bm25s
+                sys.modules[name] = None  # type: ignore[assignment]
+            try:
+                import bm25s
+            finally:
+                for name in hidden:
+                    if name in sys.modules and sys.modules[name] is None:
+                        del sys.modules[name]
+            _MODULE = bm25s
+    return _MODULE
 
 
 def bm25_scores(texts: list[str], query: str) -> np.ndarray:

@@ -496,3 +496,32 @@ def test_long_documents_tokenised_beside_segmentation_give_the_same_result(comp,
     monkeypatch.setattr(module, "TOKENIZE_APART_CHARS", 0)  # every document takes the thread
     apart = comp.compress(text, query=QUERY, rate=0.3)
     assert apart.compressed_text == inline.compressed_text and apart.stats.windows == inline.stats.windows
+
+
+def test_a_failing_worker_stops_the_others_early(comp, monkeypatch):
+    """With one worker per device, the first worker's error reaches the caller after the other
+    worker's batches in flight, not after it has run the whole queue."""
+    import torch
+
+    two = Compressor(critic=comp.critic, batch_size=1, window_tokens=comp.window_tokens)
+    good, bad = comp.critic, comp.critic.replicate(torch.device("cpu"))
+    two.critics = [good, bad]
+    calls = []
+    real = good.launch
+
+    def slow(ids, lengths):
+        import time
+
+        calls.append(1)
+        time.sleep(0.02)
+        return real(ids, lengths)
+
+    def broken(ids, lengths):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(good, "launch", slow)
+    monkeypatch.setattr(bad, "launch", broken)
+    text = make_text(200)  # ~100 windows of 64 tokens, one per batch
+    results = list(two.compress_many([text], query=QUERY))
+    assert "device lost" in results[0].message
+    assert len(calls) < 20

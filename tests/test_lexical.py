@@ -73,3 +73,20 @@ def test_bm25s_is_imported_without_jax_or_numba(tmp_path):
     assert not (tmp_path / "numba.imported").exists()
     # only the program's own `import jax` at the end ran the fake package
     assert (tmp_path / "jax.imported").exists()
+
+
+def test_bm25_from_many_threads_at_first_import():
+    """The first BM25 calls of a process often come from several worker threads at once
+    (`Compressor` computes each query's scores in a pool): none may see bm25s half imported."""
+    import subprocess
+    import sys
+
+    code = ("from concurrent.futures import ThreadPoolExecutor\n"
+            "from cprs_cli import lexical\n"
+            "texts = ['apollo moon landing', 'river bank', 'the moon']\n"
+            "with ThreadPoolExecutor(8) as pool:\n"
+            "    out = list(pool.map(lambda i: lexical.bm25_scores(texts, 'moon').tolist(), range(32)))\n"
+            "print(len({tuple(o) for o in out}), len(out))\n")
+    for _ in range(3):  # each run a fresh process: the race is at the first import
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert r.stdout.split() == ["1", "32"], r.stderr

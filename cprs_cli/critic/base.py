@@ -221,13 +221,16 @@ def resolve_devices(device: str | None = "auto") -> list[torch.device]:
     if value == "cuda" and torch.cuda.is_available():
         return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
     if value.startswith("cuda:") and "," in value:
-        indices = [int(x) for x in value[5:].split(",") if x.strip()]
+        from ..errors import UsageError
+
+        parts = [x.strip() for x in value[5:].split(",") if x.strip()]
+        if not all(x.isdigit() for x in parts):
+            raise UsageError(f"device {device}: expected cuda:N,M... with GPU numbers", params=("device",))
+        indices = [int(x) for x in parts]
         devices = [resolve_device(f"cuda:{i}") for i in dict.fromkeys(indices)]
         count = torch.cuda.device_count()
         for d in devices:
             if d.index is not None and d.index >= count:
-                from ..errors import UsageError
-
                 raise UsageError(f"device {device}: this machine has {count} GPU(s)", params=("device",))
         return devices
     return [resolve_device(value)]

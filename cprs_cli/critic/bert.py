@@ -209,8 +209,10 @@ class BertTagger(nn.Module):
         batch, length = input_ids.shape
         mask = None
         # transformers' sdpa mask: none at all when no token is padding, else a boolean
-        # (batch, 1, length, length) view of the padding mask
-        if attention_mask is not None and not bool(attention_mask.all()):
+        # (batch, 1, length, length) view of the padding mask. On a GPU the check would wait for
+        # the device (a sync per batch): there a mask is taken as padding, which `Critic.launch`
+        # passes only when a row is padded
+        if attention_mask is not None and (attention_mask.is_cuda or not bool(attention_mask.all())):
             mask = attention_mask.to(dtype=torch.bool)[:, None, None, :].expand(batch, 1, length, length)
         for layer in self.bert.encoder.layer:
             h = layer(h, mask)

@@ -58,7 +58,10 @@ class HybridTagger(nn.Module):
         and keep the fastest kernel; only the bidirectional layers must hide the pad keys.
         The eager kernel has no causal flag, so it gets an explicit causal mask.
         """
-        padded = attention_mask is not None and not bool(attention_mask.all())
+        # on a GPU, checking would wait for the device (a sync per batch): a mask given there is
+        # taken as padding (`Critic.launch` passes one only when a row is padded; an all-ones mask
+        # only costs a mask of zeros)
+        padded = attention_mask is not None and (attention_mask.is_cuda or not bool(attention_mask.all()))
         fast = getattr(self.config, "_attn_implementation", "sdpa") in ("sdpa", "flash_attention_2",
                                                                          "flash_attention_3")
         neg = torch.finfo(dtype).min
