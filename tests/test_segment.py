@@ -4,6 +4,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cprs_cli import segment
 from cprs_cli.segment import paragraph_spans, sentence_spans, word_spans
 
 FUNCS = [sentence_spans, paragraph_spans, word_spans]
@@ -142,3 +143,25 @@ def test_large_input_is_consistent():
     assert len(paragraph_spans(text)) == 2000
     check = _texts(text, sents[:3])
     assert check == ["This is a sentence about Mr. Smith.", "Here is another one!", "And a third?"]
+
+
+def test_long_text_segmented_in_pieces_equals_one_piece(monkeypatch):
+    """A long text's sentence ends are found in pieces cut at blank lines, in threads: the same
+    sentences as one BlingFire pass over the whole text (abbreviations, blank-line runs made of
+    spaces, paragraphs without a final period, text without any blank line in places)."""
+    paragraphs = ["Dr. Smith went home. He slept.", "line one\nline two.", "e.g. this one, and that",
+                  "Mr. Jones met Ms. Lee in Washington D.C. on Jan. 5th. Then he left!",
+                  "A list: one; two; three", "Der Hund bellt. Die Katze schläft.", "短い文です。次の文。"]
+    rng = np.random.default_rng(0)
+    seps = ["\n\n", "\n \n", "\n\n\n   \n\n", " "]
+    text = "".join(paragraphs[i] + seps[j] for i, j in zip(rng.integers(0, len(paragraphs), 3000),
+                                                          rng.integers(0, len(seps), 3000)))
+    monkeypatch.setattr(segment, "SEGMENT_PIECE_CHARS", 10 ** 9)
+    whole = segment.sentence_spans(text)
+    monkeypatch.setattr(segment, "SEGMENT_PIECE_CHARS", 5_000)  # ~20 pieces
+    calls = []
+    real = segment._blingfire_sentence_ends
+    monkeypatch.setattr(segment, "_blingfire_sentence_ends", lambda t: calls.append(len(t)) or real(t))
+    pieces = segment.sentence_spans(text)
+    assert len(calls) > 10
+    assert np.array_equal(whole, pieces)
