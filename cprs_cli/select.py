@@ -425,47 +425,6 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
     cl100k tokens (`floor_units`). `costs` (`unit_costs` of every unit, with this separator) and
     `bm25` (`lexical_scores`) may come precomputed: neither depends on the critic's output.
     """
-    spans = _select(text, probs, offsets, granularity=granularity, budget=budget, threshold=threshold,
-                    min_span_tokens=min_span_tokens, max_gap=max_gap, separator=separator, units=units,
-                    query=query, lexical_weight=lexical_weight, policy=policy, input_tokens=input_tokens,
-                    sentences=sentences, notes=notes, forced=forced, min_tokens=min_tokens, costs=costs,
-                    bm25=bm25)
-    if spans or budget is None or granularity == "word" or len(probs) == 0:
-        return spans
-    return _alone(text, probs, offsets, granularity, budget, units, query, lexical_weight, sentences, bm25)
-
-
-# units tried, best first, when a budget kept nothing (`_alone`)
-ALONE_TRIES = 64
-
-
-def _alone(text, probs, offsets, granularity, budget, units, query, lexical_weight, sentences, bm25) -> list[Span]:
-    """The best-ranked unit that fits the budget on its own tokens, when budgeted selection kept
-    nothing: a unit's cost there also carries the whitespace before it when that is dearer than
-    the separator (a run of blank lines) and a share of its neighbours' overhead, which a unit kept
-    alone never pays, so a tiny budget could keep nothing although a unit fits."""
-    units = unit_spans(text, granularity) if units is None else units
-    if len(units) == 0:
-        return []
-    scores = unit_scores(tags.keep_probability(probs), unit_token_ranges(units, offsets))
-    ranked = fused_scores(text, units, scores, query, lexical_weight, granularity, sentences, bm25)
-    for j in np.argsort(-ranked, kind="stable")[:ALONE_TRIES]:
-        s, e = int(units[j, 0]), int(units[j, 1])
-        if count_tokens(text[s:e]) <= budget:
-            return merge_spans([(s, e, float(scores[j]))], text)
-    return []
-
-
-def _select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: str = "sentence",
-           budget: int | None = None, threshold: float | None = None, min_span_tokens: int = 1,
-           max_gap: int = tags.OFFICIAL_MAX_GAP, separator: str = DEFAULT_SEPARATOR,
-           units: np.ndarray | None = None, query: str | None = None,
-           lexical_weight: float = 0.0, policy: DynamicPolicy | None = None,
-           input_tokens: int | None = None, sentences: np.ndarray | None = None,
-           notes: list[str] | None = None, forced: np.ndarray | None = None,
-           min_tokens: int | None = None, costs: np.ndarray | None = None,
-           bm25: np.ndarray | None = None) -> list[Span]:
-    """The body of `select`."""
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}")
     if len(probs) == 0:
@@ -515,10 +474,16 @@ def _select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: s
             if len(oversized_units(text, f_units, f_costs, budget, sep)):  # a unit alone exceeds the budget
                 finer = finer_units(text, f_units, scores[free], ranked[free], f_costs, budget, sep, keep,
                                     offsets, granularity, sentences)
+                if not finer and not forced_pieces and granularity != "word":
+                    finer = [(int(units[j, 0]), int(units[j, 1]), float(scores[j]))
+                             for j in _alone(text, units, ranked, budget)]
                 if notes is not None:
                     notes.append(FINER_UNITS_NOTE.format(unit=granularity, budget=budget))
                 return merge_spans(finer + forced_pieces, text)
-            chosen = np.union1d(free[budget_units(f_costs, ranked[free], budget, sep)], forced).astype(np.int64)
+            picked = free[budget_units(f_costs, ranked[free], budget, sep)]
+            if len(picked) == 0 and len(forced) == 0 and granularity != "word":
+                picked = np.asarray(_alone(text, units, ranked, budget), dtype=np.int64)
+            chosen = np.union1d(picked, forced).astype(np.int64)
     elif policy is not None and threshold is None:
         if input_tokens is None:
             input_tokens = count_tokens(text)
@@ -535,6 +500,21 @@ def _select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: s
         extra = _forced_and_floor(text, units, scores, pieces, forced, min_tokens, separator)
         chosen = np.union1d(chosen, np.asarray(extra, dtype=np.int64)).astype(np.int64)
     return merge_spans([(int(units[j, 0]), int(units[j, 1]), float(scores[j])) for j in chosen], text)
+
+
+# units tried, best first, when a budget kept nothing (`_alone`)
+ALONE_TRIES = 64
+
+
+def _alone(text: str, units: np.ndarray, ranked: np.ndarray, budget: int) -> list[int]:
+    """The best-ranked unit (of the first ALONE_TRIES) that fits the budget on its own tokens,
+    for when budgeted selection kept nothing: a unit's cost there also carries the whitespace
+    before it when that is dearer than the separator (a run of blank lines), which a unit kept
+    alone never pays, so a tiny budget could keep nothing although a unit fits."""
+    for j in np.argsort(-ranked, kind="stable")[:ALONE_TRIES]:
+        if count_tokens(text[int(units[j, 0]):int(units[j, 1])]) <= budget:
+            return [int(j)]
+    return []
 
 
 def _forced_and_floor(text: str, units: np.ndarray, scores: np.ndarray, pieces: list[tuple[int, int, float]],
