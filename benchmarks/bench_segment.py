@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cprs_cli.evaluation.machine import cpu_model  # noqa: E402
 from cprs_cli.segment import paragraph_spans, sentence_spans, word_spans  # noqa: E402
 from cprs_cli.tokens import count_tokens  # noqa: E402
 
@@ -55,13 +56,7 @@ def timeit(fn, text: str, repeat: int) -> tuple[float, float, int]:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_model() or platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -37,6 +37,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cprs_cli.evaluation.machine import cpu_model  # noqa: E402
+
 SAMPLE = ROOT / "cprs_cli" / "samples" / "apollo11.md"
 QUERY = "When did Apollo 11 land on the Moon, and who walked on the surface?"
 
@@ -132,13 +136,7 @@ def page_text(words: int) -> str:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return cpu_model() or platform.processor() or "unknown"
 
 
 def bytecode_compiled(src: str) -> bool:

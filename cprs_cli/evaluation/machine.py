@@ -7,6 +7,18 @@ import platform
 from typing import Any
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (None where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def machine_info(device: str | None = None) -> dict:
     """Platform, CPU model and count, RAM, torch version and threads, device and GPU name."""
     info: dict[str, Any] = {
@@ -25,14 +37,9 @@ def machine_info(device: str | None = None) -> dict:
         info["load_average"] = [round(x, 2) for x in os.getloadavg()]
     except (OSError, AttributeError):  # pragma: no cover
         pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_model()
+    if model is not None:
+        info["cpu_model"] = model
     import torch
 
     info["torch"] = torch.__version__
