@@ -230,11 +230,8 @@ class Compressor:
             pool = ThreadPoolExecutor(max_workers=len(self.critics))
             try:
                 futures = [pool.submit(_run_batches, c, _drain(queue, stop), table, finish) for c in self.critics]
-                wait(futures, return_when=FIRST_EXCEPTION)
-                for f in futures:
-                    if f.done() and f.exception() is not None:
-                        raise f.exception()  # type: ignore[misc]
-                for f in futures:
+                ended, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                for f in [*ended, *futures]:  # the first failure, else every worker's end
                     f.result()
             except BaseException:
                 stop.set()
@@ -601,12 +598,10 @@ class _WindowTable:
 
     def __init__(self, plans: list[Plan]):
         self.plans = plans
-        self.prefix = [np.asarray(p.prefix, dtype=np.int64) for p in plans]
-        self.suffix = [np.asarray(p.suffix, dtype=np.int64) for p in plans]
-        rows = [(k, s, e) for k, p in enumerate(plans) for s, e in p.windows]
-        arr = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
-        self.plan, self.start, self.end = arr[:, 0], arr[:, 1], arr[:, 2]
-        extra = np.array([len(a) + len(b) for a, b in zip(self.prefix, self.suffix)], dtype=np.int64)
+        rows = [(k, w, s, e) for k, p in enumerate(plans) for w, (s, e) in enumerate(p.windows)]
+        arr = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+        self.plan, self.window, self.start, self.end = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
+        extra = np.array([len(p.prefix) + len(p.suffix) for p in plans], dtype=np.int64)
         self.lengths = self.end - self.start + (extra[self.plan] if len(plans) else 0)
 
     def __len__(self) -> int:
@@ -619,19 +614,14 @@ class _WindowTable:
     def ids(self, rows: np.ndarray, pad_id: int) -> np.ndarray:
         out = np.full((len(rows), int(self.lengths[rows].max())), pad_id, dtype=np.int64)
         for r, i in enumerate(rows.tolist()):
-            k, s, e = int(self.plan[i]), int(self.start[i]), int(self.end[i])
-            pre, suf = self.prefix[k], self.suffix[k]
-            a = len(pre)
-            b = a + e - s
-            out[r, :a] = pre
-            out[r, a:b] = self.plans[k].doc.ids[s:e]
-            out[r, b:b + len(suf)] = suf
+            seq = self.plans[int(self.plan[i])].window_ids(int(self.window[i]))
+            out[r, :len(seq)] = seq
         return out
 
     def scatter(self, rows: np.ndarray, out: np.ndarray, probs: list[np.ndarray]) -> None:
         for r, i in enumerate(rows.tolist()):
             k, s, e = int(self.plan[i]), int(self.start[i]), int(self.end[i])
-            a = len(self.prefix[k])
+            a = len(self.plans[k].prefix)
             probs[k][s:e] = out[r, a:a + e - s]
 
 

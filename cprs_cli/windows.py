@@ -122,17 +122,6 @@ def plan_windows(n_tokens: int, budget: int, cuts: np.ndarray) -> list[tuple[int
     return out
 
 
-def build_inputs(doc: TokenizedDoc, windows: list[tuple[int, int]], prefix: list[int],
-                 suffix: list[int]) -> tuple[list[list[int]], list[tuple[int, int]]]:
-    """Full token id lists per window, and where the context sits inside each."""
-    seqs, spans = [], []
-    p = len(prefix)
-    for s, e in windows:
-        seqs.append([*prefix, *doc.ids[s:e].tolist(), *suffix])
-        spans.append((p, p + e - s))
-    return seqs, spans
-
-
 # the fewest context tokens a window may hold once the prompt is in
 MIN_ROOM = 16
 
@@ -146,9 +135,13 @@ class Plan:
     prefix: list[int]  # prompt tokens before each window's context
     suffix: list[int]  # and after it
 
-    def inputs(self) -> tuple[list[list[int]], list[tuple[int, int]]]:
-        """Full token id lists per window, and where the context sits inside each."""
-        return build_inputs(self.doc, self.windows, self.prefix, self.suffix)
+    def window_ids(self, w: int) -> np.ndarray:
+        """The full token ids of window `w` (int64): prefix + its context tokens + suffix; the
+        context starts at `len(self.prefix)`. The one layout: inference batches
+        (`compressor._WindowTable`) and training windows (`training.loop.encode_example`)."""
+        s, e = self.windows[w]
+        return np.concatenate([np.asarray(self.prefix, dtype=np.int64), self.doc.ids[s:e],
+                               np.asarray(self.suffix, dtype=np.int64)])
 
 
 def plan(critic, text: str, instruction: str, query: str, window_tokens: int,

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from cprs_cli import windows
 from cprs_cli.windows import (
     PIECE_CHARS,
+    Plan,
     TokenizedDoc,
     boundary_tokens,
-    build_inputs,
     plan_windows,
     tokenize,
 )
@@ -211,20 +211,22 @@ def test_plan_windows_rejects_zero_budget():
         plan_windows(10, 0, np.zeros(0, np.int64))
 
 
-def test_build_inputs_spans_point_at_the_context():
+def test_window_ids_hold_prefix_context_suffix():
     ids = np.arange(100, 130, dtype=np.int64)
     doc = TokenizedDoc(ids, np.stack([np.arange(30), np.arange(1, 31)], axis=1).astype(np.int64))
     wins = plan_windows(len(doc), 8, np.array([5, 13, 20]))
     prefix, suffix = [1, 2, 3], [9]
-    seqs, spans = build_inputs(doc, wins, prefix, suffix)
-    assert len(seqs) == len(spans) == len(wins)
-    for seq, (a, b), (s, e) in zip(seqs, spans, wins):
-        assert seq[:a] == prefix
-        assert seq[a:b] == ids[s:e].tolist()
-        assert seq[b:] == suffix
-        assert all(isinstance(x, int) for x in seq)
+    p = Plan(doc, wins, prefix, suffix)
+    seqs = [p.window_ids(w) for w in range(len(wins))]
+    a = len(prefix)
+    for seq, (s, e) in zip(seqs, wins):
+        b = a + e - s
+        assert seq[:a].tolist() == prefix
+        assert seq[a:b].tolist() == ids[s:e].tolist()
+        assert seq[b:].tolist() == suffix
+        assert seq.dtype == np.int64
     # the contexts, concatenated, are the document
-    assert [t for seq, (a, b) in zip(seqs, spans) for t in seq[a:b]] == ids.tolist()
+    assert [t for seq, (s, e) in zip(seqs, wins) for t in seq[a:a + e - s].tolist()] == ids.tolist()
     # empty suffix (the hybrid critic's layout)
-    seqs, spans = build_inputs(doc, wins, prefix, [])
-    assert all(b == len(seq) for seq, (_, b) in zip(seqs, spans))
+    p = Plan(doc, wins, prefix, [])
+    assert all(len(p.window_ids(w)) == a + e - s for w, (s, e) in enumerate(wins))

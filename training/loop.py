@@ -183,11 +183,11 @@ def encode_example(ex, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
         return []
     tags = bioe_tags(evidence_mask(doc.offsets, ex.evidence))
     out = []
-    for s, e in p.windows:
+    for w, (s, e) in enumerate(p.windows):
         positive = bool((tags[s:e] != O).any())
         if not positive and rng.random() > neg_keep:
             continue
-        ids = np.concatenate([prefix, doc.ids[s:e], suffix]).astype(np.int32)
+        ids = p.window_ids(w).astype(np.int32)
         labels = np.concatenate([np.full(len(prefix), IGNORE), tags[s:e], np.full(len(suffix), IGNORE)])
         out.append((ids, labels.astype(np.int8)))
     return out
