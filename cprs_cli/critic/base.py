@@ -99,8 +99,12 @@ class Critic(ABC):
     def text_ids(self, text: str) -> list[int]:
         """Token ids of user text (an instruction, a query): special-token strings such as
         "[SEP]" or "<|im_start|>" in it are plain text, never the real special tokens, so no
-        text can rewrite the prompt's structure."""
-        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+        text can rewrite the prompt's structure. The documents' tokenizer does it
+        (`windows.document_tokenizer`): one copy of the Rust tokenizer with that setting, rather
+        than the wrapper's flag set per call on the tokenizer the prompt's frame also uses."""
+        from ..windows import document_tokenizer
+
+        return list(document_tokenizer(self.tokenizer).encode(text, add_special_tokens=False).ids)
 
     def query_tokens(self, query: str) -> int:
         """How many tokens the query has as the prompt tokenises it (before the cut)."""
