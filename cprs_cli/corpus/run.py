@@ -274,12 +274,29 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
             ray.shutdown()
 
 
+class _LineOnly(logging.Filter):
+    """Keeps a log record's message and drops its traceback. Ray Data's stats thread logs a
+    warning with the traceback of a failed call to its stats actor when the driver stops mid-job
+    (SIGTERM, Ctrl-C): cprs's stop is one line, and the traceback came from Ray's own teardown."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+_NO_TRACEBACK = _LineOnly()
+
+
 def _execute(ray, pending: list[Shard], spec: dict, stats: CorpusStats, gpu_share: float, per_worker: int,
              quiet: bool) -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = not quiet
     if quiet:
         logging.getLogger("ray.data").setLevel(logging.ERROR)
+    stats_log = logging.getLogger("ray.data._internal.stats")
+    if _NO_TRACEBACK not in stats_log.filters:
+        stats_log.addFilter(_NO_TRACEBACK)
     # the biggest shards first, so the last ones to finish are small
     order = sorted(pending, key=lambda s: (-s.tokens, s.index))
     ds = ray.data.from_items([{"shard": json.dumps(s.to_dict())} for s in order],
