@@ -48,3 +48,34 @@ def test_load_delta_round_trip():
     n = load_delta(fresh, _export(trained))
     assert n == 4 + 2  # head.weight/bias, norm weight/bias, one LoRA pair
     torch.testing.assert_close(fresh(x), trained(x))
+
+
+def test_load_delta_into_a_higher_rank_keeps_the_function_and_trains_the_new_directions():
+    trained = _model(0)
+    with torch.no_grad():
+        for p in trained.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p))
+    torch.manual_seed(1)
+    wider = Tiny()
+    add_lora(wider, ("q_proj",), lambda name: 8)  # rank 8 from a rank-4 delta
+    with torch.no_grad():  # the base (frozen) weights are the same as the trained model's
+        wider.block.q_proj.base.load_state_dict(trained.block.q_proj.base.state_dict())
+    x = torch.randn(3, 8)
+    load_delta(wider, _export(trained))
+    torch.testing.assert_close(wider(x), trained(x))
+    assert torch.count_nonzero(wider.block.q_proj.lora_B[:, 4:]) == 0  # new directions start at zero
+    assert torch.count_nonzero(wider.block.q_proj.lora_A[4:]) > 0  # ... with random A, so B gets gradients
+    wider(x).sum().backward()
+    assert torch.count_nonzero(wider.block.q_proj.lora_B.grad[:, 4:]) > 0
+
+
+def test_load_delta_refuses_a_lower_rank():
+    trained = _model(0)
+    torch.manual_seed(1)
+    narrow = Tiny()
+    add_lora(narrow, ("q_proj",), lambda name: 2)
+    import pytest
+
+    with pytest.raises(ValueError, match="rank 4 is above the adapter's 2"):
+        load_delta(narrow, _export(trained))

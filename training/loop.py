@@ -80,14 +80,22 @@ class TrainConfig:
     resume: str = ""  # "shipped" = start from the committed delta of --critic; or a delta.safetensors path
     augment_fraction: float = 0.2  # share of records that also get their cross-task copy
     hard_fraction: float = 0.0  # share of examples also packed among lexically similar documents
+    lora_rank: int = 0  # hybrid critics: adapter rank below the bidirectional layers (0 = the preset's)
+    lora_rank_top: int = 0  # ... and in the bidirectional layers; may exceed a resumed delta's rank
 
 
 # ----------------------------------------------------------------------------- model
 
-def init_model(name: str, device: torch.device):
-    """The base model with a fresh head, its critic wrapper (tokenizer + prompt format), trainables."""
+def init_model(name: str, device: torch.device, lora_rank: int = 0, lora_rank_top: int = 0):
+    """The base model with a fresh head, its critic wrapper (tokenizer + prompt format), trainables.
+    `lora_rank` / `lora_rank_top` (hybrid critics; 0 = the preset's) set the adapters' ranks below
+    and from the first bidirectional layer."""
     spec = CRITICS[name]
-    preset = PRESETS[name]
+    preset = dict(PRESETS[name])
+    if lora_rank:
+        preset["lora_rank"] = lora_rank
+    if lora_rank_top:
+        preset["lora_rank_top"] = lora_rank_top
     base_dir = base_model_dir(spec)  # verifies the pinned base by sha256
     state = base_state(spec, base_dir, torch.device("cpu"))
     if spec.kind == "encoder":
@@ -141,8 +149,12 @@ def _tokenizer(base_dir: Path):
 
 def load_delta(model, delta: dict[str, torch.Tensor]) -> int:
     """Start training from an exported delta: `full.*` tensors are copied into the parameters,
-    LoRA pairs into the adapters (the scale folded into B at export is taken out again). The
-    adapters' ranks must match. Returns the number of tensors loaded."""
+    LoRA pairs into the adapters (the scale folded into B at export is taken out again).
+
+    An adapter may have a higher rank than the delta's (more capacity for a resumed run): the
+    delta fills its first rows of A and columns of B, and the new directions start as a fresh
+    adapter does (A random, B zero), so the resumed model computes what the delta's did.
+    A lower rank than the delta's is an error. Returns the number of tensors loaded."""
     params = dict(model.named_parameters())
     n = 0
     with torch.no_grad():
@@ -153,8 +165,12 @@ def load_delta(model, delta: dict[str, torch.Tensor]) -> int:
         for qual, mod in model.named_modules():
             if isinstance(mod, LoRALinear):
                 a, b = delta[f"lora_A.{qual}.weight"], delta[f"lora_B.{qual}.weight"]
-                mod.lora_A.copy_(a.to(mod.lora_A.dtype))
-                mod.lora_B.copy_((b.float() / mod.scale).to(mod.lora_B.dtype))
+                r = a.shape[0]
+                if r > mod.rank:
+                    raise ValueError(f"{qual}: the delta's LoRA rank {r} is above the adapter's {mod.rank}")
+                mod.lora_A[:r].copy_(a.to(mod.lora_A.dtype))
+                mod.lora_B.zero_()
+                mod.lora_B[:, :r].copy_((b.float() / mod.scale).to(mod.lora_B.dtype))
                 n += 2
     return n
 
@@ -350,7 +366,7 @@ def train(cfg: TrainConfig) -> Path:
 
     # built on the CPU and moved only after the windows are encoded: the encoding workers fork,
     # and a forked child must not inherit an initialised CUDA context
-    model, critic, overrides = init_model(cfg.critic, torch.device("cpu"))
+    model, critic, overrides = init_model(cfg.critic, torch.device("cpu"), cfg.lora_rank, cfg.lora_rank_top)
     if cfg.resume:
         from safetensors.torch import load_file
 
@@ -420,7 +436,10 @@ def train(cfg: TrainConfig) -> Path:
                 log(event="step", step=step, epoch=epoch, loss=round(loss.item(), 4), lr=lr * scale,
                     tokens=total, tok_per_s=round(total / el))
             if cfg.eval_every and step % cfg.eval_every == 0 and ranks.main:
-                log(event="eval", step=step, **evaluate(critic, val_w, batch_tokens, device))
+                metrics = evaluate(critic, val_w, batch_tokens, device)
+                log(event="eval", step=step, **metrics)
+                # a run killed later (a device call's time limit) still leaves its latest delta
+                export(model, cfg, overrides, out, metrics | {"steps": step, "partial": True})
         epoch += 1
     seen = agree_sum(seen, ranks, device)
     if ranks.main:
