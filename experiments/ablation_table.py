@@ -15,7 +15,10 @@ RUNS = [
     ("A4_mini_all", "all together: round-2 `mini`, fusion 0.3, dynamic rule (shipped `mini`)"),
     ("A5_small_no_fusion", "round-2 `small`, dynamic rule, no fusion"),
     ("A6_small_all", "round-2 `small`, fusion 0.1, dynamic rule"),
-    ("A7_small_r3", "round-3 `small` (DDP, 2 GPUs), fusion 0.05, dynamic rule (shipped `small`)"),
+    ("A7_small_r3", "round-3 `small` (DDP, 2 GPUs), fusion 0.05, dynamic rule"),
+    ("A8_small_r4_data", "round-4 `small`, more data alone (every train record), fusion 0.05, dynamic rule"),
+    ("A9_small_r4_data_capacity", "round-4 `small`, more data + LoRA rank 64 in the bidirectional layers, "
+                                  "fusion 0.1, dynamic rule (shipped `small`)"),
 ]
 COLS = [("multihop", "rate:0.2"), ("multihop", "rate:0.1"), ("multihop", "dynamic"), ("articles", "rate:0.1"),
         ("articles", "rate:0.05"), ("articles", "dynamic"), ("papers", "rate:0.1"), ("papers", "dynamic")]
