@@ -31,6 +31,14 @@ setup() {
   nproc
 }
 
+setup_light() {  # compress-only rows (no Ray): the packages and the shapes with random weights
+  if [ ! -f $S/.light ]; then
+    mkdir -p $S/site && cp -r .stage/pack/site/* $S/site/ && cp -r .stage/pack/shapes $S/shapes
+    for m in mini small; do PYTHONPATH=$S/site:$PWD python3 benchmarks/shape_critic.py weights $S/shapes/$m; done
+    touch $S/.light
+  fi
+}
+
 # one bench_speed row: CODE (new|old) MODEL DEVICE ARGS...
 row() {
   local code=$1 model=$2 device=$3; shift 3
@@ -83,6 +91,12 @@ final() {  # the rows docs/speed.md reports for this code: 1 and 2 GPUs, one lon
   done
   row new mini cuda:0 --docs 2000 --doc-tokens 1000
   row new mini cuda:0,1 --docs 2000 --doc-tokens 1000
+}
+
+recheck() {  # the 1M-token rows again after bm25s stopped starting JAX on the GPU (session 5)
+  row new mini cuda:0 --tokens 1000000
+  row new small cuda:0 --tokens 1000000
+  row new small cuda:0,1 --tokens 1000000
 }
 
 multi_gpu_check() {  # two GPUs in one process give the one-GPU output, span for span
