@@ -699,3 +699,24 @@ def test_remembered_prompts_equal_fresh_ones(critics, kind, monkeypatch):
         prefix, suffix = c.prompt(INSTR, q)
         assert (list(prefix), list(suffix)) == tuple(real(c, INSTR, q))
     assert calls.count(QUERY) <= 1 and calls.count("another question?") == 1
+
+
+def test_shipped_deltas_stay_within_the_20_mb_budget_and_load_as_their_critic_json_says():
+    """The repository ships only deltas, at most 20 MB per critic; each one's tensors are the
+    kind its critic.json names (full tensors for the encoder, LoRA pairs for the hybrid)."""
+    import json
+
+    from safetensors import safe_open
+
+    from cprs_cli.critic.registry import CRITICS
+
+    for name, spec in CRITICS.items():
+        assert spec.delta_path.stat().st_size <= 20_000_000, (name, spec.delta_path.stat().st_size)
+        kind = json.loads(spec.meta_path.read_text())["kind"]
+        with safe_open(str(spec.delta_path), "pt") as f:
+            keys = list(f.keys())
+        assert keys, name
+        if kind == "hybrid":
+            assert any(k.startswith("lora_A.") for k in keys) and any(k.startswith("lora_B.") for k in keys), name
+        else:
+            assert all(k.startswith("full.") for k in keys), name
