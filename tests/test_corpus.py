@@ -494,3 +494,35 @@ def test_ray_data_stats_warnings_lose_their_traceback(tmp_path):
     except RuntimeError as err:
         log.warning(f"Error occurred during update_execution_metrics: {err}", exc_info=True)
     assert buf.getvalue() == "Error occurred during update_execution_metrics: stats actor gone\n"
+
+
+def test_exceptions_in_rays_teardown_print_one_line_and_others_reach_the_previous_hook(monkeypatch, capsys):
+    """A driver stopped mid-job can have Ray Data's executor fail in its __del__, which Python
+    reports with a traceback; cprs turns those (and only those) into one line."""
+    import types
+
+    from cprs_cli.corpus import run as corpus_run
+
+    def ray_del(self):  # stands for ray.data's StreamingExecutor.__del__
+        pass
+
+    ray_del.__module__ = "ray.data._internal.execution.streaming_executor"
+    ray_del.__qualname__ = "StreamingExecutor.__del__"
+    seen = []
+    monkeypatch.setattr(corpus_run, "_PREVIOUS_UNRAISABLE", seen.append)
+    try:
+        raise RuntimeError("Ray has not been started yet.\nplease call ray.init()")
+    except RuntimeError as err:
+        exc = err
+    ray_case = types.SimpleNamespace(exc_type=RuntimeError, exc_value=exc, exc_traceback=exc.__traceback__,
+                                     err_msg=None, object=ray_del)
+    corpus_run._ray_unraisable_one_line(ray_case)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "StreamingExecutor.__del__" in err and "Ray has not been started yet. please call" in err
+    assert seen == []
+
+    other = types.SimpleNamespace(exc_type=RuntimeError, exc_value=exc, exc_traceback=None, err_msg=None,
+                                  object=test_exceptions_in_rays_teardown_print_one_line_and_others_reach_the_previous_hook)
+    corpus_run._ray_unraisable_one_line(other)
+    assert seen == [other] and capsys.readouterr().err == ""

@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -288,6 +289,30 @@ class _LineOnly(logging.Filter):
 _NO_TRACEBACK = _LineOnly()
 
 
+def _ray_unraisable_one_line(unraisable) -> None:
+    """`sys.unraisablehook` for exceptions Ray's own objects raise while being collected.
+
+    When the driver stops mid-job (SIGTERM, Ctrl-C), Ray Data's streaming executor is shut down
+    from its `__del__`, during garbage collection or the interpreter's teardown, and what fails
+    there Python prints as "Exception ignored in ..." with a traceback, after cprs's own one-line
+    message. For objects of Ray's modules this prints one line instead; anything else goes to the
+    hook that was installed before."""
+    obj = getattr(unraisable, "object", None)
+    module = getattr(obj, "__module__", "") or getattr(type(obj), "__module__", "") or ""
+    if not module.startswith("ray."):
+        _PREVIOUS_UNRAISABLE(unraisable)
+        return
+    exc = unraisable.exc_value
+    what = " ".join(f"{type(exc).__name__}: {exc}".split())[:200] if exc is not None else "an exception"
+    try:
+        sys.stderr.write(f"cprs: ignored in Ray's teardown ({getattr(obj, '__qualname__', module)}): {what}\n")
+    except (OSError, ValueError):  # stderr closed at teardown: nothing left to tell
+        pass
+
+
+_PREVIOUS_UNRAISABLE = sys.unraisablehook
+
+
 def _execute(ray, pending: list[Shard], spec: dict, stats: CorpusStats, gpu_share: float, per_worker: int,
              quiet: bool) -> None:
     ctx = ray.data.DataContext.get_current()
@@ -297,6 +322,10 @@ def _execute(ray, pending: list[Shard], spec: dict, stats: CorpusStats, gpu_shar
     stats_log = logging.getLogger("ray.data._internal.stats")
     if _NO_TRACEBACK not in stats_log.filters:
         stats_log.addFilter(_NO_TRACEBACK)
+    if sys.unraisablehook is not _ray_unraisable_one_line:  # kept to the end: Ray's __del__ can run at exit
+        global _PREVIOUS_UNRAISABLE
+        _PREVIOUS_UNRAISABLE = sys.unraisablehook
+        sys.unraisablehook = _ray_unraisable_one_line
     # the biggest shards first, so the last ones to finish are small
     order = sorted(pending, key=lambda s: (-s.tokens, s.index))
     ds = ray.data.from_items([{"shard": json.dumps(s.to_dict())} for s in order],
