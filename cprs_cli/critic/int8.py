@@ -43,7 +43,6 @@ from . import bert
 from .base import cpu_has_vnni
 
 
-
 def _quiet_deprecations() -> None:
     """Inside `warnings.catch_warnings()`: silence torch.ao.quantization's deprecation notices
     (module docstring) and nothing else."""
