@@ -169,7 +169,10 @@ def _int8_layers_ok(model) -> None:
     assert model.cprs_int8 is True
 
 
-TINY_INT8_TOLERANCE = 0.01  # max |ΔP| of any label's probability, tiny random BERT, int8 vs fp32
+# max |ΔP| of any label's probability, tiny random BERT, int8 vs fp32 (measured: 1.2e-5). Its
+# probabilities sit near 0.25, so this bounds the arithmetic; the shipped mini's own deviation is
+# tests/test_startup.py's, and what it does to what is kept is the quality rows' (docs/speed.md)
+TINY_INT8_TOLERANCE = 1e-3
 
 
 def test_int8_on_the_cpu_quantises_the_encoders_linears(monkeypatch, tiny_encoder_critic_dir):
