@@ -1,12 +1,13 @@
 """An encoder critic's Linear layers in dynamic int8 on the CPU (`CPRS_CPU_DTYPE=int8`; opt-in).
 
 What changes: every Linear layer of the encoder (attention query / key / value and output, the
-feed-forward pair: all but a few thousandths of `mini`'s arithmetic) becomes torch's dynamically
-quantised Linear. Its weights are int8, quantised once at load, per output channel (symmetric);
-its input is quantised to uint8 on every call, per tensor, from that batch's own minimum and
-maximum; the product accumulates in int32 and comes back as fp32 with the bias added. Everything
-else stays fp32: the embeddings, the layer norms, attention's softmax (sdpa), GELU, and the 4-way
-classifier (4 outputs, no measurable time, and its error would go straight into the logits).
+feed-forward pair: about four fifths of `mini`'s arithmetic on 512-token windows, attention's own
+products being the rest) becomes torch's dynamically quantised Linear. Its weights are int8,
+quantised once at load, per output channel (symmetric); its input is quantised to uint8 on every
+call, per tensor, from that batch's own minimum and maximum; the product accumulates in int32 and
+comes back as fp32 with the bias added. Everything else stays fp32: the embeddings, the layer
+norms, attention's softmax (sdpa), GELU, and the 4-way classifier (4 outputs, no measurable time,
+and its error would go straight into the logits).
 
 Why it is wired by hand around `torch.ao.quantization.quantize_dynamic`, the call that does the
 work (no new dependency):
@@ -18,13 +19,15 @@ work (no new dependency):
   kernels for CPUs without VNNI add pairs of uint8 × int8 products in int16, which 8-bit inputs
   could overflow. With VNNI (and AMX) the products accumulate in int32 and the 8th bit is free;
   on `mini` it, together with per-channel weights (the default qconfig is per tensor), cuts the
-  largest change of a keep probability from fp32 on 512-token windows from 0.054 to 0.019
-  (neither alone does: 0.054 / 0.051). `Int8Linear` is torch's module with that one argument
+  largest change of a keep probability from fp32 on two random 512-token windows from 0.054 to
+  0.019 (neither alone does: 0.054 / 0.051). On real text the change is larger still (a mean of
+  0.024 over 158K tokens: activation outliers, docs/speed.md). `Int8Linear` is torch's module with that one argument
   set from the CPU's flags (`base.cpu_has_vnni`).
 * `torch.ao.quantization` is deprecated in favour of torchao (a separate package) and says so in
   warnings on every call; it is still in every torch this package allows (`torch<2.15`). Those
-  warnings are silenced here; if a later torch drops the module, `CPRS_CPU_DTYPE=int8` fails at
-  load with a ModelError that says so, and the other precisions are unaffected.
+  warnings are silenced here. This module is imported only when int8 is asked for: if a later
+  torch drops `torch.ao.quantization`, `CPRS_CPU_DTYPE=int8` fails at load with a ModelError
+  that says so (`loader._maybe_int8`), and the other precisions are unaffected.
 
 The quantised model is inference only (no autograd through packed weights) and stays on the CPU
 (`replicate` to a GPU is for GPUs, which ignore the variable). Quality and speed on this
