@@ -139,7 +139,7 @@ def main(argv=None) -> int:
         "model": args.model, "device": comp.device, "tag": args.tag, "batch_size": comp.batch_size,
         "max_batch_tokens": getattr(comp, "max_batch_tokens", None),
         "window_tokens": comp.window_tokens, **got,
-        "dtype": str(next(comp.critic.model.parameters()).dtype).removeprefix("torch."),
+        "dtype": comp.critic.precision,
         "tokens_per_s": round(got["input_tokens"] / seconds) if seconds else None,
         "post_share": round(post_share, 4), "load_seconds": round(load_s, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

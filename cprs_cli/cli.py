@@ -263,7 +263,8 @@ app = typer.Typer(
     name=PROG,
     cls=_CprsGroup,
     help="Compress long documents for LLMs: a token critic keeps only the spans a query needs.",
-    epilog="Run [bold]cprs COMMAND --help[/bold] for the options of a command.",
+    epilog="Run [bold]cprs COMMAND --help[/bold] for the options of a command. CPRS_CPU_DTYPE "
+           "(float32, bfloat16, auto, int8) sets the critic's precision on a CPU: README, 'CPU precision'.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -436,7 +437,9 @@ _Model = Annotated[str | None, typer.Option(
     rich_help_panel=_CRITIC)]
 _Device = Annotated[str, typer.Option(
     metavar="auto|cpu|cuda[:N[,M]]", callback=_check_device,
-    help="Where the critic runs: cuda is every visible GPU, cuda:0,1 those GPUs (one worker each).",
+    help="Where the critic runs: cuda is every visible GPU, cuda:0,1 those GPUs (one worker each). "
+         "On a CPU the environment variable CPRS_CPU_DTYPE (float32, bfloat16, auto, int8) sets the "
+         "precision: README, 'CPU precision'.",
     rich_help_panel=_CRITIC)]
 _BatchSize = Annotated[int | None, typer.Option(
     "--batch-size", min=MIN_BATCH_SIZE, metavar="N",

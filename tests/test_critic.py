@@ -105,6 +105,148 @@ def test_bf16_on_the_cpu_predicts_what_fp32_does(monkeypatch, kind, tiny_encoder
     assert np.abs(a - b).max() < 0.05
 
 
+def test_cpu_dtype_values_are_parsed_and_bad_ones_refused(monkeypatch):
+    """CPRS_CPU_DTYPE takes float32 / bfloat16 / auto / int8 (any case, aliases fp32 and bf16,
+    spaces around); anything else is a UsageError naming the variable and its values, not a
+    silent fp32 run. int8 loads fp32 weights (its Linear layers are quantised after). GPUs do
+    not read the variable at all, a bad value included."""
+    from cprs_cli.critic import base
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for value, precision, dtype in [("", "float32", torch.float32), ("float32", "float32", torch.float32),
+                                    (" FP32 ", "float32", torch.float32), ("bf16", "bfloat16", torch.bfloat16),
+                                    ("BFloat16", "bfloat16", torch.bfloat16), ("int8", "int8", torch.float32),
+                                    (" INT8\n", "int8", torch.float32)]:
+        monkeypatch.setenv("CPRS_CPU_DTYPE", value)
+        assert base.cpu_precision() == precision, value
+        assert base.default_dtype(cpu) == dtype, value
+        assert base.cpu_int8(cpu) == (precision == "int8"), value
+        assert base.cpu_int8(cuda) is False
+    for bad in ("int4", "float16", "qint8", "yes", "bfloat16,int8"):
+        monkeypatch.setenv("CPRS_CPU_DTYPE", bad)
+        with pytest.raises(UsageError, match=r"CPRS_CPU_DTYPE=.*expected float32, bfloat16, auto or int8") as err:
+            base.default_dtype(cpu)
+        assert err.value.exit_code == 2
+        with pytest.raises(UsageError):
+            base.cpu_int8(cpu)
+        assert base.default_dtype(cuda) == torch.bfloat16 and base.cpu_int8(cuda) is False
+
+
+def test_bad_cpu_dtype_is_one_error_line_and_exit_2(tiny_encoder_critic_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cprs_cli.cli import app
+
+    src = tmp_path / "a.txt"
+    src.write_text(CONTEXT)
+    monkeypatch.setenv("CPRS_CPU_DTYPE", "int4")
+    r = CliRunner().invoke(app, ["compress", str(src), "-q", QUERY, "--model", str(tiny_encoder_critic_dir),
+                                 "--device", "cpu"], catch_exceptions=False)
+    assert r.exit_code == 2, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("cprs: error:")]
+    assert len(lines) == 1 and "CPRS_CPU_DTYPE='int4'" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def _linears(model) -> dict[str, type]:
+    """Every Linear-like module of a model by name: torch's, bert.py's own, and the quantised kind."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+
+    from cprs_cli.critic import bert
+
+    kinds = (torch.nn.Linear, bert._Linear, DynamicQuantizedLinear)
+    return {name: type(m) for name, m in model.named_modules() if isinstance(m, kinds)}
+
+
+def _int8_layers_ok(model) -> None:
+    from cprs_cli.critic.int8 import Int8Linear
+
+    layers = _linears(model)
+    assert layers["classifier"] is torch.nn.Linear  # the 4-way head stays fp32
+    encoder = {k: v for k, v in layers.items() if k != "classifier"}
+    assert len(encoder) == 6 * model.config.num_hidden_layers  # q, k, v, attention out, FFN in and out
+    assert set(encoder.values()) == {Int8Linear}, encoder
+    assert model.cprs_int8 is True
+
+
+# max |ΔP| of any label's probability, tiny random BERT, int8 vs fp32 (measured: 1.2e-5). Its
+# probabilities sit near 0.25, so this bounds the arithmetic; the shipped mini's own deviation is
+# tests/test_startup.py's, and what it does to what is kept is the quality rows' (docs/speed.md)
+TINY_INT8_TOLERANCE = 1e-3
+
+
+def test_int8_on_the_cpu_quantises_the_encoders_linears(monkeypatch, tiny_encoder_critic_dir):
+    """CPRS_CPU_DTYPE=int8 turns every Linear of the encoder (not the head) into the dynamically
+    quantised kind, and the probabilities stay within TINY_INT8_TOLERANCE of fp32 (while not being
+    bitwise fp32's: the int8 arithmetic ran)."""
+    fp32 = load_critic(str(tiny_encoder_critic_dir), "cpu")
+    assert fp32.precision == "float32" and not getattr(fp32.model, "cprs_int8", False)
+    assert set(_linears(fp32.model).values()) == {torch.nn.Linear}
+    monkeypatch.setenv("CPRS_CPU_DTYPE", "int8")
+    int8 = load_critic(str(tiny_encoder_critic_dir), "cpu")
+    assert int8.precision == "int8"
+    _int8_layers_ok(int8.model)
+    ids, span = window(fp32, CONTEXT)
+    short, short_span = window(fp32, CONTEXT[:60])
+    for batch, spans in [([ids], [span]), ([ids, short], [span, short_span])]:  # unpadded, then padded
+        a = fp32.predict(batch, spans)
+        b = int8.predict(batch, spans)
+        for x, y in zip(a, b):
+            assert x.dtype == y.dtype == np.float32 and x.shape == y.shape
+            d = np.abs(x - y)
+            assert 0 < d.max() < TINY_INT8_TOLERANCE, d.max()
+
+
+def test_int8_bert_tagger_is_the_transformers_path_quantised(tiny_encoder_critic_dir):
+    """The shipped `mini` loads as bert.BertTagger, whose Linear layers are bert.py's own: they
+    are swapped and quantised too, and give what the transformers model gives quantised the same
+    way (the fp32 pair is bitwise equal, tests/test_startup.py)."""
+    from cprs_cli.critic import loader
+    from cprs_cli.critic.bert import build_bert_tagger
+    from cprs_cli.critic.int8 import quantize_linears
+
+    state = load_file(str(tiny_encoder_critic_dir / "model.safetensors"))
+    config = json.loads((tiny_encoder_critic_dir / "config.json").read_text())
+    config["num_labels"] = 4
+    tagger = build_bert_tagger(config, dict(state), torch.device("cpu"), torch.float32)
+    ref = loader.build_model(loader._read_config(tiny_encoder_critic_dir), "encoder", dict(state),
+                             torch.device("cpu"), torch.float32)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 30000, (2, 100), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 40:] = 0
+    with torch.inference_mode():
+        before = tagger(input_ids=ids, attention_mask=mask).logits
+        quantize_linears(tagger)
+        quantize_linears(ref)
+        _int8_layers_ok(tagger)
+        _int8_layers_ok(ref)
+        got = tagger(input_ids=ids, attention_mask=mask).logits
+        want = ref(input_ids=ids, attention_mask=mask).logits
+    assert not torch.equal(got, before)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    with pytest.raises(ModelError, match="fp32 model on the CPU"):
+        quantize_linears(build_bert_tagger(config, dict(state), torch.device("cpu"), torch.bfloat16))
+
+
+def test_int8_uses_the_8th_bit_only_where_the_cpu_has_vnni(monkeypatch, tiny_encoder_critic_dir):
+    from cprs_cli.critic import int8 as int8_mod
+
+    monkeypatch.setenv("CPRS_CPU_DTYPE", "int8")
+    for vnni in (True, False):
+        monkeypatch.setattr(int8_mod, "cpu_has_vnni", lambda vnni=vnni: vnni)
+        model = load_critic(str(tiny_encoder_critic_dir), "cpu").model
+        flags = {m.reduce_range for m in model.modules() if isinstance(m, int8_mod.Int8Linear)}
+        assert flags == {not vnni}
+
+
+def test_int8_leaves_hybrid_critics_and_gpus_alone(monkeypatch, tiny_hybrid_critic_dir):
+    monkeypatch.setenv("CPRS_CPU_DTYPE", "int8")
+    c = load_critic(str(tiny_hybrid_critic_dir), "cpu")
+    assert c.precision == "float32"
+    assert not any(type(m).__name__ == "Int8Linear" for m in c.model.modules())
+
+
 def test_encoder_prompt_layout(critics):
     c = critics["encoder"]
     tok = c.tokenizer

@@ -179,6 +179,36 @@ def test_mini_loads_without_transformers(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+MINI_INT8_MEAN_DP = 0.025  # mean |Δ keep probability| int8 vs fp32 on the sample (measured: 0.0126)
+
+
+@needs_mini
+def test_mini_in_int8_stays_near_fp32_without_transformers(tmp_path):
+    """CPRS_CPU_DTYPE=int8 quantises the shipped mini's BertTagger (still no transformers, no
+    torch._dynamo) and its keep probabilities on the sample stay on average within
+    MINI_INT8_MEAN_DP of fp32's. Single tokens move further (up to 0.21 here): the quality rows
+    of docs/speed.md, not this test, say what that does to what is kept."""
+    code = ("import os, sys, json, numpy as np; from cprs_cli import Compressor; "
+            "from cprs_cli.instructions import TASKS; from cprs_cli.tags import keep_probability; "
+            f"text = open({str(SAMPLE)!r}, encoding='utf-8').read(); "
+            "keep = lambda c: keep_probability(c.token_probs(text, TASKS['facts'], "
+            f"{QUERY!r})[0]); "
+            "a = keep(Compressor('mini', 'cpu')); os.environ['CPRS_CPU_DTYPE'] = 'int8'; "
+            "c = Compressor('mini', 'cpu'); b = keep(c); m = c.critic.model; "
+            "print(json.dumps({'type': type(m).__name__, 'precision': c.critic.precision, "
+            "'linears': sorted({type(x).__name__ for n, x in m.named_modules() if n.endswith(('query', 'key', "
+            "'value', 'dense'))}), 'mean': float(np.abs(a - b).mean()), 'max': float(np.abs(a - b).max()), "
+            "'n': len(a), 'bad': [x for x in ('transformers', 'torch._dynamo') if x in sys.modules]}))")
+    env = {**os.environ, "CPRS_CACHE_DIR": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["type"] == "BertTagger" and got["precision"] == "int8" and not got["bad"], got
+    assert got["linears"] == ["Int8Linear"], got
+    assert got["n"] > 3000 and 0 < got["mean"] < MINI_INT8_MEAN_DP, got
+    assert r.stderr.strip() == "", r.stderr  # torch's notice that quantized tensors are deprecated stays silent
+
+
 @needs_mini
 def test_mini_results_are_those_of_the_transformers_path(monkeypatch):
     """Whole results (spans, scores, text) from the new path equal those of the old one."""

@@ -245,7 +245,7 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
         n_workers = workers or (slots if use_gpu else max(1, cpus // per_worker))
 
         resolved = _resolve_model(model, use_gpu)
-        cpu_dtype = os.environ.get("CPRS_CPU_DTYPE", "").strip().lower()  # "", "bfloat16", "auto"
+        cpu_dtype = os.environ.get("CPRS_CPU_DTYPE", "").strip().lower()  # "", "bfloat16", "auto", "int8"
         compressor = _load_for_identity(resolved, batch_size, window_tokens)
         identity = {"version": 1, "options": _options_dict(options),
                     "model": _critic_identity(compressor, resolved, cpu_dtype),

@@ -28,35 +28,73 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 dot products in hardware (AVX-512 BF16 or AMX), where
-    oneDNN runs bf16 matmuls at about twice the fp32 speed. Elsewhere bf16 is emulated and slower
-    than fp32. Read from /proc/cpuinfo: torch exposes only the AVX level, and a CPU-feature
-    package would be a dependency for two flags."""
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read): torch exposes
+    only the AVX level, and a CPU-feature package would be a dependency for a few flags."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
             for line in fh:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+                    return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return set()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 dot products in hardware (AVX-512 BF16 or AMX), where
+    oneDNN runs bf16 matmuls at about twice the fp32 speed. Elsewhere bf16 is emulated and slower
+    than fp32."""
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has int8 dot products that accumulate in int32 (AVX-512 VNNI, AVX-VNNI
+    or AMX): int8 matmuls then need no guard against int16 overflow (`int8.py`)."""
+    return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+# CPRS_CPU_DTYPE's values (and their aliases) → the precision they name
+CPU_PRECISIONS = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+                  "auto": "auto", "int8": "int8"}
+
+
+def cpu_precision() -> str:
+    """`CPRS_CPU_DTYPE`, read: "float32" (unset or empty: the default), "bfloat16", "auto" or
+    "int8". Any other value is a UsageError (exit 2) naming the variable and what it takes,
+    rather than a silent fp32 run that looks like the precision asked for. Read on CPUs only:
+    GPUs run bf16 whatever it says (`default_dtype`)."""
+    raw = os.environ.get("CPRS_CPU_DTYPE", "").strip().lower()
+    if not raw:
+        return "float32"
+    if raw not in CPU_PRECISIONS:
+        from ..errors import UsageError
+
+        raise UsageError(f"CPRS_CPU_DTYPE={raw!r} is not a CPU precision: expected float32, bfloat16, "
+                         "auto or int8 (or leave it unset for float32)")
+    return CPU_PRECISIONS[raw]
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on GPUs; fp32 on CPUs unless `CPRS_CPU_DTYPE` says otherwise: `bfloat16` (bf16 on any
-    CPU) or `auto` (bf16 where the CPU has native bf16, `cpu_has_native_bf16`). On this project's
-    CPU bf16 runs `mini`'s forward about twice as fast as fp32 with the same multi-hop scores
-    (docs/speed.md); it becomes the CPU default once every quality row is measured with it."""
+    """bf16 on GPUs; on CPUs what `CPRS_CPU_DTYPE` says (`cpu_precision`), fp32 by default:
+    `bfloat16` (bf16 on any CPU), `auto` (bf16 where the CPU has native bf16,
+    `cpu_has_native_bf16`) or `int8` (fp32 weights, whose Linear layers the loader then
+    quantises: `cpu_int8`). On this project's CPU bf16 runs `mini` about 1.4× as fast as fp32
+    (docs/speed.md); the default stays fp32 until every quality row holds with a faster path."""
     if device.type == "cuda":
         return torch.bfloat16
-    forced = os.environ.get("CPRS_CPU_DTYPE", "").strip().lower()
-    if forced in ("bfloat16", "bf16"):
+    precision = cpu_precision()
+    if precision == "bfloat16":
         return torch.bfloat16
-    if forced == "auto":
+    if precision == "auto":
         return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     return torch.float32
+
+
+def cpu_int8(device: torch.device) -> bool:
+    """Whether an encoder critic loaded on `device` gets int8 Linear layers (`CPRS_CPU_DTYPE=int8`
+    on a CPU; `int8.quantize_linears`). GPUs ignore the variable."""
+    return device.type == "cpu" and cpu_precision() == "int8"
 
 
 class Critic(ABC):
@@ -95,6 +133,15 @@ class Critic(ABC):
     def threshold_for(self, task: str | None) -> float | None:
         t = self.thresholds
         return t.get(task or "facts", t.get("default"))
+
+    @property
+    def precision(self) -> str:
+        """What the forward pass runs in, for reports: "int8" when the Linear layers are
+        dynamically quantised (`int8.quantize_linears`), else the weights' dtype ("float32",
+        "bfloat16"). The first parameter's dtype alone would say float32 for int8."""
+        if getattr(self.model, "cprs_int8", False):
+            return "int8"
+        return str(next(self.model.parameters()).dtype).removeprefix("torch.")
 
     def text_ids(self, text: str) -> list[int]:
         """Token ids of user text (an instruction, a query): special-token strings such as

@@ -28,7 +28,7 @@ import torch
 
 from ..errors import ModelError
 from ..tags import LABELS
-from .base import Critic, default_dtype, hash_files, resolve_device
+from .base import Critic, cpu_int8, default_dtype, hash_files, resolve_device
 from .encoder import EncoderCritic
 from .registry import CRITICS, DEFAULT_CRITIC, CriticSpec, cache_dir, critic_status, default_critic
 
@@ -205,6 +205,20 @@ def build_model(config, kind: str, state: dict, device: torch.device, dtype: tor
     return model.to(device=device, dtype=dtype).eval()
 
 
+def _maybe_int8(model, kind: str, dev: torch.device):
+    """The model with its Linear layers in int8 when `CPRS_CPU_DTYPE=int8` asks for it on a CPU
+    (`int8.py`); encoder critics only: a hybrid (decoder) critic runs fp32 on the CPU whatever
+    the variable says, its int8 quality never having been measured."""
+    if kind != "encoder" or not cpu_int8(dev):
+        return model
+    try:
+        from .int8 import quantize_linears
+    except ImportError as exc:  # a torch without eager-mode quantisation
+        raise ModelError(f"CPRS_CPU_DTYPE=int8 needs torch.ao.quantization, which this torch lacks ({exc}); "
+                         "unset CPRS_CPU_DTYPE or use bfloat16") from None
+    return quantize_linears(model)
+
+
 def _wrap(kind, model, tok, name, sha, dev, window_tokens, **selection) -> Critic:
     cls: type[EncoderCritic] | type[HybridCritic]
     if kind == "encoder":
@@ -224,7 +238,7 @@ def load_critic_dir(path: Path, dev: torch.device, window_tokens: int | None = N
     state = _load_state(files, dev)
     if kind == "hybrid" and "cls_head.weight" not in state:
         raise ModelError("decoder weights without a 4-way cls_head: not a trained critic", str(path))
-    model = build_model(config, kind, state, dev, default_dtype(dev))
+    model = _maybe_int8(build_model(config, kind, state, dev, default_dtype(dev)), kind, dev)
     return _wrap(kind, model, tok, path.name, hash_files(files), dev, window_tokens,
                  thresholds=dict(getattr(config, "cprs_thresholds", None) or {}))
 
@@ -318,6 +332,7 @@ def _load_shipped(spec: CriticSpec, dev: torch.device, window_tokens: int | None
         config = critic_config(spec, base_dir, meta.get("config", {}))
         model = build_model(config, spec.kind, state, dev, dtype)
         tok = _load_tokenizer(base_dir)
+    model = _maybe_int8(model, spec.kind, dev)
     return _wrap(spec.kind, model, tok, spec.name, sha, dev, window_tokens, **selection_settings(meta))
 
 

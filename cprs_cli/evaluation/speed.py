@@ -354,7 +354,7 @@ def critic_rows(label: str, comp: Any, text: str, *, device: str, rate: float = 
     arch = (f"cprs {critic.kind} critic: {cfg.model_type}, {cfg.num_hidden_layers} layers, "
             f"hidden {cfg.hidden_size}")
     fwd: dict[str, Any] = {"system": label, "kind": "critic", "measure": "forward", "architecture": arch,
-                           "dtype": str(next(critic.model.parameters()).dtype).removeprefix("torch."),
+                           "dtype": critic.precision,
                            "window": window, "batch": int(comp.batch_size),
                            "params_m": _params_m(critic.model)}
     try:
