@@ -19,7 +19,9 @@ and 2 intra-op threads:
 - `ort_fp32_fused`: after `onnxruntime.transformers.optimizer` (model_type bert: fused Attention,
   SkipLayerNorm, BiasGelu);
 - `ort_int8`, `ort_int8_fused`: those two after `quantize_dynamic` (int8 weights per channel,
-  uint8 activations).
+  uint8 activations);
+- `ort_int8_fused_ffo`: `ort_int8_fused` with the feed-forward output layers left in fp32 (the
+  layers whose inputs carry the activation outliers, docs/speed.md "`mini` on the CPU in int8").
 
 Each variant, and torch (fp32, and the package's int8 for comparison), is timed on the same
 random windows as bench_cpu_dtype.py (seed 0, ids in [1000, 20000), one batch), one warm-up then
@@ -129,7 +131,8 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--variants", default="torch_fp32,torch_int8,ort_fp32,ort_fp32_fused,ort_int8,ort_int8_fused")
+    ap.add_argument("--variants", default="torch_fp32,torch_int8,ort_fp32,ort_fp32_fused,ort_int8,ort_int8_fused,"
+                                          "ort_int8_fused_ffo")
     ap.add_argument("--attention", choices=("eager", "sdpa"), default="eager", help="how attention is exported")
     ap.add_argument("--workdir", default=None, help="where the .onnx files go (default: a temporary folder)")
     ap.add_argument("--out", default="benchmarks/results/cpu_dtype.jsonl")
@@ -183,11 +186,19 @@ def main() -> None:
         print("fused ops:", opt.get_fused_operator_statistics(), file=sys.stderr)
         files["ort_fp32_fused"] = work / "mini_fp32_fused.onnx"
         opt.save_model_to_file(str(files["ort_fp32_fused"]))
-    for src, dst in (("ort_fp32", "ort_int8"), ("ort_fp32_fused", "ort_int8_fused")):
+    for src, dst in (("ort_fp32", "ort_int8"), ("ort_fp32_fused", "ort_int8_fused"),
+                     ("ort_fp32_fused", "ort_int8_fused_ffo")):
         if dst in variants:
             files[dst] = work / f"{dst.removeprefix('ort_')}.onnx"
+            exclude = []
+            if dst.endswith("_ffo"):  # the feed-forward output layers (weight intermediate x hidden) stay fp32
+                g = onnx.load(str(files[src]), load_external_data=False).graph
+                big = {t.name for t in g.initializer if list(t.dims) == [critic.model.config.intermediate_size,
+                                                                          critic.model.config.hidden_size]}
+                exclude = [n.name for n in g.node if n.op_type == "MatMul" and n.input[1] in big]
             # the fused graph's contrib ops defeat shape inference: say its tensors are float
             quantize_dynamic(str(files[src]), str(files[dst]), per_channel=True, weight_type=QuantType.QInt8,
+                             nodes_to_exclude=exclude,
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
     load = os.getloadavg()[0]

@@ -121,6 +121,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--max-batch-tokens", type=int, default=None)
     ap.add_argument("--profile", default=None, metavar="DIR")
+    ap.add_argument("--onnx", default=None, metavar="FILE",
+                    help="measurement only: run the critic's forward through ONNX Runtime on this exported graph "
+                         "(benchmarks/bench_onnx.py --workdir writes them; needs onnxruntime)")
     ap.add_argument("--tag", default=None, help="a label stored in the row")
     ap.add_argument("--out", default="benchmarks/results/speed.jsonl")
     args = ap.parse_args(argv)
@@ -130,6 +133,10 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     extra = {} if args.max_batch_tokens is None else {"max_batch_tokens": args.max_batch_tokens}
     comp = Compressor(model=args.model, device=args.device, batch_size=args.batch_size, **extra)
+    if args.onnx:
+        from bench_onnx import use_onnx  # benchmarks/ is sys.path[0] when run as a script
+
+        use_onnx(comp.critic, args.onnx)
     load_s = time.perf_counter() - t0
     comp.compress(document(5_000), query="warm-up", rate=args.rate)  # the timed call's path, BM25 included
     got = profiled(comp, args, text, docs) if args.profile else run(comp, args, text, docs)
@@ -139,7 +146,7 @@ def main(argv=None) -> int:
         "model": args.model, "device": comp.device, "tag": args.tag, "batch_size": comp.batch_size,
         "max_batch_tokens": getattr(comp, "max_batch_tokens", None),
         "window_tokens": comp.window_tokens, **got,
-        "dtype": comp.critic.precision,
+        "dtype": f"onnx:{Path(args.onnx).name}" if args.onnx else comp.critic.precision,
         "tokens_per_s": round(got["input_tokens"] / seconds) if seconds else None,
         "post_share": round(post_share, 4), "load_seconds": round(load_s, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

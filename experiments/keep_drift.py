@@ -4,12 +4,15 @@ in the order experiments/cache_probs.py takes them, scored fresh in float32 by b
 
     CPRS_CPU_DTYPE is set here; e.g.
     .venv/bin/python experiments/keep_drift.py --dtype int8 --per-source 5
+    .venv/bin/python experiments/keep_drift.py --onnx /tmp/onnxw/int8_fused.onnx   # ONNX Runtime, fp32 loaded
 """
 from __future__ import annotations
 
 import argparse
 import os
 import random
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -27,6 +30,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="mini")
     ap.add_argument("--dtype", default="int8", help="the CPRS_CPU_DTYPE compared with float32")
+    ap.add_argument("--onnx", default=None, metavar="FILE",
+                    help="compare an ONNX Runtime graph (benchmarks/bench_onnx.py --workdir) instead of --dtype")
     ap.add_argument("--per-source", type=int, default=5)
     a = ap.parse_args()
     docs = []
@@ -36,13 +41,18 @@ def main() -> None:
         docs += [(src, r) for r in recs[: a.per_source]]
 
     def keeps(dtype: str) -> list[np.ndarray]:
-        os.environ["CPRS_CPU_DTYPE"] = dtype
+        os.environ["CPRS_CPU_DTYPE"] = "float32" if dtype == "onnx" else dtype
         comp = ev.load_compressor(a.model, "cpu", None, None)
+        if dtype == "onnx":
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+            from bench_onnx import use_onnx
+
+            use_onnx(comp.critic, a.onnx)
         return [keep_probability(comp.token_probs(r.document, TASKS[TASK[s]], r.query,
                                                   sentences=segment.sentence_spans(r.document))[0])
                 for s, r in docs]
 
-    ref, got = keeps("float32"), keeps(a.dtype)
+    ref, got = keeps("float32"), keeps("onnx" if a.onnx else a.dtype)
     out: dict[str, dict] = {}
     for (src, _), x, y in zip(docs, ref, got):
         d = np.abs(x - y)
