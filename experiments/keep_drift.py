@@ -66,7 +66,7 @@ def main() -> None:
         print(f"{src:20s} docs {o['docs']} tokens {o['tokens']:7d} max {o['max']:.3f} "
               f"mean {o['sum'] / o['tokens']:.4f} crossing 0.5: {o['cross']} ({o['cross'] / o['tokens']:.2%})")
     n = sum(o["tokens"] for o in out.values())
-    print(f"all: tokens {n} max {max(o['max'] for o in out.values()):.3f} "
+    print(f"all: tokens {n} max {max(o['max'] for o in out.values()):.2g} "
           f"mean {sum(o['sum'] for o in out.values()) / n:.4f} "
           f"crossing 0.5: {sum(o['cross'] for o in out.values()) / n:.2%}")
 
