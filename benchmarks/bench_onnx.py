@@ -143,6 +143,8 @@ def main() -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from cprs_cli.critic import load_critic
+    from cprs_cli.critic.base import cpu_has_native_bf16, cpu_has_vnni
+    from cprs_cli.evaluation.machine import cpu_model
 
     variants = a.variants.split(",")
     if variants[0] != "torch_fp32":
@@ -156,7 +158,9 @@ def main() -> None:
     feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
     n_tokens = ids.numel()
     base = {"model": a.model, "windows": a.windows, "length": a.length, "threads": a.threads,
-            "cpu": platform.processor() or platform.machine(), "machine": "AMD EPYC, 2 cores (AVX-512 VNNI, BF16)",
+            "cpu": platform.processor() or platform.machine(),
+            "machine": {"cpu_model": cpu_model(), "cpus": os.cpu_count(), "vnni": cpu_has_vnni(),
+                        "native_bf16": cpu_has_native_bf16()},
             "attention_export": a.attention, "torch": torch.__version__, "onnxruntime": ort.__version__,
             "command": " ".join([".venv/bin/python", *sys.argv])}
 
