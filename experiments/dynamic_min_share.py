@@ -42,19 +42,8 @@ def choose(x, floor, rel, max_share, min_share, gate):
 
 
 def replay(xs, pol):
-    scores, tin, tout, unans = {}, {}, {}, []
-    for x in xs:
-        chosen = choose(x, *pol)
-        out = int(x["costs"][chosen].sum()) if len(chosen) else 0
-        name = x["spec"].name
-        if not x["item"].answerable:
-            if name == "articles":
-                unans.append(out / max(x["input_tokens"], 1))
-            continue
-        scores.setdefault(name, []).append(C._score(x, chosen))
-        tin[name] = tin.get(name, 0) + x["input_tokens"]
-        tout[name] = tout.get(name, 0) + out
-    rows = {k: (float(np.nanmean(v)), tin[k] / max(tout[k], 1)) for k, v in scores.items()}
+    by_row, unans = C.dynamic_replay(xs, lambda x: choose(x, *pol))
+    rows = {k: (v["score"], v["ratio"]) for k, v in by_row.items()}
     return rows, float(np.mean(unans)) if unans else 0.0
 
 

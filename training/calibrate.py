@@ -106,26 +106,35 @@ def sweep_lexical(data: list[dict]) -> dict:
     return {"chosen": chosen, "macro": macro, "by_row": table}
 
 
+def dynamic_replay(data: list[dict], choose: Callable[[dict], np.ndarray]) -> tuple[dict, list[float]]:
+    """Dynamic mode replayed with `choose(example) -> kept unit indices`: per answerable row its
+    mean score and ratio (input over kept unit tokens), and the output share of every
+    unanswerable whole-article example."""
+    scores: dict[str, list[float]] = {}
+    tin: dict[str, int] = {}
+    tout: dict[str, int] = {}
+    unans: list[float] = []
+    for x in data:
+        chosen = choose(x)
+        out = int(x["costs"][chosen].sum()) if len(chosen) else 0
+        name = x["spec"].name
+        if not x["item"].answerable:
+            if name == "articles":
+                unans.append(out / max(x["input_tokens"], 1))
+            continue
+        scores.setdefault(name, []).append(_score(x, chosen))
+        tin[name] = tin.get(name, 0) + x["input_tokens"]
+        tout[name] = tout.get(name, 0) + out
+    by_row = {k: {"score": float(np.nanmean(v)), "ratio": tin[k] / max(tout[k], 1)} for k, v in scores.items()}
+    return by_row, unans
+
+
 def sweep_dynamic(data: list[dict]) -> dict:
     results = []
     for floor, rel, share in itertools.product(FLOORS, RELATIVES, MAX_SHARES):
         pol = DynamicPolicy(floor, rel, share)
-        scores: dict[str, list[float]] = {}
-        tin: dict[str, int] = {}
-        tout: dict[str, int] = {}
-        unans: list[float] = []
-        for x in data:
-            chosen = relative_units(x["scores"], x["costs"], x["input_tokens"], pol)
-            out = int(x["costs"][chosen].sum()) if len(chosen) else 0
-            name = x["spec"].name
-            if not x["item"].answerable:
-                if name == "articles":
-                    unans.append(out / max(x["input_tokens"], 1))
-                continue
-            scores.setdefault(name, []).append(_score(x, chosen))
-            tin[name] = tin.get(name, 0) + x["input_tokens"]
-            tout[name] = tout.get(name, 0) + out
-        by_row = {k: {"score": float(np.nanmean(v)), "ratio": tin[k] / max(tout[k], 1)} for k, v in scores.items()}
+        by_row, unans = dynamic_replay(
+            data, lambda x, pol=pol: relative_units(x["scores"], x["costs"], x["input_tokens"], pol))
         if not by_row:
             continue
         bound = [r.name for r in ev.ROWS if r.kind == "data" and r.target_ratio and r.name in by_row]
