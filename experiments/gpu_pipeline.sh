@@ -17,16 +17,14 @@ LOG=$OUT/log.txt
 ROWS=$OUT/speed.jsonl
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true
 
-setup() {
+setup() {  # Ray and the wheels, then what setup_light carries
   if [ ! -f $S/.done ]; then
     mkdir -p $S/site
     tar -xJf .stage/pack/ray.tar.xz -C $S/site
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target $S/site .stage/pack/whl/*.whl
-    cp -r .stage/pack/site/* $S/site/
-    cp -r .stage/pack/shapes $S/shapes
-    for m in mini small; do PYTHONPATH=$S/site:$PWD python3 benchmarks/shape_critic.py weights $S/shapes/$m; done
     touch $S/.done
   fi
+  setup_light
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   nproc
 }
