@@ -79,3 +79,20 @@ def test_load_delta_refuses_a_lower_rank():
 
     with pytest.raises(ValueError, match="rank 4 is above the adapter's 2"):
         load_delta(narrow, _export(trained))
+
+
+def test_a_resumed_run_takes_the_deltas_ranks_unless_told_otherwise():
+    """Round 4's `small` has rank 64 in its bidirectional layers (the preset says 32):
+    `--resume shipped` alone must build adapters that hold it; an explicit rank stays as given."""
+    from training.loop import PRESETS, resume_ranks
+
+    start = PRESETS["small"]["bidirectional_start_layer"]
+    delta = {f"lora_A.model.layers.{start - 1}.self_attn.q_proj.weight": torch.zeros(16, 8),
+             f"lora_A.model.layers.{start}.self_attn.q_proj.weight": torch.zeros(64, 8),
+             "full.cls_head.weight": torch.zeros(4, 8)}
+    assert resume_ranks("small", delta) == (16, 64)
+    assert resume_ranks("small", delta, lora_rank_top=128) == (16, 128)
+    small_delta = dict(delta)
+    small_delta[f"lora_A.model.layers.{start}.self_attn.q_proj.weight"] = torch.zeros(8, 8)
+    assert resume_ranks("small", small_delta) == (16, PRESETS["small"]["lora_rank_top"])  # never below the preset
+    assert resume_ranks("mini", {"full.x": torch.zeros(1)}) == (0, 0)

@@ -128,8 +128,7 @@ def init_model(name: str, device: torch.device, lora_rank: int = 0, lora_rank_to
     start = preset["bidirectional_start_layer"]
 
     def rank_for(qual: str) -> int:
-        layer = int(qual.split("layers.")[1].split(".")[0])
-        return preset["lora_rank_top"] if layer >= start else preset["lora_rank"]
+        return preset["lora_rank_top"] if _layer_index(qual) >= start else preset["lora_rank"]
 
     add_lora(model.model, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), rank_for)
     for name_, p in model.named_parameters():
@@ -145,6 +144,31 @@ def _tokenizer(base_dir: Path):
     tok = AutoTokenizer.from_pretrained(str(base_dir), trust_remote_code=False)
     tok.model_max_length = 1 << 40
     return tok
+
+
+def _layer_index(name: str) -> int:
+    """The decoder layer a parameter or module name belongs to (`...layers.<i>....`)."""
+    return int(name.split("layers.")[1].split(".")[0])
+
+
+def resume_ranks(name: str, delta: dict[str, torch.Tensor], lora_rank: int = 0,
+                 lora_rank_top: int = 0) -> tuple[int, int]:
+    """The adapter ranks (below, from the first bidirectional layer) a run resumed from `delta`
+    builds: a rank given explicitly as is (`load_delta` refuses one below the delta's); else the
+    preset's, raised to the delta's own where that is higher, so a delta trained with more
+    capacity (round 4's rank 64) resumes without repeating its flags. (0, 0) for encoders."""
+    preset = PRESETS[name]
+    if "lora_rank" not in preset:
+        return lora_rank, lora_rank_top
+    start = preset["bidirectional_start_layer"]
+    low = top = 0
+    for key, a in delta.items():
+        if key.startswith("lora_A.") and "layers." in key:
+            if _layer_index(key) >= start:
+                top = max(top, a.shape[0])
+            else:
+                low = max(low, a.shape[0])
+    return (lora_rank or max(int(preset["lora_rank"]), low), lora_rank_top or max(int(preset["lora_rank_top"]), top))
 
 
 def load_delta(model, delta: dict[str, torch.Tensor]) -> int:
@@ -366,12 +390,17 @@ def train(cfg: TrainConfig) -> Path:
 
     # built on the CPU and moved only after the windows are encoded: the encoding workers fork,
     # and a forked child must not inherit an initialised CUDA context
-    model, critic, overrides = init_model(cfg.critic, torch.device("cpu"), cfg.lora_rank, cfg.lora_rank_top)
+    ranks_ = (cfg.lora_rank, cfg.lora_rank_top)
+    delta = None
     if cfg.resume:
         from safetensors.torch import load_file
 
         path = CRITICS[cfg.critic].delta_path if cfg.resume == "shipped" else Path(cfg.resume)
-        log(event="resume", delta=str(path), tensors=load_delta(model, load_file(str(path))))
+        delta = load_file(str(path))
+        ranks_ = resume_ranks(cfg.critic, delta, *ranks_)
+    model, critic, overrides = init_model(cfg.critic, torch.device("cpu"), *ranks_)
+    if delta is not None:
+        log(event="resume", delta=str(path), tensors=load_delta(model, delta), lora_ranks=list(ranks_))
     # each rank encodes its own share of the examples, with its share of the cores
     workers = cfg.workers or max(1, (os.cpu_count() or 1) // world)
     train_w = encode_all(train_ex[rank::world], critic, window_tokens, cfg.neg_keep, workers, cfg.seed + rank * 7919)
@@ -456,8 +485,12 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def export(model, cfg: TrainConfig, overrides: dict, out: Path, metrics: dict) -> None:
-    """Write only what training changed: fine-tuned tensors (`full.*`) and LoRA pairs, fp16."""
-    from safetensors.torch import save_file
+    """Write only what training changed: fine-tuned tensors (`full.*`) and LoRA pairs, fp16.
+    Each file is replaced atomically: a run killed while exporting (it exports at every
+    evaluation) leaves the previous delta whole."""
+    from safetensors.torch import save
+
+    from cprs_cli.output import write_atomic
 
     delta = {}
     for name, p in model.named_parameters():
@@ -465,12 +498,12 @@ def export(model, cfg: TrainConfig, overrides: dict, out: Path, metrics: dict) -
             delta[f"full.{name}"] = p.detach().to(torch.float16).cpu().contiguous()
     for k, v in lora_state(model).items():
         delta[k] = v.to(torch.float16).cpu().contiguous()
-    save_file(delta, str(out / "delta.safetensors"))
+    write_atomic(out / "delta.safetensors", save(delta))
     spec = CRITICS[cfg.critic]
     meta = {"name": cfg.critic, "kind": spec.kind, "base": {"package": spec.base.package, "file": spec.base.file,
                                                               "sha256": spec.base.sha256},
             "config": overrides, "train": asdict(cfg), "metrics": metrics}
-    (out / "critic.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_atomic(out / "critic.json", json.dumps(meta, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
