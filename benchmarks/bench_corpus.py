@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from host_cpu import CpuMeter  # benchmarks/ is sys.path[0] when run as a script
+
 from cprs_cli.corpus import run_corpus
 from cprs_cli.evaluation.synthetic import haystack_text
 from cprs_cli.options import CompressOptions
@@ -118,11 +120,13 @@ def main(argv=None) -> int:
             for row in corpus_rows(args.tokens, args.doc_tokens):
                 fh.write(json.dumps(row) + "\n")
         t0 = time.perf_counter()
+        meter = CpuMeter()
         stats = run_corpus(str(data), Path(tmp) / "out", CompressOptions(query="", rate=args.rate),
                            model=args.model, device=args.device, workers=args.workers,
                            cpus_per_worker=args.cpus_per_worker, actors_per_gpu=args.actors_per_gpu,
                            shard_tokens=args.shard_tokens, quiet=True)
         wall = time.perf_counter() - t0
+        host = meter.read()
         errors = row_errors(Path(tmp) / "out") if stats.errors else {}
     return emit(args, {
         "mode": "cprs corpus", "documents": stats.documents, "errors": stats.errors,
@@ -131,7 +135,7 @@ def main(argv=None) -> int:
         "actors_per_gpu": args.actors_per_gpu, "gpus_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "model": args.model or "(default)", "job_seconds": round(stats.seconds, 2),
         "tokens_per_s": round(stats.tokens_per_second), "call_seconds": round(wall, 2),
-        "call_tokens_per_s": round(stats.input_tokens / wall), "row_errors": errors})
+        "call_tokens_per_s": round(stats.input_tokens / wall), "row_errors": errors, **host})
 
 
 def row_errors(out: Path, keep: int = 5) -> dict[str, int]:

@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from host_cpu import CpuMeter  # benchmarks/ is sys.path[0] when run as a script
+
 from cprs_cli import Compressor
 from cprs_cli.evaluation.speed import SPEED_QUERY, speed_document
 from cprs_cli.evaluation.synthetic import haystack_text
@@ -139,7 +141,9 @@ def main(argv=None) -> int:
         use_onnx(comp.critic, args.onnx)
     load_s = time.perf_counter() - t0
     comp.compress(document(5_000), query="warm-up", rate=args.rate)  # the timed call's path, BM25 included
+    meter = CpuMeter()
     got = profiled(comp, args, text, docs) if args.profile else run(comp, args, text, docs)
+    got.update(meter.read())
     seconds = got["seconds"]
     post_share = got["timings"].get("post", 0.0) / seconds if seconds else 0.0
     row = {

@@ -19,7 +19,7 @@ ev --model small --probs $P/small                                             --
 # round 3 of small (DDP on two H200s); its probabilities were cached under $PROBS_R3 (tag r3a)
 P3=${PROBS_R3:-/tmp/r3/r3a}
 ev --model small --probs $P3 --probs-tag r3a                                  --dynamic calibrated --out $OUT/A7_small_r3.json
-# round 4 of small (experiments/train_small_r4.sh): two arms from round 3's delta, one H200 each;
+# round 4 of small (experiments/train_small.sh arms): two arms from round 3's delta, one H200 each;
 # their probabilities were cached under $PROBS_R4/probs-r4a and probs-r4b (each arm at its own calibrated BM25 weight)
 P4=${PROBS_R4:-/tmp/r4}
 ev --model small --probs $P4/probs-r4a --probs-tag r4a --lexical-weight 0.05                --dynamic calibrated --out $OUT/A8_small_r4_data.json
