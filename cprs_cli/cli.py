@@ -878,15 +878,17 @@ _Address = Annotated[str | None, typer.Option(
     metavar="ADDR", help="An existing Ray cluster ('auto', or HOST:PORT); default: a local Ray.",
     rich_help_panel=_RAY)]
 _Workers = Annotated[int | None, typer.Option(
-    min=1, metavar="N", help="Actors, each with one critic (default: one per GPU, else CPUs / --cpus-per-worker).",
+    min=1, metavar="N",
+    help="Actors, each with one critic (default: --actors-per-gpu per GPU, else CPUs / --cpus-per-worker).",
     rich_help_panel=_RAY)]
 _CpusPerWorker = Annotated[int | None, typer.Option(
     "--cpus-per-worker", min=1, metavar="N",
     help="CPU cores (torch threads) of each actor (default: 2 on CPUs; with GPUs, the CPUs per actor, at most 8).",
     rich_help_panel=_RAY)]
-_ActorsPerGpu = Annotated[int, typer.Option(
+_ActorsPerGpu = Annotated[int | None, typer.Option(
     "--actors-per-gpu", min=1, metavar="N",
-    help="Actors sharing each GPU: an actor's CPU work is serial, so several keep a GPU busy.",
+    help="Actors sharing each GPU: an actor's CPU work is serial, so several keep a GPU busy "
+         "(default: one per 2 CPUs per GPU, at most 8).",
     rich_help_panel=_RAY)]
 _ShardTokens = Annotated[int, typer.Option(
     "--shard-tokens", min=1, metavar="N", help="Estimated input tokens per shard (bytes / 4).",
@@ -909,7 +911,7 @@ def corpus(
     batch_size: _BatchSize = None, window_tokens: _WindowTokens = None,
     max_input_mb: _MaxInputMb = 512, fmt: _CorpusFormat = CorpusFormat.parquet,
     address: _Address = None, workers: _Workers = None, cpus_per_worker: _CpusPerWorker = None,
-    actors_per_gpu: _ActorsPerGpu = 1, shard_tokens: _ShardTokens = 1_000_000, shard_rows: _ShardRows = 10_000,
+    actors_per_gpu: _ActorsPerGpu = None, shard_tokens: _ShardTokens = 1_000_000, shard_rows: _ShardRows = 10_000,
     quiet: _CorpusQuiet = False, debug: _Debug = False,
 ) -> None:
     """Compress a dataset (JSONL or Parquet, one document per row) on Ray, resumably.

@@ -133,14 +133,22 @@ corpus_scale() {  # cprs corpus on 1 and 2 GPUs, 20M tokens, small's shape, 8 ac
   done
 }
 
+corpus_one_gpu_all_cores() {  # the control: one GPU given all 32 cores (16 actors of 2) -- GPU- or CPU-bound?
+  echo "== corpus small gpus=0 actors-per-gpu=16 cpus-per-worker=2" | tee -a "$LOG"
+  CUDA_VISIBLE_DEVICES=0 PYTHONPATH=$S/site:$PWD timeout 200 python3 benchmarks/bench_corpus.py \
+    --tokens 20000000 --doc-tokens 1000 --shard-tokens 250000 --model $S/shapes/small --device cuda:0 \
+    --actors-per-gpu 16 --cpus-per-worker 2 --out $OUT/corpus.jsonl >>"$LOG" 2>&1 || echo "FAILED ($?)" | tee -a "$LOG"
+  tail -n 1 $OUT/corpus.jsonl 2>/dev/null | cut -c1-600
+}
+
 compress_10m() {  # the multi-GPU issue's single document: 10M tokens, small's shape, 1 and 2 GPUs in one process
   row new small cuda:0 --tokens 10000000
   row new small cuda:0,1 --tokens 10000000
 }
 
 suite() {  # cprs bench --speed: critics end to end and forward, the peers' shapes, scaling to 2M tokens
-  PYTHONPATH=$S/site:$PWD timeout 330 python3 -m cprs_cli bench --speed --device cuda:0 \
-    --model $S/shapes/mini --model $S/shapes/small --speed-lengths 10000,100000,1000000 \
+  PYTHONPATH=$S/site:$PWD timeout 420 python3 -m cprs_cli bench --speed --device cuda:0 \
+    --model $S/shapes/mini --model $S/shapes/small --speed-lengths 10000,100000,1000000,2000000 \
     --out-dir $OUT/bench-speed >>"$LOG" 2>&1 || echo "FAILED ($?)" | tee -a "$LOG"
   tail -n 40 $OUT/bench-speed/report.md 2>/dev/null
   tar -czf $OUT/bench-speed.tgz -C $OUT bench-speed && rm -rf $OUT/bench-speed

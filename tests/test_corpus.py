@@ -221,6 +221,22 @@ def test_a_cprs_error_inside_an_actor_keeps_its_line_and_exit_code():
         "the Ray job failed: OSError: no space"
 
 
+def test_actor_plan_shares_gpus_by_the_hosts_cores_and_given_values_win():
+    from cprs_cli.corpus.run import plan_actors
+
+    # (actors, CPUs per actor, actors per GPU); GPU hosts: one actor per 2 cores per GPU, at most 8
+    assert plan_actors(2, 32, None, None, None) == (16, 2, 8)  # the 2-GPU H200 host of docs/scale.md
+    assert plan_actors(1, 16, None, None, None) == (8, 2, 8)
+    assert plan_actors(8, 128, None, None, None) == (64, 2, 8)
+    assert plan_actors(1, 128, None, None, None) == (8, 8, 8)  # capped; the spare cores go to each actor
+    assert plan_actors(4, 6, None, None, None) == (4, 1, 1)  # fewer cores than GPUs: one actor each
+    assert plan_actors(2, 32, None, None, 1) == (2, 8, 1)  # --actors-per-gpu 1: the old default
+    assert plan_actors(2, 32, 3, 4, 2) == (3, 4, 2)  # --workers and --cpus-per-worker win
+    # CPU actors: CPUs / cpus-per-worker (default 2), at least one
+    assert plan_actors(0, 2, None, None, None) == (1, 2, 1)
+    assert plan_actors(0, 8, None, 1, None) == (8, 1, 1)
+
+
 def test_without_ray_one_line_says_how_to_install(tmp_path, monkeypatch):
     from cprs_cli.errors import MissingExtraError
 

@@ -154,6 +154,28 @@ def _start_ray(ray, address: str | None, quiet: bool) -> bool:
     return True
 
 
+# actors per GPU when not given: one per two of the host's cores per GPU, at most this many.
+# Measured on a 2-GPU H200 host (docs/scale.md): 8 actors of 2 cores per GPU ran 5x one actor's
+# rate; 16 on one GPU bought only 10% more than 8, as the actors then take turns on the GPU.
+MAX_AUTO_ACTORS_PER_GPU = 8
+CPUS_PER_GPU_ACTOR = 2
+
+
+def plan_actors(gpus: int, cpus: int, workers: int | None, cpus_per_worker: int | None,
+                actors_per_gpu: int | None) -> tuple[int, int, int]:
+    """(actors, CPUs per actor, actors per GPU) for a cluster of `gpus` GPUs (0: CPU actors) and
+    `cpus` CPUs; each given value wins over its default."""
+    if gpus == 0:
+        per_worker = cpus_per_worker or min(CPUS_PER_WORKER, cpus)
+        return workers or max(1, cpus // per_worker), per_worker, 1
+    if actors_per_gpu is None:
+        actors_per_gpu = max(1, min(MAX_AUTO_ACTORS_PER_GPU, cpus // gpus // CPUS_PER_GPU_ACTOR))
+    slots = gpus * actors_per_gpu
+    # a GPU actor's CPUs tokenise, segment and select beside the GPU: a share of the host's
+    per_worker = cpus_per_worker or max(1, min(8, cpus // slots))
+    return workers or slots, per_worker, actors_per_gpu
+
+
 def _resolve_model(model: str | None, use_gpu: bool) -> str:
     """The critic every actor loads: the name or directory given, else the default for the
     actors' device (`small` on GPUs when installed, else `mini`)."""
@@ -192,7 +214,7 @@ def _critic_identity(compressor, model: str, cpu_dtype: str) -> dict:
 def run_corpus(input: str, output: str | Path, options: CompressOptions | None = None, *,
                model: str | None = None, device: str = "auto", batch_size: int | None = None,
                window_tokens: int | None = None, workers: int | None = None,
-               cpus_per_worker: int | None = None, actors_per_gpu: int = 1,
+               cpus_per_worker: int | None = None, actors_per_gpu: int | None = None,
                address: str | None = None, fmt: str = "parquet",
                shard_tokens: int = DEFAULT_SHARD_TOKENS, shard_rows: int = DEFAULT_SHARD_ROWS,
                max_input_bytes: int = DEFAULT_MAX_INPUT_MB * MB, quiet: bool = False) -> CorpusStats:
@@ -205,7 +227,8 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
     GPUs), "cpu" or "cuda". `workers`: actors (default: `actors_per_gpu` per GPU, or CPUs /
     `cpus_per_worker`). `actors_per_gpu` > 1 shares each GPU between that many actors (a fraction
     of a GPU each): an actor's CPU work (tokenising, segmenting, selecting) is serial, and on a
-    GPU host it, not the GPU, bounds one actor's speed (docs/scale.md).
+    GPU host it, not the GPU, bounds one actor's speed (docs/scale.md); default: one actor per two
+    of the cluster's CPUs per GPU, at most 8 (`plan_actors`).
     An interrupted call leaves whole shards only; `written(output)` counts them.
 
     Raises UsageError (bad options, an output directory of another run or in use),
@@ -222,7 +245,7 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
             raise UsageError(f"{name} must be at least 1", params=(name,))
     if workers is not None and workers < 1:
         raise UsageError("workers must be at least 1", params=("workers",))
-    if actors_per_gpu < 1:
+    if actors_per_gpu is not None and actors_per_gpu < 1:
         raise UsageError("actors_per_gpu must be at least 1", params=("actors_per_gpu",))
     if device not in ("auto", "cpu") and not device.startswith("cuda"):
         raise UsageError("device must be auto, cpu or cuda", params=("device",))
@@ -239,10 +262,8 @@ def run_corpus(input: str, output: str | Path, options: CompressOptions | None =
         use_gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
         if use_gpu and gpus == 0:
             raise UsageError("device cuda: the Ray cluster has no GPUs", params=("device",))
-        # a GPU actor's CPUs tokenise, segment and select beside the GPU: a share of the host's
-        slots = gpus * actors_per_gpu
-        per_worker = cpus_per_worker or (max(1, min(8, cpus // slots)) if use_gpu else min(CPUS_PER_WORKER, cpus))
-        n_workers = workers or (slots if use_gpu else max(1, cpus // per_worker))
+        n_workers, per_worker, actors_per_gpu = plan_actors(gpus if use_gpu else 0, cpus, workers,
+                                                            cpus_per_worker, actors_per_gpu)
 
         resolved = _resolve_model(model, use_gpu)
         cpu_dtype = os.environ.get("CPRS_CPU_DTYPE", "").strip().lower()  # "", "bfloat16", "auto", "int8"

@@ -1,0 +1,52 @@
+"""How a unit's score is made from its tokens' keep probabilities (an experiment, not part of the
+package): cprs ships (max + mean) / 2 (`select.unit_scores`); this replays budgeted selection with
+a × max + (1 − a) × mean for several a, and with the top-3 tokens' mean in place of the max, on
+cached critic probabilities, each at the critic's calibrated BM25 weight.
+
+    python experiments/unit_score_mix.py small /tmp/r4/probs-r4b r4b calib
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not installed: the checkout's
+from cprs_cli.evaluation import quality as ev  # noqa: E402
+from training import calibrate as C  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("model")
+ap.add_argument("probs")
+ap.add_argument("tag")
+ap.add_argument("split", nargs="?", default="calib")
+a = ap.parse_args()
+comp = ev.load_compressor(a.model, "cpu", None, None)
+w = comp.critic.lexical_weight
+
+
+def mix(alpha: float, top: int = 1):
+    def scores(keep: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(ranges))
+        for j, (s, e) in enumerate(ranges):
+            if e > s:
+                t = keep[s:e]
+                peak = np.sort(t)[-top:].mean() if top > 1 else t.max()
+                out[j] = alpha * peak + (1 - alpha) * t.mean()
+        return out
+    return scores
+
+
+variants = {f"max {al}": mix(al) for al in (0.0, 0.25, 0.5, 0.75, 1.0)}
+variants["top3 0.5"] = mix(0.5, 3)
+per = {}
+for name, fn in variants.items():
+    C.unit_scores = fn  # what calibrate.prepare scores units with
+    data = C.prepare(comp, a.split, a.probs, a.tag, log=lambda m: None)
+    per[name] = C.budget_scores(data, lambda x: x["scores"] + w * x["bm25"])
+rows = sorted(next(iter(per.values())).keys())
+print(f"{a.model} {a.tag} {a.split}, BM25 weight {w}")
+print("variant".ljust(12), " ".join(r[:16].rjust(16) for r in rows), "  macro")
+for name, t in per.items():
+    vals = [100 * t[r] for r in rows]
+    print(name.ljust(12), " ".join(f"{v:16.1f}" for v in vals), f"{np.mean(vals):7.2f}")
