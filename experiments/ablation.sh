@@ -24,3 +24,6 @@ ev --model small --probs $P3 --probs-tag r3a                                  --
 P4=${PROBS_R4:-/tmp/r4}
 ev --model small --probs $P4/probs-r4a --probs-tag r4a --lexical-weight 0.05                --dynamic calibrated --out $OUT/A8_small_r4_data.json
 ev --model small --probs $P4/probs-r4b --probs-tag r4b                                      --dynamic calibrated --out $OUT/A9_small_r4_data_capacity.json
+# round 5 of small (experiments/train_small.sh ddp): r4b's settings on both GPUs; probabilities under $PROBS_R5 (tag r5)
+P5=${PROBS_R5:-/tmp/r5/probs-r5}
+ev --model small --probs $P5 --probs-tag r5 --lexical-weight 0.05                           --dynamic calibrated --out $OUT/A10_small_r5.json

@@ -19,6 +19,8 @@ RUNS = [
     ("A8_small_r4_data", "round-4 `small`, more data alone (every train record), fusion 0.05, dynamic rule"),
     ("A9_small_r4_data_capacity", "round-4 `small`, more data + LoRA rank 64 in the bidirectional layers, "
                                   "fusion 0.1, dynamic rule (shipped `small`)"),
+    ("A10_small_r5", "round-5 `small`: A9's settings on both GPUs, twice the tokens (not shipped), fusion 0.05, "
+                     "dynamic rule"),
 ]
 COLS = [("multihop", "rate:0.2"), ("multihop", "rate:0.1"), ("multihop", "dynamic"), ("articles", "rate:0.1"),
         ("articles", "rate:0.05"), ("articles", "dynamic"), ("papers", "rate:0.1"), ("papers", "dynamic")]

@@ -4,6 +4,12 @@ a × max + (1 − a) × mean for several a, and with the top-3 tokens' mean in p
 cached critic probabilities, each at the critic's calibrated BM25 weight.
 
     python experiments/unit_score_mix.py small /tmp/r4/probs-r4b r4b calib
+
+Result (round-4 `small`, BM25 weight 0.1, 2026-11-30): every mix lands within 0.1 point of the
+shipped one on the `calib` macro average (77.76–77.86 vs 77.80) and within 0.4 on `test`
+(73.47–74.11 vs 73.76), rows trading a point or two between them (the mean alone: multi-hop
+`--rate 0.2` +1.3 on `calib` and +0.6 on `test`, papers unchanged on `calib` and −2.7 on `test`).
+Not adopted: no signal beyond the noise.
 """
 import argparse
 import sys
