@@ -406,7 +406,7 @@ class Compressor:
             doc = tokens.result() if tokens is not None else tokenize(self.critic.tokenizer, clean)
             plans = [self.plan(clean, opts.instruction_text, q, sentences, doc) for q in queries]
             lexical = None
-            if opts.budgeted:
+            if opts.budgeted or self._dynamic_lexical(opts):
                 lexical = self._selection_inputs(pool, clean, units, queries, opts, sentences)
             took = time.perf_counter() - start
             return _Job(index, source, text, clean, queries, opts, sentences, units, plans, input_count,
@@ -414,9 +414,17 @@ class Compressor:
         except Exception as err:  # noqa: BLE001 - one item's failure never stops the others
             return ItemError(index, source, _one_line(err), err)
 
+    def _dynamic_lexical(self, opts: CompressOptions) -> bool:
+        """Whether dynamic selection will read BM25 scores: the critic's calibrated rule fuses
+        them (`DynamicPolicy.lexical`) and neither a threshold nor word units hand the choice to
+        the tags."""
+        policy = self.critic.dynamic
+        return bool(policy is not None and policy.lexical and opts.threshold is None
+                    and str(opts.granularity) != "word")
+
     def _selection_inputs(self, pool, text: str, units: np.ndarray, queries: list[str], opts: CompressOptions,
                           sentences: np.ndarray) -> tuple[Future, list[Future | None]]:
-        """What budgeted selection needs besides the critic, as futures of worker threads that run
+        """What budgeted (or BM25-reading dynamic) selection needs besides the critic, as futures of worker threads that run
         while the critic does: every unit's cl100k cost and, per query, the units' BM25 scores
         (`select.unit_costs`, `select.lexical_scores`). tiktoken and numpy release the GIL for
         most of it."""
@@ -424,7 +432,10 @@ class Compressor:
 
         separator = DEFAULT_SEPARATOR if opts.separator is None else opts.separator
         costs = pool.submit(lambda: unit_costs(text, units, count_tokens(separator)))
-        weight = self.critic.lexical_weight if opts.lexical_weight is None else opts.lexical_weight
+        if opts.budgeted:
+            weight = self.critic.lexical_weight if opts.lexical_weight is None else opts.lexical_weight
+        else:  # dynamic mode whose rule reads BM25 (_dynamic_lexical)
+            weight = self.critic.dynamic.lexical
         gran = str(opts.granularity)
         bm25 = [pool.submit(lexical_scores, text, units, q, gran, sentences) if weight and len(units) else None
                 for q in queries]

@@ -41,25 +41,37 @@ DEFAULT_LEXICAL_WEIGHT = 0.1
 class DynamicPolicy:
     """Per-document keep rule of dynamic mode (sentence / paragraph units).
 
-    A unit is kept when its score >= max(floor, relative * best unit score of the document);
-    nothing is kept when the best unit scores below `floor`; the kept units, best first, fill at
-    most `max_share` of the input's cl100k tokens (the best unit is always kept).
+    A unit is kept when its rank score >= max(floor, relative * the document's best rank score);
+    nothing is kept when the critic's best unit scores below `floor`; the kept units, best first,
+    fill at most `max_share` of the input's cl100k tokens (the best unit is always kept). The
+    rank score is the critic's unit score plus `lexical` × the unit's normalised BM25 score
+    against the query (0: the critic's alone), so a sentence that shares the question's rare
+    words is judged with the critic's best, while a document the critic finds nothing in still
+    keeps nothing.
     """
 
     floor: float = 0.1
     relative: float = 0.3
     max_share: float = 0.4
+    lexical: float = 0.0
 
-    def candidates(self, scores: np.ndarray) -> np.ndarray:
-        """Indices of the units whose score passes the rule's cut (none below the floor)."""
+    def rank_scores(self, scores: np.ndarray, bm25: np.ndarray | None) -> np.ndarray:
+        if not self.lexical or bm25 is None or len(bm25) != len(scores):
+            return scores
+        return scores + self.lexical * bm25
+
+    def candidates(self, scores: np.ndarray, bm25: np.ndarray | None = None) -> np.ndarray:
+        """Indices of the units whose rank score passes the rule's cut (none when the critic's
+        best is below the floor)."""
         if len(scores) == 0 or scores.max() < self.floor:
             return np.zeros(0, np.int64)
-        return np.flatnonzero(scores >= max(self.floor, self.relative * float(scores.max())))
+        ranked = self.rank_scores(scores, bm25)
+        return np.flatnonzero(ranked >= max(self.floor, self.relative * float(ranked.max())))
 
     @classmethod
     def from_dict(cls, d: dict | None) -> DynamicPolicy:
         d = d or {}
-        return cls(**{k: float(d[k]) for k in ("floor", "relative", "max_share") if k in d})
+        return cls(**{k: float(d[k]) for k in ("floor", "relative", "max_share", "lexical") if k in d})
 
 
 def unit_spans(text: str, granularity: str) -> np.ndarray:
@@ -155,11 +167,13 @@ def budget_units(costs: np.ndarray, scores: np.ndarray, budget: int, separator_t
 
 
 def relative_units(scores: np.ndarray, costs: np.ndarray, input_tokens: int,
-                   policy: DynamicPolicy) -> np.ndarray:
-    """Indices of the units dynamic mode keeps under `policy` (see `DynamicPolicy`); only the
-    costs of `policy.candidates(scores)` are read."""
-    cand = policy.candidates(scores)
-    cand = cand[np.argsort(-scores[cand], kind="stable")]
+                   policy: DynamicPolicy, bm25: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the units dynamic mode keeps under `policy` (see `DynamicPolicy`; `bm25`: the
+    units' normalised BM25 scores, read when `policy.lexical`); only the costs of
+    `policy.candidates(scores, bm25)` are read."""
+    cand = policy.candidates(scores, bm25)
+    ranked = policy.rank_scores(scores, bm25)
+    cand = cand[np.argsort(-ranked[cand], kind="stable")]
     cap = policy.max_share * input_tokens
     chosen: list[int] = []
     total = 0
@@ -487,11 +501,13 @@ def select(text: str, probs: np.ndarray, offsets: np.ndarray, *, granularity: st
     elif policy is not None and threshold is None:
         if input_tokens is None:
             input_tokens = count_tokens(text)
+        if policy.lexical and bm25 is None:
+            bm25 = lexical_scores(text, units, query or "", granularity, sentences)
         # only units that pass the rule's cut can be kept: count the tokens of those alone
         costs = np.zeros(len(units), np.int64)
-        cand = policy.candidates(scores)
+        cand = policy.candidates(scores, bm25)
         costs[cand] = unit_costs(text, units, count_tokens(separator), cand)
-        chosen = relative_units(scores, costs, input_tokens, policy)
+        chosen = relative_units(scores, costs, input_tokens, policy, bm25)
     else:
         kept = tags.kept_mask(probs, threshold, max_gap, min_span_tokens)
         chosen = dynamic_units(kept, ranges)

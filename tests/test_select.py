@@ -278,6 +278,41 @@ def test_relative_rule_adapts_to_the_documents_own_scale():
     assert relative_units(scores, costs, 1000, pol).tolist() == relative_units(scores / 2, costs, 1000, pol).tolist()
 
 
+def test_lexical_rule_ranks_with_bm25_but_the_critic_alone_gates():
+    scores = np.array([0.9, 0.35, 0.2, 0.05])
+    bm25 = np.array([0.0, 1.0, 0.0, 0.5])  # normalised: the document's best BM25 unit is 1
+    costs = np.full(4, 10)
+    critic_only = DynamicPolicy(floor=0.1, relative=0.5, max_share=1.0)
+    fused = DynamicPolicy(floor=0.1, relative=0.5, max_share=1.0, lexical=0.3)
+    assert relative_units(scores, costs, 1000, critic_only, bm25).tolist() == [0]  # lexical 0 ignores BM25
+    # 0.35 + 0.3 = 0.65 reaches half the best fused score (0.9): the sentence with the query's words joins
+    assert relative_units(scores, costs, 1000, fused, bm25).tolist() == [0, 1]
+    # the floor reads the critic alone: BM25 matches do not make a document the critic rejects kept
+    assert relative_units(scores * 0.1, costs, 1000, fused, bm25).tolist() == []
+    # the cap takes units best first by the fused score
+    assert relative_units(scores, costs, 10, DynamicPolicy(0.1, 0.2, 0.01, 0.3), bm25).tolist() == [0]
+    assert DynamicPolicy.from_dict({"floor": 0.05, "relative": 0.2, "max_share": 0.4, "lexical": 0.1}).lexical == 0.1
+    assert DynamicPolicy.from_dict({"floor": 0.05}).lexical == 0.0  # critic.json files without the key
+
+
+def test_dynamic_select_reads_bm25_of_the_query_when_the_rule_says_so():
+    text = ("The weather was mild that spring. Zorblax founded the guild in 1620. Nothing else of any "
+            "note happened in the rest of that long and uneventful year in the town.")
+    offsets = segment.word_spans(text)
+    units = segment.sentence_spans(text)
+    probs = np.tile(DROP, (len(offsets), 1))
+    first = np.flatnonzero(offsets[:, 1] <= units[0, 1])
+    probs[first] = KEEP  # the critic likes the first sentence only
+    query = "Who founded the guild?"
+    alone = select(text, probs, offsets, granularity="sentence", query=query,
+                   policy=DynamicPolicy(floor=0.05, relative=0.5, max_share=1.0))
+    fused = select(text, probs, offsets, granularity="sentence", query=query,
+                   policy=DynamicPolicy(floor=0.05, relative=0.5, max_share=1.0, lexical=1.0))
+    assert "Zorblax" not in assemble(alone) and "spring" in assemble(alone)
+    assert "Zorblax" in assemble(fused) and "spring" in assemble(fused)
+    assert "Nothing else" not in assemble(fused)
+
+
 def test_budget_at_or_above_the_input_keeps_everything():
     text = "A short table.\n\nRow one: 12.\n\nRow two: 34."
     offsets = segment.word_spans(text)

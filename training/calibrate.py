@@ -46,6 +46,8 @@ LEXICAL_TIE = 0.005
 FLOORS = (0.05, 0.1, 0.2, 0.3)
 RELATIVES = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 MAX_SHARES = (0.15, 0.2, 0.25, 0.3, 0.4)
+# BM25 in the dynamic rule's ranking (DynamicPolicy.lexical): 0 = the critic alone
+DYNAMIC_LEXICAL = (0.0, 0.1, 0.3)
 RATIO_MARGIN = 5.5  # the targets ask for >= 5x; calibrate to a little more
 UNANSWERABLE_SHARE = 0.05
 
@@ -131,10 +133,10 @@ def dynamic_replay(data: list[dict], choose: Callable[[dict], np.ndarray]) -> tu
 
 def sweep_dynamic(data: list[dict]) -> dict:
     results = []
-    for floor, rel, share in itertools.product(FLOORS, RELATIVES, MAX_SHARES):
-        pol = DynamicPolicy(floor, rel, share)
+    for floor, rel, share, lex in itertools.product(FLOORS, RELATIVES, MAX_SHARES, DYNAMIC_LEXICAL):
+        pol = DynamicPolicy(floor, rel, share, lex)
         by_row, unans = dynamic_replay(
-            data, lambda x, pol=pol: relative_units(x["scores"], x["costs"], x["input_tokens"], pol))
+            data, lambda x, pol=pol: relative_units(x["scores"], x["costs"], x["input_tokens"], pol, x["bm25"]))
         if not by_row:
             continue
         bound = [r.name for r in ev.ROWS if r.kind == "data" and r.target_ratio and r.name in by_row]
