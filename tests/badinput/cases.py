@@ -566,10 +566,12 @@ def _block_device_kept(ctx: Ctx, r: Result) -> None:
 
 def _fifo_kept(ctx: Ctx, r: Result) -> None:
     assert stat.S_ISFIFO(os.lstat(ctx.out / "pipe").st_mode)
+    got = ctx.dir / "from-fifo"
     deadline = time.monotonic() + 30
-    while not (ctx.dir / "from-fifo").exists() and time.monotonic() < deadline:
+    # the reader thread creates the file before it writes what it read: wait for the text itself
+    while not (got.exists() and b"Apollo 11" in got.read_bytes()) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert b"Apollo 11" in (ctx.dir / "from-fifo").read_bytes()
+    assert b"Apollo 11" in got.read_bytes()
 
 
 def _symlink_kept(ctx: Ctx, r: Result) -> None:
