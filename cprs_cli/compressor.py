@@ -425,8 +425,8 @@ class Compressor:
     def _selection_inputs(self, pool, text: str, units: np.ndarray, queries: list[str], opts: CompressOptions,
                           sentences: np.ndarray) -> tuple[Future, list[Future | None]]:
         """What budgeted (or BM25-reading dynamic) selection needs besides the critic, as futures
-        of worker threads that run while the critic does: every unit's cl100k cost and, per query, the units' BM25 scores
-        (`select.unit_costs`, `select.lexical_scores`). tiktoken and numpy release the GIL for
+        of worker threads that run while the critic does: every unit's cl100k cost and, per query,
+        the units' BM25 scores (`select.unit_costs`, `select.lexical_scores`). tiktoken and numpy release the GIL for
         most of it."""
         from .select import lexical_scores, unit_costs
 
