@@ -89,7 +89,7 @@ class _Job:
     tokenize: float = 0.0
     critic: float = 0.0  # its share of the shared critic batches
     # budgeted selection's unit costs and BM25 scores, computed beside the critic
-    selection_inputs: tuple[Future, list[Future | None]] | None = None
+    selection_inputs: tuple[Future | None, list[Future | None]] | None = None
 
     @property
     def plan(self) -> Plan:
@@ -423,16 +423,18 @@ class Compressor:
                     and str(opts.granularity) != "word")
 
     def _selection_inputs(self, pool, text: str, units: np.ndarray, queries: list[str], opts: CompressOptions,
-                          sentences: np.ndarray) -> tuple[Future, list[Future | None]]:
+                          sentences: np.ndarray) -> tuple[Future | None, list[Future | None]]:
         """What budgeted (or BM25-reading dynamic) selection needs besides the critic, as futures
-        of worker threads that run while the critic does: every unit's cl100k cost and, per query,
-        the units' BM25 scores (`select.unit_costs`, `select.lexical_scores`). tiktoken and numpy release the GIL for
-        most of it."""
+        of worker threads that run while the critic does: with a budget every unit's cl100k cost
+        (dynamic mode counts only the units its rule lets through, in `select`), and per query
+        the units' BM25 scores (`select.unit_costs`, `select.lexical_scores`). tiktoken and numpy
+        release the GIL for most of it."""
         from .select import lexical_scores, unit_costs
 
         separator = DEFAULT_SEPARATOR if opts.separator is None else opts.separator
-        costs = pool.submit(lambda: unit_costs(text, units, count_tokens(separator)))
+        costs = None
         if opts.budgeted:
+            costs = pool.submit(lambda: unit_costs(text, units, count_tokens(separator)))
             weight = self.critic.lexical_weight if opts.lexical_weight is None else opts.lexical_weight
         else:  # dynamic mode whose rule reads BM25 (_dynamic_lexical)
             weight = self.critic.dynamic.lexical
@@ -479,7 +481,8 @@ class Compressor:
         costs, bm25s = (None, [None] * len(job.queries))
         if job.selection_inputs is not None:
             costs_f, bm25_f = job.selection_inputs
-            costs, bm25s = costs_f.result(), [f.result() if f is not None else None for f in bm25_f]
+            costs = costs_f.result() if costs_f is not None else None
+            bm25s = [f.result() if f is not None else None for f in bm25_f]
         per_query = []
         for q, probs, p, bm25 in zip(job.queries, job.probs, job.plans, bm25s):
             per_query.append(self.select_spans(
