@@ -14,26 +14,16 @@ Result (round-4 `small`, 2026-11-30): stemming lifts BM25 alone by 2.1 points on
 average (0.4 on `test`), but the fusion does not move: `calib` macro 77.41 vs 77.41 at W = 0.05 and
 77.34 vs 77.80 at W = 0.1 (the shipped weight), `test` within 0.5 either way. Not adopted.
 """
-import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import Stemmer  # PyStemmer, not a cprs dependency: pip install pystemmer
+from replay import start
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not installed: the checkout's
-from cprs_cli import lexical  # noqa: E402
-from cprs_cli.evaluation import quality as ev  # noqa: E402
-from training import calibrate as C  # noqa: E402
+from cprs_cli import lexical
+from training import calibrate as C
 
-ap = argparse.ArgumentParser()
-ap.add_argument("model")
-ap.add_argument("probs")
-ap.add_argument("tag")
-ap.add_argument("split", nargs="?", default="calib")
-a = ap.parse_args()
-comp = ev.load_compressor(a.model, "cpu", None, None)
-data = C.prepare(comp, a.split, a.probs, a.tag, log=lambda m: print(m, file=sys.stderr))
+a, comp, data = start(log=lambda m: print(m, file=sys.stderr))
 STEMMER = Stemmer.Stemmer("english")
 
 

@@ -8,25 +8,17 @@ retriever's cosine added to the linear fusion.
     python experiments/fusion_variants.py small /tmp/r4/probs-r4b r4b test --dense-cache /tmp/dense.pkl
 
 Results: docs/quality/fusion_variants.md."""
-import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
+from replay import start
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not installed: the checkout's
-from cprs_cli.evaluation import quality as ev  # noqa: E402
-from training import calibrate as C  # noqa: E402
+from training import calibrate as C
 
-ap = argparse.ArgumentParser()
-ap.add_argument("model")
-ap.add_argument("probs")
-ap.add_argument("tag")
-ap.add_argument("split", nargs="?", default="calib")
-ap.add_argument("--dense-cache", default=None, help="add dense-fusion variants (the dense baseline's cache file)")
-a = ap.parse_args()
-comp = ev.load_compressor(a.model, "cpu", None, None)
-data = C.prepare(comp, a.split, a.probs, a.tag, log=lambda m: print(m, file=sys.stderr))
+a, comp, data = start(
+    extra=lambda ap: ap.add_argument("--dense-cache", default=None,
+                                     help="add dense-fusion variants (the dense baseline's cache file)"),
+    log=lambda m: print(m, file=sys.stderr))
 if a.dense_cache:
     from cprs_cli.evaluation.baselines import DenseBaseline
 

@@ -11,23 +11,12 @@ shipped one on the `calib` macro average (77.76–77.86 vs 77.80) and within 0.4
 `--rate 0.2` +1.3 on `calib` and +0.6 on `test`, papers unchanged on `calib` and −2.7 on `test`).
 Not adopted: no signal beyond the noise.
 """
-import argparse
-import sys
-from pathlib import Path
-
 import numpy as np
+from replay import start
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is not installed: the checkout's
-from cprs_cli.evaluation import quality as ev  # noqa: E402
-from training import calibrate as C  # noqa: E402
+from training import calibrate as C
 
-ap = argparse.ArgumentParser()
-ap.add_argument("model")
-ap.add_argument("probs")
-ap.add_argument("tag")
-ap.add_argument("split", nargs="?", default="calib")
-a = ap.parse_args()
-comp = ev.load_compressor(a.model, "cpu", None, None)
+a, comp, _ = start(prepare=False)  # prepared once per way of scoring, below
 w = comp.critic.lexical_weight
 
 
