@@ -118,27 +118,25 @@ ray_logs() {  # the end of each Ray worker's stderr, after a corpus run that los
   done >>"$LOG" 2>/dev/null
 }
 
+corpus_row() {  # GPUS ACTORS_PER_GPU [PIN...]: one 20M-token cprs corpus row, small's shape, actors of 2 cores
+  local gpus=$1 per=$2; shift 2
+  echo "== corpus small gpus=$gpus actors-per-gpu=$per cpus-per-worker=2 $*" | tee -a "$LOG"
+  CUDA_VISIBLE_DEVICES=$gpus PYTHONPATH=$S/site:$PWD timeout 200 "$@" python3 benchmarks/bench_corpus.py \
+    --tokens 20000000 --doc-tokens 1000 --shard-tokens 250000 --model $S/shapes/small --device cuda:0 \
+    --actors-per-gpu "$per" --cpus-per-worker 2 --out $OUT/corpus.jsonl >>"$LOG" 2>&1 || echo "FAILED ($?)" | tee -a "$LOG"
+  ray_logs
+  tail -n 1 $OUT/corpus.jsonl 2>/dev/null | cut -c1-600
+}
+
 corpus_scale() {  # cprs corpus on 1 and 2 GPUs, 20M tokens, small's shape, 8 actors of 2 cores per GPU
   # Each GPU comes with its share of the host: 16 of the 32 cores (what the 1-GPU machine kind
   # has), so the one-GPU run is pinned to cores 0-15 and cannot borrow the second GPU's CPUs.
-  for gpus in 0 0,1; do
-    local pin="taskset -c 0-15"
-    [ "$gpus" = 0,1 ] && pin=""
-    echo "== corpus small gpus=$gpus actors-per-gpu=8 cpus-per-worker=2 ${pin}" | tee -a "$LOG"
-    CUDA_VISIBLE_DEVICES=$gpus PYTHONPATH=$S/site:$PWD timeout 200 $pin python3 benchmarks/bench_corpus.py \
-      --tokens 20000000 --doc-tokens 1000 --shard-tokens 250000 --model $S/shapes/small --device cuda:0 \
-      --actors-per-gpu 8 --cpus-per-worker 2 --out $OUT/corpus.jsonl >>"$LOG" 2>&1 || echo "FAILED ($?)" | tee -a "$LOG"
-    ray_logs
-    tail -n 1 $OUT/corpus.jsonl 2>/dev/null | cut -c1-400
-  done
+  corpus_row 0 8 taskset -c 0-15
+  corpus_row 0,1 8
 }
 
 corpus_one_gpu_all_cores() {  # the control: one GPU given all 32 cores (16 actors of 2) -- GPU- or CPU-bound?
-  echo "== corpus small gpus=0 actors-per-gpu=16 cpus-per-worker=2" | tee -a "$LOG"
-  CUDA_VISIBLE_DEVICES=0 PYTHONPATH=$S/site:$PWD timeout 200 python3 benchmarks/bench_corpus.py \
-    --tokens 20000000 --doc-tokens 1000 --shard-tokens 250000 --model $S/shapes/small --device cuda:0 \
-    --actors-per-gpu 16 --cpus-per-worker 2 --out $OUT/corpus.jsonl >>"$LOG" 2>&1 || echo "FAILED ($?)" | tee -a "$LOG"
-  tail -n 1 $OUT/corpus.jsonl 2>/dev/null | cut -c1-600
+  corpus_row 0 16
 }
 
 compress_10m() {  # the multi-GPU issue's single document: 10M tokens, small's shape, 1 and 2 GPUs in one process
