@@ -1009,22 +1009,22 @@ def models(
 def bench(
     out_dir: Annotated[Path, typer.Option(
         "--out-dir", metavar="DIR", file_okay=False, show_default=False,
-        help="Where results.json, the plots and report.md are written (nothing is written "
-             "anywhere else).")],
-    quick: Annotated[bool, typer.Option(
-        "--quick", help="A small, fast subset (minutes on a CPU).")] = False,
+        help="Where results.json, the plots and report.md are written (nothing else is written).")],
+    quick: Annotated[bool, typer.Option("--quick", help="A small, fast subset (minutes on a CPU).")] = False,
     model: Annotated[list[str] | None, typer.Option(
         "--model", "-m", metavar="NAME|PATH",
         help="Critic to benchmark; repeat for several (default: all installed).")] = None,
     length: Annotated[list[int] | None, typer.Option(
         "--length", min=1, metavar="TOKENS",
-        help="Context length to test; repeat for several (default: the suite's).")] = None,
+        help="Context length to test; repeat for several (default: the suite's, 4K to 128K).")] = None,
+    needle_lengths: Annotated[str | None, typer.Option(
+        "--needle-lengths", metavar="N,...", callback=_check_token_list, show_default=False,
+        help="Extra lengths for the needle tasks alone (k = 1024, m = 10^6; default 1,048,576 "
+             "in a full run, none with --length or --quick; an empty value adds none).")] = None,
     device: Annotated[str, typer.Option(
-        metavar="auto|cpu|cuda[:N]", callback=_check_device, help="Where the critics run.")
-    ] = "auto",
+        metavar="auto|cpu|cuda[:N]", callback=_check_device, help="Where the critics run.")] = "auto",
     task: Annotated[list[str] | None, typer.Option(
-        "--task", metavar="TASK", help="Benchmark task; repeat for several (default: all).")
-    ] = None,
+        "--task", metavar="TASK", help="Benchmark task; repeat for several (default: all).")] = None,
     data_dir: Annotated[Path | None, typer.Option(
         "--data-dir", metavar="DIR", file_okay=False, show_default=False,
         help="QA records (*.jsonl.gz) for the qa task (default: $CPRS_DATA, else ../shared/data; "
@@ -1047,10 +1047,8 @@ def bench(
     speed_tokens: Annotated[int | None, typer.Option(
         "--speed-tokens", min=1000, metavar="N", show_default=False,
         help="--speed: tokens of the end-to-end document (default: 100K on a CPU, 1M on a GPU).")] = None,
-    progress: Annotated[bool, typer.Option(
-        "--progress/--no-progress", help="Show progress on stderr.")] = True,
-    debug: Annotated[bool, typer.Option(
-        "--debug", help="Show full tracebacks for unexpected errors.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress on stderr.")] = True,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for unexpected errors.")] = False,
 ) -> None:
     """Benchmark critics and baselines (BM25, dense, first-k, random) on the task suite.
 
@@ -1064,7 +1062,8 @@ def bench(
                    device=device, tasks=list(task) if task else None, seed=seed, progress=progress,
                    data_dir=data_dir, report_path=report, speed=speed, speed_tokens=speed_tokens,
                    peers=peers.split(",") if peers is not None else None,
-                   speed_lengths=None if speed_lengths is None else bench_run._ints(speed_lengths))
+                   speed_lengths=None if speed_lengths is None else bench_run._ints(speed_lengths),
+                   needle_lengths=None if needle_lengths is None else bench_run._ints(needle_lengths))
     print_note(f"benchmark results written to {out_dir}")
 
 

@@ -204,6 +204,30 @@ def test_report_from_tiny_run(tmp_path, request):
     assert res["files"]["report"] == str(report)
 
 
+def test_needle_lengths_add_only_the_needle_tasks(tmp_path):
+    """A full run adds the needle tasks at the extra lengths (1M by default), once each and
+    niah_single on the depth grid; other tasks stay at the suite's lengths. An explicit --length
+    drops the default extra length."""
+    from cprs_cli.evaluation import bench as run
+
+    assert run.FULL["needle_lengths"] == [1_048_576]
+    out = tmp_path / "b"
+    saved = run.main(out, lengths=[600], needle_lengths=[1500], tasks=["niah_single", "niah_multikey", "vt"],
+                     progress=False, samples=2, depths=[0.0, 1.0], speed_lengths=[], baselines=["first_k"],
+                     compressors={"cprs-fake": _FakeCompressor()}, command="cprs bench --test")
+    got = sorted((r["task"], r["length"]) for r in saved["rows"] if r["method"] == "cprs-fake")
+    assert got == sorted([("niah_single", 600)] * 2 + [("niah_multikey", 600)] * 2 + [("vt", 600)] * 2
+                         + [("niah_single", 1500)] * 2 + [("niah_multikey", 1500)])
+    assert saved["config"]["needle_lengths"] == [1500]
+    assert saved["summary"]["heatmap"]["cprs-fake"]["lengths"] == [600, 1500]
+    assert "the needle tasks also at 1.5K" in (out / "report.md").read_text()
+    # an explicit length list means no default extra length
+    again = run.main(tmp_path / "c", lengths=[600], tasks=["niah_multikey"], progress=False, samples=1,
+                     speed_lengths=[], baselines=[], compressors={"cprs-fake": _FakeCompressor()},
+                     command="cprs bench --test")
+    assert {r["length"] for r in again["rows"]} == {600} and again["config"]["needle_lengths"] == []
+
+
 def test_speed_worker_subprocess():
     from cprs_cli.evaluation import bench as run
 

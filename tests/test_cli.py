@@ -683,13 +683,23 @@ def test_bench_passes_options(monkeypatch, tmp_path):
     assert calls == [dict(quick=True, out_dir=tmp_path / "b", models=["mini", "small"],
                           lengths=[1000, 4000], device="cpu", tasks=["niah"], seed=7, progress=False,
                           data_dir=tmp_path / "data", report_path=tmp_path / "r.md", speed=False,
-                          peers=None, speed_lengths=None, speed_tokens=None)]
+                          peers=None, speed_lengths=None, speed_tokens=None, needle_lengths=None)]
     calls.clear()
     r = invoke("bench", "--out-dir", tmp_path / "c")
     assert r.exit_code == 0, r.stderr
     assert calls[0]["quick"] is False and calls[0]["out_dir"] == tmp_path / "c"
     assert calls[0]["lengths"] is None and calls[0]["tasks"] is None and calls[0]["seed"] == 0
     assert calls[0]["data_dir"] is None and calls[0]["report_path"] is None
+    assert calls[0]["needle_lengths"] is None  # the suite's default (1M in a full run)
+    calls.clear()
+    r = invoke("bench", "--out-dir", tmp_path / "c2", "--needle-lengths", "1m,256k")
+    assert r.exit_code == 0, r.stderr
+    assert calls[0]["needle_lengths"] == [1_000_000, 262_144]
+    calls.clear()
+    assert invoke("bench", "--out-dir", tmp_path / "c3", "--needle-lengths", "").exit_code == 0
+    assert calls[0]["needle_lengths"] == []
+    calls.clear()
+    assert invoke("bench", "--out-dir", tmp_path / "c4", "--needle-lengths", "lots").exit_code == 2
     calls.clear()
     r = invoke("bench", "--speed", "--out-dir", tmp_path / "d", "--peers", "llmlingua-2,provence",
                "--speed-lengths", "10000, 1m,2k", "--speed-tokens", "5000")

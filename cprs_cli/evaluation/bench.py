@@ -76,7 +76,12 @@ FULL: dict[str, Any] = {
     "depths": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
     "depth_samples": 1,  # per (length, depth) cell of the heat-map
     "speed_lengths": [10_000, 100_000, 1_000_000],
+    # the needle tasks again at 1M tokens (the paper's needles run to 1M): niah_single on the
+    # heat-map's depth grid, the other needle tasks once each
+    "needle_lengths": [1_048_576],
+    "needle_samples": 1,
 }
+NEEDLE_TASKS = ("niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery")
 
 
 def _log(progress: bool, msg: str) -> None:
@@ -400,14 +405,16 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
          compressor_factory: Callable[[str, str], Any] | None = None, report_path: Path | str | None = None,
          command: str | None = None, data_dir: Path | str | None = None, speed: bool = False,
          peers: list[str] | None = None, speed_tokens: int | None = None, tiny_peers: bool = False,
-         speed_rate: float | None = None) -> dict:
+         speed_rate: float | None = None, needle_lengths: list[int] | None = None) -> dict:
     """Run the benchmark and write `out_dir/results.json` (first), `out_dir/*.png` and the
     markdown report (default `out_dir/report.md`). Nothing else is written. Returns the results.
 
     `models`: critic names or directories (default: the installed shipped critics; quick: the
     first of them). `compressors` may instead give ready objects with `.compress` (label →
     object); they are then also timed in-process. `speed_lengths=[]` skips the speed section.
-    `data_dir`: the QA records of the `qa` task (`qa.resolve_data_dir`; without them the task
+    `needle_lengths`: the needle tasks' extra lengths (default: the full preset's 1M, but none
+    when `lengths` is given or in quick mode; `[]` for none). `data_dir`: the QA records of the
+    `qa` task (`qa.resolve_data_dir`; without them the task
     is skipped with a note). Raises `UsageError` for an unknown task or baseline and
     `deps.MissingDependency` for a missing package, before any work.
 
@@ -421,7 +428,11 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
     preset = QUICK if quick else FULL
     out_dir = Path(out_dir)
     report_path = Path(report_path) if report_path else out_dir / "report.md"
+    explicit_lengths = bool(lengths)
     lengths = list(lengths or preset["lengths"])
+    if needle_lengths is None:
+        needle_lengths = [] if explicit_lengths else list(preset.get("needle_lengths", []))
+    needle_lengths = [n for n in needle_lengths if n not in lengths]
     samples = int(samples or preset["samples"])
     depths = list(preset["depths"] if depths is None else depths)
     dev = _resolve_device(device)
@@ -435,6 +446,7 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
         baselines = list(baselines or [])
         tasks = []
         lengths = []
+        needle_lengths = []
         speed_rate = S.DEFAULT_RATE if speed_rate is None else float(speed_rate)
         speed_tokens = int(speed_tokens or (min(SPEED_TOKENS[dev_type], 30_000) if quick else SPEED_TOKENS[dev_type]))
         S.select_peers(peers, dev)  # an unknown peer is a usage error before any work
@@ -492,6 +504,12 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
                                     Path(data_dir) if data_dir else None,
                                     depth_samples=preset["depth_samples"] if depths else None)
         notes += tnotes
+        needle_tasks = [t for t in tasks if t in NEEDLE_TASKS]
+        if needle_lengths and needle_tasks:
+            _log(progress, f"generating {', '.join(needle_tasks)} at {', '.join(map(str, needle_lengths))} tokens")
+            more, _ = build_suite(needle_tasks, needle_lengths, int(preset.get("needle_samples", samples)), seed,
+                                  depths, None, depth_samples=preset["depth_samples"] if depths else None)
+            items += more
         _log(progress, f"{len(items)} items × {len(methods)} methods")
         rows = run_suite(items, compressors, base_objs, progress)
     summary = summarise(rows, methods) if rows else {"by_task": {}, "by_length": {}, "overall": {},
@@ -523,6 +541,8 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
         "command": command or default_command(),
         "machine": machine,
         "config": {"quick": quick, "models": crit_labels, "lengths": lengths, "samples": samples,
+                   "needle_lengths": needle_lengths if tasks else [],
+                   "needle_samples": preset.get("needle_samples", samples),
                    "depths": depths, "speed_lengths": speed_lengths, "baselines": baselines,
                    "seed": seed, "device": dev, "budget_floor": BUDGET_FLOOR, "speed_only": speed,
                    "peers": peers, "speed_tokens": speed_tokens, "speed_rate": speed_rate},
@@ -573,6 +593,8 @@ def _cli(argv: list[str] | None = None) -> int:
                    help="critic name or directory (repeatable)")
     p.add_argument("--lengths", type=_ints, default=None, help="e.g. 4k,16k,128k (k = 1024)")
     p.add_argument("--speed-lengths", type=_ints, default=None, help="e.g. 10000,100000 (empty: skip)")
+    p.add_argument("--needle-lengths", type=_ints, default=None,
+                   help="extra lengths for the needle tasks alone (default: 1,048,576 in a full run; empty: none)")
     p.add_argument("--samples", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--tasks", type=lambda s: [t.strip() for t in s.split(",") if t.strip()], default=None)
@@ -596,7 +618,8 @@ def _cli(argv: list[str] | None = None) -> int:
     try:
         main(a.out_dir, quick=a.quick, models=a.models, lengths=a.lengths, device=a.device,
              tasks=a.tasks, seed=a.seed, progress=not a.no_progress, samples=a.samples,
-             speed_lengths=a.speed_lengths, baselines=a.baselines, report_path=a.report,
+             speed_lengths=a.speed_lengths, needle_lengths=a.needle_lengths, baselines=a.baselines,
+             report_path=a.report,
              data_dir=a.data_dir, speed=a.speed, peers=a.peers,
              speed_tokens=a.speed_tokens[0] if a.speed_tokens else None, tiny_peers=a.tiny_peers)
     except CprsError as err:

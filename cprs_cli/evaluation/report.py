@@ -65,6 +65,8 @@ def _ratio(x: float | None) -> str:
 
 
 def _fmt_len(n: int) -> str:
+    if n >= 1 << 20 and n % (1 << 20) == 0:
+        return f"{n >> 20}M"
     return f"{n // 1024}K" if n % 1024 == 0 and n >= 1024 else (f"{n / 1000:g}K" if n >= 1000 else str(n))
 
 
@@ -103,7 +105,10 @@ def bench_markdown(results: dict, files: dict[str, Path], out_dir: Path, report_
         f"{cfg['samples']} sample(s) per task and length"
         + (f"; niah_single on a grid of {len(cfg['depths'])} needle depths per length instead"
            if cfg.get("depths") else ""),
-        f"- **Context lengths** (cl100k tokens): {', '.join(_fmt_len(x) for x in cfg['lengths'])}",
+        f"- **Context lengths** (cl100k tokens): {', '.join(_fmt_len(x) for x in cfg['lengths'])}"
+        + (f"; the needle tasks also at {', '.join(_fmt_len(x) for x in cfg['needle_lengths'])} "
+           f"({cfg.get('needle_samples', 1)} sample(s) each, niah_single on the depth grid)"
+           if cfg.get("needle_lengths") else ""),
         f"- **Tasks**: {', '.join(results['tasks'])}",
         f"- **Critics**: {', '.join(m for m in methods if m.startswith('cprs')) or '–'}; "
         f"**baselines**: {', '.join(cfg['baselines']) or '–'}",
