@@ -73,6 +73,7 @@ for name, (pool, objective) in objectives.items():
     pol = DynamicPolicy(**best["policy"])
     for split, data in (("calib", calib), ("test", test)):
         by_row, unans = replay(data, pol)
-        cells = "  ".join(f"{k} {100 * by_row[k]['score']:.1f} ({by_row[k]['ratio']:.1f}x)" for k in TARGET if k in by_row)
+        cells = "  ".join(f"{k} {100 * by_row[k]['score']:.1f} ({by_row[k]['ratio']:.1f}x)"
+                          for k in TARGET if k in by_row)
         print(f"{name:20} {split:5} {best['policy']}  {cells}  unanswerable {100 * np.mean(unans):.1f}%  "
               f"all-row mean {100 * np.mean([v['score'] for v in by_row.values()]):.1f}")
