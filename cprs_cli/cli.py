@@ -1016,11 +1016,11 @@ def bench(
         help="Critic to benchmark; repeat for several (default: all installed).")] = None,
     length: Annotated[list[int] | None, typer.Option(
         "--length", min=1, metavar="TOKENS",
-        help="Context length to test; repeat for several (default: the suite's, 4K to 128K).")] = None,
+        help="Context length to test; repeat for several (default: 4K to 128K, or 4K and 8K with --quick).")] = None,
     needle_lengths: Annotated[str | None, typer.Option(
         "--needle-lengths", metavar="N,...", callback=_check_token_list, show_default=False,
-        help="Extra lengths for the needle tasks alone (k = 1024, m = 10^6; default 1,048,576 "
-             "in a full run, none with --length or --quick; an empty value adds none).")] = None,
+        help="Extra lengths for the needle tasks alone (k = 1024, m = 10^6; default 1024k in a full "
+             "run, none with --length or --quick; an empty value adds none).")] = None,
     device: Annotated[str, typer.Option(
         metavar="auto|cpu|cuda[:N]", callback=_check_device, help="Where the critics run.")] = "auto",
     task: Annotated[list[str] | None, typer.Option(

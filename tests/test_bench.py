@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
+from cprs_cli.errors import UsageError
 from cprs_cli.evaluation import baselines as B
 from cprs_cli.evaluation import metrics as M
 from cprs_cli.evaluation import tasks as T
@@ -88,6 +90,18 @@ def test_retrievers_find_the_needle(needle_item):
     for name in ("bm25", "dense"):
         out = B.make_baseline(name).select(needle_item.document, needle_item.query, 120)
         assert M.string_match_all(out, needle_item.answers) == 1.0, name
+
+
+def test_dense_batches_by_device_and_batch_size_leaves_the_scores(needle_item):
+    """GPUs embed the units in batches of 1,024 (CPUs 64); the batch only changes padding, so the
+    scores agree to float rounding and the selection is the same."""
+    assert B.DenseBaseline("cpu").batch_size == 64 and B.DenseBaseline("cuda:1").batch_size == 1024
+    assert B.DenseBaseline("cuda", batch_size=8).batch_size == 8
+    doc, query = needle_item.document, needle_item.query
+    units = B.unit_spans(doc, "chunk")
+    small, large = B.DenseBaseline("cpu", batch_size=4), B.DenseBaseline("cpu", batch_size=1024)
+    assert np.abs(small.scores(doc, units, query) - large.scores(doc, units, query)).max() < 1e-5
+    assert small.select(doc, query, 120) == large.select(doc, query, 120)
 
 
 def test_random_is_seeded(needle_item):
@@ -226,6 +240,21 @@ def test_needle_lengths_add_only_the_needle_tasks(tmp_path):
                      speed_lengths=[], baselines=[], compressors={"cprs-fake": _FakeCompressor()},
                      command="cprs bench --test")
     assert {r["length"] for r in again["rows"]} == {600} and again["config"]["needle_lengths"] == []
+    # repeated lengths run once; without a needle task there is nothing to add
+    twice = run.main(tmp_path / "d", lengths=[600], needle_lengths=[1500, 1500, 600], tasks=["niah_multikey", "vt"],
+                     progress=False, samples=1, speed_lengths=[], baselines=[],
+                     compressors={"cprs-fake": _FakeCompressor()}, command="cprs bench --test")
+    assert sorted((r["task"], r["length"]) for r in twice["rows"]) == [
+        ("niah_multikey", 600), ("niah_multikey", 1500), ("vt", 600)]
+    assert "niah_single on the depth grid" not in (tmp_path / "d" / "report.md").read_text()
+    none = run.main(tmp_path / "e", lengths=[600], needle_lengths=[1500], tasks=["vt"], progress=False, samples=1,
+                    speed_lengths=[], baselines=[], compressors={"cprs-fake": _FakeCompressor()},
+                    command="cprs bench --test")
+    assert none["config"]["needle_lengths"] == []
+    assert "needle tasks also" not in (tmp_path / "e" / "report.md").read_text()
+    with pytest.raises(UsageError):
+        run.main(tmp_path / "f", needle_lengths=[0], progress=False, compressors={"cprs-fake": _FakeCompressor()})
+    assert not (tmp_path / "f").exists()
 
 
 def test_speed_worker_subprocess():

@@ -244,13 +244,17 @@ class DenseBaseline(_Retriever):
 
     name = "dense"
 
-    def __init__(self, device: str = "cpu", model_dir: str | Path | None = None, batch_size: int = 64,
+    def __init__(self, device: str = "cpu", model_dir: str | Path | None = None, batch_size: int | None = None,
                  max_length: int = 256, unit: str = "chunk", cache: bool = False,
                  cache_file: str | Path | None = None):
         super().__init__(unit)
         self.device = device
         self.model_dir = Path(model_dir) if model_dir else None
-        self.batch_size = batch_size
+        # units are a few dozen tokens: on a GPU a batch of 64 is a few microseconds of work behind
+        # a tokenizer call and a device round trip (the full bench on an H200 spent 180 of its 513
+        # method-seconds here). One H200, 1.18M tokens (benchmarks/bench_dense.py): 64 → 140K
+        # tokens/s, 1,024 → 262K, 4,096 → 211K, the same selections; on the CPU 64 stays faster
+        self.batch_size = batch_size or (64 if str(device).startswith("cpu") else 1024)
         self.max_length = max_length
         self._model: Any = None
         self._tok: Any = None

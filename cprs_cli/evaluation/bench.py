@@ -432,7 +432,9 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
     lengths = list(lengths or preset["lengths"])
     if needle_lengths is None:
         needle_lengths = [] if explicit_lengths else list(preset.get("needle_lengths", []))
-    needle_lengths = [n for n in needle_lengths if n not in lengths]
+    if any(n < 1 for n in needle_lengths):
+        raise UsageError("needle lengths must be at least 1 token")
+    needle_lengths = sorted({n for n in needle_lengths if n not in lengths})
     samples = int(samples or preset["samples"])
     depths = list(preset["depths"] if depths is None else depths)
     dev = _resolve_device(device)
@@ -454,6 +456,8 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
         speed_lengths = list(preset["speed_lengths"] if speed_lengths is None else speed_lengths)
         baselines = list(BASELINES if baselines is None else baselines)
         tasks = list(tasks or BENCH_TASKS)
+        if not any(t in NEEDLE_TASKS for t in tasks):
+            needle_lengths = []
     started = time.perf_counter()
 
     # critics
@@ -505,7 +509,7 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
                                     depth_samples=preset["depth_samples"] if depths else None)
         notes += tnotes
         needle_tasks = [t for t in tasks if t in NEEDLE_TASKS]
-        if needle_lengths and needle_tasks:
+        if needle_lengths:
             _log(progress, f"generating {', '.join(needle_tasks)} at {', '.join(map(str, needle_lengths))} tokens")
             more, _ = build_suite(needle_tasks, needle_lengths, int(preset.get("needle_samples", samples)), seed,
                                   depths, None, depth_samples=preset["depth_samples"] if depths else None)
@@ -541,7 +545,7 @@ def main(out_dir: Path | str, quick: bool = False, models: list[str] | None = No
         "command": command or default_command(),
         "machine": machine,
         "config": {"quick": quick, "models": crit_labels, "lengths": lengths, "samples": samples,
-                   "needle_lengths": needle_lengths if tasks else [],
+                   "needle_lengths": needle_lengths,
                    "needle_samples": preset.get("needle_samples", samples),
                    "depths": depths, "speed_lengths": speed_lengths, "baselines": baselines,
                    "seed": seed, "device": dev, "budget_floor": BUDGET_FLOOR, "speed_only": speed,

@@ -124,8 +124,8 @@ ROW_BY_NAME = {r.name: r for r in ROWS}
 
 NIAH_KINDS = ("niah_single", "niah_multikey")
 NIAH_DEPTHS_FULL = tuple(i / 10 for i in range(11))
-# 5 × 11 depths × 2 kinds = 110 needles per length: n ≥ 100 per row, as the other rows (about 18M
-# tokens per critic over the three lengths: minutes on a GPU, most of an hour for `mini` on a CPU)
+# 5 × 11 depths × 2 kinds = 110 needles per length: n ≥ 100 per row, as the other rows (18.9M
+# tokens per critic over the three lengths: 2-4 minutes on an H200, about an hour for `mini` on a CPU)
 NIAH_REPS_FULL = {8 * 1024: 5, 32 * 1024: 5, 128 * 1024: 5}
 NIAH_QUICK = {8 * 1024: (0.0, 0.5, 1.0), 32 * 1024: (0.5,)}  # 128K is skipped in quick mode
 MAX_PER_ROW = {"policyqa": 150}  # rows with more test examples than the report needs (2 documents)

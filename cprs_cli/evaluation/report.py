@@ -67,6 +67,8 @@ def _ratio(x: float | None) -> str:
 def _fmt_len(n: int) -> str:
     if n >= 1 << 20 and n % (1 << 20) == 0:
         return f"{n >> 20}M"
+    if n >= 1_000_000:  # e.g. `--needle-lengths 1m` (10^6); the plots label it 1M too
+        return f"{n / 1_000_000:g}M"
     return f"{n // 1024}K" if n % 1024 == 0 and n >= 1024 else (f"{n / 1000:g}K" if n >= 1000 else str(n))
 
 
@@ -107,8 +109,9 @@ def bench_markdown(results: dict, files: dict[str, Path], out_dir: Path, report_
            if cfg.get("depths") else ""),
         f"- **Context lengths** (cl100k tokens): {', '.join(_fmt_len(x) for x in cfg['lengths'])}"
         + (f"; the needle tasks also at {', '.join(_fmt_len(x) for x in cfg['needle_lengths'])} "
-           f"({cfg.get('needle_samples', 1)} sample(s) each, niah_single on the depth grid)"
-           if cfg.get("needle_lengths") else ""),
+           f"({cfg.get('needle_samples', 1)} sample(s) each"
+           + (", niah_single on the depth grid" if cfg.get("depths") and "niah_single" in results["tasks"] else "")
+           + ")" if cfg.get("needle_lengths") else ""),
         f"- **Tasks**: {', '.join(results['tasks'])}",
         f"- **Critics**: {', '.join(m for m in methods if m.startswith('cprs')) or '–'}; "
         f"**baselines**: {', '.join(cfg['baselines']) or '–'}",
