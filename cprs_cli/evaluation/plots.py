@@ -23,7 +23,8 @@ def _plt() -> Any:
     return plt
 
 
-def _fmt_tokens(n: float) -> str:
+def fmt_tokens(n: float) -> str:
+    """A token count as the report's tables and the plots' axes label it (4K, 1M, 10K, 512)."""
     if n >= 1 << 20 and n % (1 << 20) == 0:  # the suite's powers of two: 1,048,576 is "1M"
         return f"{int(n) >> 20}M"
     if n >= 1024 and n % 1024 == 0 and n < 1_000_000:
@@ -54,7 +55,7 @@ def needle_heatmap(maps: dict[str, dict], path: Path, title: str = "Needle reten
         m = maps[method]
         data = np.asarray(m["scores"], dtype=float)
         im = ax.imshow(data, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto", origin="upper")
-        ax.set_xticks(range(len(m["lengths"])), [_fmt_tokens(x) for x in m["lengths"]])
+        ax.set_xticks(range(len(m["lengths"])), [fmt_tokens(x) for x in m["lengths"]])
         ax.set_yticks(range(len(m["depths"])), [f"{d:.0%}" for d in m["depths"]])
         if k // cols == rows - 1 or k + cols >= n:
             ax.set_xlabel("context length (cl100k tokens)")
@@ -137,7 +138,7 @@ def stage_breakdown(speed_rows: list[dict], path: Path) -> Path:
     plt = _plt()
     rows = [r for r in speed_rows if r.get("timings")]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.0 * len(rows) + 2), 3.6))
-    labels = [f"{r['method']}\n{_fmt_tokens(r['input_tokens'])}" for r in rows]
+    labels = [f"{r['method']}\n{fmt_tokens(r['input_tokens'])}" for r in rows]
     bottom = np.zeros(len(rows))
     for stage in ("tokenize", "critic", "post"):
         vals = np.array([float(r["timings"].get(stage, 0.0)) for r in rows])

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .plots import fmt_tokens
+
 __all__ = ["write_json", "write_bench_report", "bench_markdown", "bench_plots", "quality_section",
            "update_section", "QUALITY_HEADER", "fmt"]
 
@@ -64,14 +66,6 @@ def _ratio(x: float | None) -> str:
     return "–" if x is None else f"{x:.1f}×"
 
 
-def _fmt_len(n: int) -> str:
-    if n >= 1 << 20 and n % (1 << 20) == 0:
-        return f"{n >> 20}M"
-    if n >= 1_000_000:  # e.g. `--needle-lengths 1m` (10^6); the plots label it 1M too
-        return f"{n / 1_000_000:g}M"
-    return f"{n // 1024}K" if n % 1024 == 0 and n >= 1024 else (f"{n / 1000:g}K" if n >= 1000 else str(n))
-
-
 def bench_markdown(results: dict, files: dict[str, Path], out_dir: Path, report_path: Path) -> str:
     """The benchmark's markdown report; images are linked relative to the report."""
     methods = results["methods"]
@@ -107,8 +101,8 @@ def bench_markdown(results: dict, files: dict[str, Path], out_dir: Path, report_
         f"{cfg['samples']} sample(s) per task and length"
         + (f"; niah_single on a grid of {len(cfg['depths'])} needle depths per length instead"
            if cfg.get("depths") else ""),
-        f"- **Context lengths** (cl100k tokens): {', '.join(_fmt_len(x) for x in cfg['lengths'])}"
-        + (f"; the needle tasks also at {', '.join(_fmt_len(x) for x in cfg['needle_lengths'])} "
+        f"- **Context lengths** (cl100k tokens): {', '.join(fmt_tokens(x) for x in cfg['lengths'])}"
+        + (f"; the needle tasks also at {', '.join(fmt_tokens(x) for x in cfg['needle_lengths'])} "
            f"({cfg.get('needle_samples', 1)} sample(s) each"
            + (", niah_single on the depth grid" if cfg.get("depths") and "niah_single" in results["tasks"] else "")
            + ")" if cfg.get("needle_lengths") else ""),
@@ -150,7 +144,7 @@ def bench_markdown(results: dict, files: dict[str, Path], out_dir: Path, report_
     lines += ["## Scores by context length", ""]
     lines += ["| length | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
     for L, per in summary["by_length"].items():
-        lines.append(f"| {_fmt_len(int(L))} | " + " | ".join(
+        lines.append(f"| {fmt_tokens(int(L))} | " + " | ".join(
             f"{_pct(per[m]['score'])} ({_ratio(per[m]['ratio'])})" for m in methods) + " |")
     lines.append("")
 
