@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 import Stemmer  # PyStemmer, not a cprs dependency: pip install pystemmer
-from replay import start
+from replay import print_table, start
 
 from cprs_cli import lexical
 from training import calibrate as C
@@ -52,11 +52,5 @@ for w in (0.05, 0.1, 0.2, 0.3):
     variants[f"lin{w}"] = lambda x, w=w: x["scores"] + w * x["bm25"]
     variants[f"lin{w} stemmed"] = lambda x, w=w: x["scores"] + w * x["bm25_stem"]
 per = {name: C.budget_scores(data, f) for name, f in variants.items()}
-rows = sorted(next(iter(per.values())).keys())
 print(f"{a.model} {a.tag} {a.split}")
-print("variant".ljust(20), " ".join(r[:16].rjust(16) for r in rows), "  macro")
-for name, t in per.items():
-    vals = [100 * t[r] for r in rows]
-    print(name.ljust(20), " ".join(f"{v:16.1f}" for v in vals), f"{np.mean(vals):7.2f}")
-n = [f"{x['spec'].name}@{m}" for x in data if x["item"].answerable for m in x["spec"].modes if m != "dynamic"]
-print("n", {r: n.count(r) for r in rows})
+print_table(per, 20, 16, data=data)

@@ -11,7 +11,7 @@ Results: docs/quality/fusion_variants.md."""
 import sys
 
 import numpy as np
-from replay import start
+from replay import print_table, start
 
 from training import calibrate as C
 
@@ -91,10 +91,4 @@ def variants(x, w):
 w = comp.critic.lexical_weight
 ranked = {id(x): variants(x, w) for x in data if x["item"].answerable}
 per = {name: C.budget_scores(data, lambda x, name=name: ranked[id(x)][name]) for name in next(iter(ranked.values()))}
-rows = sorted(next(iter(per.values())).keys())
-print("variant".ljust(24), " ".join(r[:14].rjust(14) for r in rows), "macro")
-for name, t in per.items():
-    vals = [100 * t[r] for r in rows]
-    print(name.ljust(24), " ".join(f"{v:14.1f}" for v in vals), f"{np.mean(vals):.2f}")
-n = [f"{x['spec'].name}@{m}" for x in data if x["item"].answerable for m in x["spec"].modes if m != "dynamic"]
-print("n", {r: n.count(r) for r in rows})
+print_table(per, 24, 14, macro_head="macro", macro_fmt=".2f", data=data)

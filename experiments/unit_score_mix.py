@@ -12,7 +12,7 @@ shipped one on the `calib` macro average (77.76–77.86 vs 77.80) and within 0.4
 Not adopted: no signal beyond the noise.
 """
 import numpy as np
-from replay import start
+from replay import print_table, start
 
 from training import calibrate as C
 
@@ -39,9 +39,5 @@ for name, fn in variants.items():
     C.unit_scores = fn  # what calibrate.prepare scores units with
     data = C.prepare(comp, a.split, a.probs, a.tag, log=lambda m: None)
     per[name] = C.budget_scores(data, lambda x: x["scores"] + w * x["bm25"])
-rows = sorted(next(iter(per.values())).keys())
 print(f"{a.model} {a.tag} {a.split}, BM25 weight {w}")
-print("variant".ljust(12), " ".join(r[:16].rjust(16) for r in rows), "  macro")
-for name, t in per.items():
-    vals = [100 * t[r] for r in rows]
-    print(name.ljust(12), " ".join(f"{v:16.1f}" for v in vals), f"{np.mean(vals):7.2f}")
+print_table(per, 12, 16)
