@@ -18,8 +18,20 @@ import json
 import os
 import platform
 import time
+from functools import partial
 
 import torch
+
+
+def time_calls(fn, repeats: int) -> tuple[list[float], object]:
+    """`fn()` once to warm up, then `repeats` timed calls: (the seconds of each, the last result)."""
+    out = fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return times, out
 
 
 def main() -> None:
@@ -52,12 +64,7 @@ def main() -> None:
         critic = load_critic(a.model, "cpu")
         assert critic.precision == dtype, (critic.precision, dtype)
         with torch.inference_mode():
-            critic.logits(ids, mask)
-            times = []
-            for _ in range(a.repeats):
-                t = time.perf_counter()
-                out = critic.logits(ids, mask)
-                times.append(time.perf_counter() - t)
+            times, out = time_calls(partial(critic.logits, ids, mask), a.repeats)
         probs[dtype] = torch.softmax(out.float(), -1)[..., 2]
         row[f"{dtype}_s"] = round(min(times), 3)
         row[f"{dtype}_tok_per_s"] = round(ids.numel() / min(times))

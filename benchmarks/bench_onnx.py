@@ -46,6 +46,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_cpu_dtype import time_calls  # benchmarks/ is sys.path[0] when run as a script
 from torch import nn
 
 
@@ -112,16 +113,6 @@ def _keep(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64)
     z = np.exp(z - z.max(-1, keepdims=True))
     return 1.0 - z[..., 2] / z.sum(-1)
-
-
-def _time(fn, repeats: int) -> tuple[list[float], np.ndarray]:
-    out = fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return times, out
 
 
 def main() -> None:
@@ -224,7 +215,7 @@ def main() -> None:
 
             def fn(s=sess):
                 return s.run(["logits"], feeds)[0]
-        times, logits = _time(fn, a.repeats)
+        times, logits = time_calls(fn, a.repeats)
         keep = _keep(logits)
         if ref is None:
             ref = keep
