@@ -166,6 +166,12 @@ def test_rust_tokenizer_matches_transformers_on_mini():
 # ---------------------------------------------------------------- the shipped critic, end to end
 
 
+def _python(code: str, tmp_path) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter (what it imports is its own) with its own cprs cache."""
+    env = {**os.environ, "CPRS_CACHE_DIR": str(tmp_path / "cache")}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+
+
 @needs_mini
 def test_mini_loads_without_transformers(tmp_path):
     """The point of bert.py and rusttok.py: `cprs compress` with mini never imports transformers."""
@@ -174,8 +180,7 @@ def test_mini_loads_without_transformers(tmp_path):
             "assert type(c.critic.model).__name__ == 'BertTagger'; "
             "bad = [m for m in ('transformers', 'torch._dynamo') if m in sys.modules]; "
             "assert not bad, bad")
-    env = {**os.environ, "CPRS_CACHE_DIR": str(tmp_path / "cache")}
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    r = _python(code, tmp_path)
     assert r.returncode == 0, r.stderr
 
 
@@ -199,8 +204,7 @@ def test_mini_in_int8_stays_near_fp32_without_transformers(tmp_path):
             "'linears': sorted({type(x).__name__ for n, x in m.named_modules() if n.endswith(('query', 'key', "
             "'value', 'dense'))}), 'mean': float(np.abs(a - b).mean()), 'max': float(np.abs(a - b).max()), "
             "'n': len(a), 'bad': [x for x in ('transformers', 'torch._dynamo') if x in sys.modules]}))")
-    env = {**os.environ, "CPRS_CACHE_DIR": str(tmp_path / "cache")}
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    r = _python(code, tmp_path)
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["type"] == "BertTagger" and got["precision"] == "int8" and not got["bad"], got
