@@ -63,15 +63,17 @@ stage() {  # there: copy one piece into $S; unpack tars; join and check the base
   ls $S
 }
 
+base() {  # there: the SmolLM2 base converted once, before several processes would at the same time
+  mkdir -p $S/site/gguf-0.19.0.dist-info  # transformers reads the gguf package's version
+  printf 'Metadata-Version: 2.1\nName: gguf\nVersion: 0.19.0\n' > $S/site/gguf-0.19.0.dist-info/METADATA
+  python3 -c "from cprs_cli.critic import CRITICS, base_model_dir; print(base_model_dir(CRITICS['small']))"
+}
+
 prepare() {  # there: the deltas into the tree's copy, the SmolLM2 base converted once
   cp $S/mini.delta cprs_cli/weights/mini/delta.safetensors
   cp $S/small.delta cprs_cli/weights/small/delta.safetensors
-  mkdir -p $S/site/gguf-0.19.0.dist-info  # transformers reads the gguf package's version
-  printf 'Metadata-Version: 2.1\nName: gguf\nVersion: 0.19.0\n' > $S/site/gguf-0.19.0.dist-info/METADATA
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-  # de-quantise the GGUF once, before two processes would at the same time
-  python3 -c "from cprs_cli.critic import CRITICS, base_model_dir; print(base_model_dir(CRITICS['small']))" \
-    > $OUT/prepare.log 2>&1 || { tail -n 20 $OUT/prepare.log; return 1; }
+  base > $OUT/prepare.log 2>&1 || { tail -n 20 $OUT/prepare.log; return 1; }
 }
 
 bench() {  # there: the full suite on GPU 0 (543 s for both critics on 2026-11-30, before the dense
@@ -108,7 +110,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     pack) pack; shift ;;
     stage) stage "$2"; shift 2 ;;
-    prepare|bench|needles) "$1"; shift ;;
+    base|prepare|bench|needles) "$1"; shift ;;
     dense) dense; shift ;;
     *) echo "unknown step $1" >&2; exit 2 ;;
   esac

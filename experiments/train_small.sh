@@ -42,11 +42,8 @@ stage() {  # gpu_bench.sh's: copy the piece into $S, unpack its tars, join and c
   S=$S bash "$REPO/experiments/gpu_bench.sh" stage "$1"
 }
 
-prepare() {
-  mkdir -p $S/site/gguf-0.19.0.dist-info  # transformers reads the gguf package's version
-  printf 'Metadata-Version: 2.1\nName: gguf\nVersion: 0.19.0\n' > $S/site/gguf-0.19.0.dist-info/METADATA
-  # de-quantise the GGUF once, before the runs start (each would convert it at the same time)
-  python3 -c "from cprs_cli.critic import CRITICS, base_model_dir; print(base_model_dir(CRITICS['small']))"
+prepare() {  # the GGUF de-quantised once, before the runs start (each would convert it at once)
+  S=$S bash "$REPO/experiments/gpu_bench.sh" base
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 }
 
