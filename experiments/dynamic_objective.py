@@ -34,18 +34,12 @@ import sys
 import numpy as np
 from replay import start
 
-from cprs_cli.evaluation import quality as ev
-from cprs_cli.select import DynamicPolicy, relative_units
+from cprs_cli.select import DynamicPolicy
 from training import calibrate as C
 
 a, comp, calib = start(log=lambda m: print(m, file=sys.stderr))
 test = C.prepare(comp, "test", a.probs, a.tag, log=lambda m: print(m, file=sys.stderr))
-TARGET = [r.name for r in ev.ROWS if r.kind == "data" and r.target_ratio]
-
-
-def replay(data, pol):
-    return C.dynamic_replay(data, lambda x: relative_units(x["scores"], x["costs"], x["input_tokens"], pol, x["bm25"]))
-
+TARGET = C.RATIO_ROWS
 
 grid = C.sweep_dynamic(calib)["grid"]
 feasible = [g for g in grid if g["ok"]]
@@ -72,7 +66,7 @@ for name, (pool, objective) in objectives.items():
     best = max(pool, key=objective)
     pol = DynamicPolicy(**best["policy"])
     for split, data in (("calib", calib), ("test", test)):
-        by_row, unans = replay(data, pol)
+        by_row, unans = C.policy_replay(data, pol)
         cells = "  ".join(f"{k} {100 * by_row[k]['score']:.1f} ({by_row[k]['ratio']:.1f}x)"
                           for k in TARGET if k in by_row)
         print(f"{name:20} {split:5} {best['policy']}  {cells}  unanswerable {100 * np.mean(unans):.1f}%  "

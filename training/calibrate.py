@@ -131,15 +131,23 @@ def dynamic_replay(data: list[dict], choose: Callable[[dict], np.ndarray]) -> tu
     return by_row, unans
 
 
+def policy_replay(data: list[dict], pol: DynamicPolicy) -> tuple[dict, list[float]]:
+    """`dynamic_replay` of the shipped rule (`select.relative_units`) under `pol`."""
+    return dynamic_replay(data, lambda x: relative_units(x["scores"], x["costs"], x["input_tokens"], pol, x["bm25"]))
+
+
+# the rows whose compression target the rule must keep (multi-hop, articles, papers)
+RATIO_ROWS = tuple(r.name for r in ev.ROWS if r.kind == "data" and r.target_ratio)
+
+
 def sweep_dynamic(data: list[dict]) -> dict:
     results = []
     for floor, rel, share, lex in itertools.product(FLOORS, RELATIVES, MAX_SHARES, DYNAMIC_LEXICAL):
         pol = DynamicPolicy(floor, rel, share, lex)
-        by_row, unans = dynamic_replay(
-            data, lambda x, pol=pol: relative_units(x["scores"], x["costs"], x["input_tokens"], pol, x["bm25"]))
+        by_row, unans = policy_replay(data, pol)
         if not by_row:
             continue
-        bound = [r.name for r in ev.ROWS if r.kind == "data" and r.target_ratio and r.name in by_row]
+        bound = [k for k in RATIO_ROWS if k in by_row]
         ok = all(by_row[k]["ratio"] >= RATIO_MARGIN for k in bound) and (
             not unans or float(np.mean(unans)) <= UNANSWERABLE_SHARE)
         results.append({"policy": pol.__dict__, "mean": float(np.mean([v["score"] for v in by_row.values()])),
